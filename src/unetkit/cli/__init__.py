@@ -1,0 +1,57 @@
+"""The ``unetkit`` command line: one program, one module per subcommand.
+
+Each module in :data:`COMMANDS` exposes ``add_parser(subparsers) -> None`` and
+``run(args) -> int``. User errors (:class:`unetkit.errors.UnetkitError`, ``ValueError``,
+``OSError``) become one line on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from unetkit.errors import UnetkitError
+
+COMMANDS: tuple[str, ...] = ("info",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    from unetkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="unetkit",
+        description="Build, train, run, evaluate, explain and export U-Nets.",
+    )
+    parser.add_argument("--version", action="version", version=f"unetkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"unetkit.cli.{name.replace('-', '_')}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``unetkit`` console script; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("unetkit: interrupted", file=sys.stderr)
+        return 130
+    except (UnetkitError, ValueError, OSError) as exc:
+        message = str(exc) if str(exc) else exc.__class__.__name__
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+            message = f"{exc.filename}: {message}"
+        print(f"unetkit: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
