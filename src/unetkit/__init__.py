@@ -1,7 +1,23 @@
-"""unetkit: U-Nets for dense prediction on 1D signals, 2D images and 3D volumes."""
+"""unetkit: U-Nets for dense prediction on 1D signals, 2D images and 3D volumes.
+
+The public API: the model (:class:`UNet`, :class:`UNetConfig`, :func:`create_model`,
+:func:`list_models`, :func:`summarize`) and model files (:func:`save`, :func:`load`).
+"""
 
 from __future__ import annotations
 
+from unetkit.model import UNet, UNetConfig, create_model, list_models, summarize
+from unetkit.modelfile import load, save
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "UNet",
+    "UNetConfig",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load",
+    "save",
+    "summarize",
+]

@@ -1,0 +1,1 @@
+"""Files: image and mask readers/writers and atomic writes."""

@@ -1,0 +1,20 @@
+"""The network alone: config, layers, blocks, encoder, decoder, U-Net, summary, presets.
+
+Imports nothing from the rest of unetkit.
+"""
+
+from unetkit.model.config import UNetConfig
+from unetkit.model.registry import create_model, list_models, preset_config
+from unetkit.model.summary import ModelSummary, count_parameters, summarize
+from unetkit.model.unet import UNet
+
+__all__ = [
+    "ModelSummary",
+    "UNet",
+    "UNetConfig",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "preset_config",
+    "summarize",
+]

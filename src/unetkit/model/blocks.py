@@ -1,0 +1,260 @@
+"""The U-Net's blocks: ConvNormAct, ConvBlock, Down, Up, Fuse, and crop/pad helpers.
+
+Each block's docstring shows its data flow in one line. Convolutions record the gain of what
+follows them and their true fan-in (``unetkit_gain``, ``unetkit_fan_in``) so that
+:func:`unetkit.model.init.init_weights` can apply He initialisation exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unetkit.model import layers
+from unetkit.model.config import LayerSpec
+
+
+def tag_conv(module: nn.Module, *, gain: float, fan_in: int) -> nn.Module:
+    """Record the He gain and the true fan-in of a convolution for initialisation."""
+    module.unetkit_gain = gain  # type: ignore[assignment]
+    module.unetkit_fan_in = fan_in  # type: ignore[assignment]
+    return module
+
+
+def center_crop(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Crop the spatial axes of ``x`` to ``size`` around the centre.
+
+    ``x: (B, C, *S) -> (B, C, *size)``; requires ``S[i] >= size[i]`` and an even difference
+    per axis (true for every U-Net with odd kernels), so the crop is exactly centred.
+    """
+    spatial = x.shape[2:]
+    if tuple(spatial) == tuple(size):
+        return x
+    slices: list[slice] = [slice(None), slice(None)]
+    for have, want in zip(spatial, size, strict=True):
+        diff = have - want
+        if diff < 0 or diff % 2:
+            raise ValueError(f"center_crop: cannot centre-crop {tuple(spatial)} to {tuple(size)}")
+        slices.append(slice(diff // 2, diff // 2 + want))
+    return x[tuple(slices)]
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, ...]]:
+    """Pad the spatial axes of ``x`` at their far end to a multiple of ``multiple``.
+
+    ``x: (B, C, *S) -> (B, C, *P)`` with ``P[i] = ceil(S[i] / multiple) * multiple``; returns the
+    original spatial size for cropping back. Padding only at the far end never shifts content.
+    Mirrors the border (reflect) where the axis is long enough, else replicates it.
+    """
+    spatial = tuple(int(s) for s in x.shape[2:])
+    target = tuple(math.ceil(s / multiple) * multiple for s in spatial)
+    if target == spatial:
+        return x, spatial
+    pads: list[int] = []
+    for s, t in zip(reversed(spatial), reversed(target), strict=True):
+        pads += [0, t - s]
+    mode = (
+        "reflect" if all(t - s < s for s, t in zip(spatial, target, strict=True)) else "replicate"
+    )
+    return F.pad(x, pads, mode=mode), spatial
+
+
+def crop_to(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Keep the first ``size[i]`` elements of each spatial axis: ``(B, C, *P) -> (B, C, *size)``."""
+    return x[(slice(None), slice(None), *(slice(0, s) for s in size))]
+
+
+class ConvNormAct(nn.Module):
+    """``x -> conv(k) -> norm -> act``; ``(B, in_ch, *S) -> (B, out_ch, *S')``.
+
+    ``S' = S`` with ``padding="same"`` and ``S - (k - 1)`` with ``"valid"``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_ch: int,
+        out_ch: int,
+        *,
+        kernel_size: int,
+        padding: str,
+        norm: LayerSpec,
+        act: LayerSpec,
+        with_act: bool = True,
+    ) -> None:
+        super().__init__()
+        pad = (kernel_size - 1) // 2 if padding == "same" else 0
+        has_norm = layers.spec_name(norm) != "none"
+        self.conv = tag_conv(
+            layers.conv(spatial_dims, in_ch, out_ch, kernel_size, padding=pad, bias=not has_norm),
+            gain=layers.act_gain(act) if with_act else 1.0,
+            fan_in=in_ch * kernel_size**spatial_dims,
+        )
+        self.norm = layers.norm(norm, spatial_dims, out_ch)
+        self.act = layers.act(act) if with_act else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ConvBlock(nn.Module):
+    """``x -> [conv -> norm -> act] * n (+ shortcut(x)) [-> dropout]``.
+
+    ``(B, in_ch, *S) -> (B, out_ch, *S')``.
+
+    ``kind="residual"`` adds a shortcut (identity, or a 1x1 convolution when channels change,
+    centre-cropped in valid mode) before the last activation.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_ch: int,
+        out_ch: int,
+        *,
+        n_convs: int,
+        kernel_size: int,
+        padding: str,
+        norm: LayerSpec,
+        act: LayerSpec,
+        kind: str = "plain",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.residual = kind == "residual"
+        self.convs = nn.ModuleList(
+            ConvNormAct(
+                spatial_dims,
+                in_ch if i == 0 else out_ch,
+                out_ch,
+                kernel_size=kernel_size,
+                padding=padding,
+                norm=norm,
+                act=act,
+                with_act=not (self.residual and i == n_convs - 1),
+            )
+            for i in range(n_convs)
+        )
+        if self.residual:
+            self.shortcut: nn.Module = (
+                nn.Identity()
+                if in_ch == out_ch
+                else tag_conv(layers.conv(spatial_dims, in_ch, out_ch, 1), gain=1.0, fan_in=in_ch)
+            )
+            self.out_act: nn.Module = layers.act(act)
+        self.dropout = layers.DROPOUT[spatial_dims](dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x
+        for layer in self.convs:
+            y = layer(y)
+        if self.residual:
+            y = self.out_act(y + center_crop(self.shortcut(x), y.shape[2:]))
+        return self.dropout(y)
+
+
+class Down(nn.Module):
+    """``x -> pool 2 (max | avg) | conv 2x2 stride 2``; ``(B, C, *S) -> (B, C, *S/2)``."""
+
+    def __init__(self, spatial_dims: int, channels: int, kind: str) -> None:
+        super().__init__()
+        if kind == "maxpool":
+            self.op: nn.Module = layers.MAXPOOL[spatial_dims](2)
+        elif kind == "avgpool":
+            self.op = layers.AVGPOOL[spatial_dims](2)
+        else:
+            self.op = tag_conv(
+                layers.conv(spatial_dims, channels, channels, 2, stride=2),
+                gain=1.0,
+                fan_in=channels * 2**spatial_dims,
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+
+class Up(nn.Module):
+    """``x -> transposed conv 2x2 stride 2 | (interp x2 -> conv 1x1)``.
+
+    ``(B, in_ch, *S) -> (B, out_ch, *2S)``.
+
+    The paper's "up-convolution" halves the channels: ``out_ch = in_ch / 2`` in a standard U-Net.
+    """
+
+    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.spatial_dims = spatial_dims
+        if kind == "transpose":
+            # Stride equals kernel: each output element sees in_ch inputs (one per channel).
+            self.conv = tag_conv(
+                layers.CONV_T[spatial_dims](in_ch, out_ch, 2, stride=2), gain=1.0, fan_in=in_ch
+            )
+        else:
+            self.conv = tag_conv(
+                layers.conv(spatial_dims, in_ch, out_ch, 1), gain=1.0, fan_in=in_ch
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "interp":
+            x = F.interpolate(
+                x, scale_factor=2.0, mode=layers.INTERP_MODE[self.spatial_dims], align_corners=False
+            )
+        return self.conv(x)
+
+
+class Fuse(nn.Module):
+    """Join the upsampled map and the (centre-cropped) skip of the same level.
+
+    ``up: (B, C, *S), skip: (B, C, *S_skip) -> (B, out_channels, *S)``, with ``out_channels``
+    2C for ``concat``, C for ``concat_1x1``, ``add`` and ``none`` (skip ignored).
+
+    ``after_concat``: ``cat(up, skip) -> norm(2C)`` (the joint map). ``before_concat``:
+    ``cat(norm(up), norm(skip))``. For ``add`` the same with a sum.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        *,
+        fusion: str,
+        norm: LayerSpec,
+        placement: str,
+    ) -> None:
+        super().__init__()
+        self.fusion = fusion
+        self.placement = placement
+        joint = 2 * channels if fusion in ("concat", "concat_1x1") else channels
+        self.out_channels = channels if fusion != "concat" else 2 * channels
+        use_norm = fusion != "none" and layers.spec_name(norm) != "none"
+        if use_norm and placement == "before_concat":
+            self.norm_up: nn.Module = layers.norm(norm, spatial_dims, channels)
+            self.norm_skip: nn.Module = layers.norm(norm, spatial_dims, channels)
+        elif use_norm:
+            self.norm_joint: nn.Module = layers.norm(norm, spatial_dims, joint)
+        self.use_norm = use_norm
+        if fusion == "concat_1x1":
+            self.reduce = tag_conv(
+                layers.conv(spatial_dims, 2 * channels, channels, 1),
+                gain=1.0,
+                fan_in=2 * channels,
+            )
+
+    def forward(self, up: Tensor, skip: Tensor | None) -> Tensor:
+        if self.fusion == "none" or skip is None:
+            return up
+        skip = center_crop(skip, up.shape[2:])  # valid mode: the paper's crop
+        before = self.use_norm and self.placement == "before_concat"
+        if before:
+            up, skip = self.norm_up(up), self.norm_skip(skip)
+        y = up + skip if self.fusion == "add" else torch.cat([up, skip], dim=1)
+        if self.use_norm and not before:
+            y = self.norm_joint(y)
+        if self.fusion == "concat_1x1":
+            y = self.reduce(y)
+        return y

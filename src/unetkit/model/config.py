@@ -1,0 +1,183 @@
+"""`UNetConfig`: the frozen dataclass that fully determines a U-Net.
+
+Field names are public API and are the one vocabulary used everywhere (CLI overrides, YAML,
+saved models). Closed choices are ``Literal`` types, checked in ``__post_init__`` with a message
+that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+Padding = Literal["same", "valid"]
+Down = Literal["maxpool", "avgpool", "strided"]
+Up = Literal["transpose", "interp"]
+Fusion = Literal["concat", "concat_1x1", "add", "none"]
+NormPlacement = Literal["after_concat", "before_concat"]
+BlockKind = Literal["plain", "residual"]
+Init = Literal["kaiming", "default"]
+Checkpointing = Literal["off", "encoder", "all"]
+
+NORMS = ("batch", "instance", "group", "none")
+ACTS = ("relu", "leaky_relu", "gelu", "silu")
+
+# A norm or activation is a name, or a mapping {"type": name, **kwargs}.
+LayerSpec = str | dict[str, Any]
+
+
+def spec_name(spec: LayerSpec) -> str:
+    """The layer type of a norm/activation spec (``"group"`` for ``{"type": "group", ...}``)."""
+    if isinstance(spec, str):
+        return spec
+    return str(spec.get("type", ""))
+
+
+def spec_kwargs(spec: LayerSpec) -> dict[str, Any]:
+    """The keyword arguments of a norm/activation spec (empty for a bare name)."""
+    if isinstance(spec, str):
+        return {}
+    return {k: v for k, v in spec.items() if k != "type"}
+
+
+def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}: {value!r} is not one of {', '.join(repr(c) for c in choices)}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything that defines a U-Net; the model keeps it and every saved model carries it.
+
+    Attributes:
+        spatial_dims: 1, 2 or 3 (signals, images, volumes).
+        in_channels: channels of the input, e.g. 1 for grey, 3 for RGB.
+        out_channels: channels of the output, e.g. the number of classes.
+        widths: feature channels per level, shallow first; the last is the bottleneck.
+            ``len(widths)`` is the depth (number of resolution levels).
+        kernel_size: odd convolution kernel size of the blocks.
+        convs_per_block: convolutions in each encoder and decoder block.
+        padding: ``"same"`` (p = (k-1)//2; any input size works, output size = input size) or
+            ``"valid"`` (unpadded, as in the 2015 paper; the skip is centre-cropped).
+        down: ``"maxpool"``, ``"avgpool"`` (2x2) or ``"strided"`` (a 2x2 convolution, stride 2).
+        up: ``"transpose"`` (2x2 transposed convolution, stride 2) or ``"interp"``
+            ((bi/tri)linear interpolation by 2, then a 1x1 convolution).
+        fusion: how the skip joins the upsampled map: ``"concat"``, ``"concat_1x1"`` (concat,
+            then a 1x1 convolution from 2C to C), ``"add"``, or ``"none"`` (no skips).
+        norm: ``"batch"``, ``"instance"``, ``"group"``, ``"none"``, or ``{"type": ..., **kwargs}``.
+        norm_placement: ``"after_concat"`` normalises the joint (fused) map; ``"before_concat"``
+            normalises each branch before fusion. No effect with ``norm="none"`` or
+            ``fusion="none"``.
+        act: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"silu"`` or ``{"type": ..., **kwargs}``.
+        block: ``"plain"`` (conv-norm-act repeated) or ``"residual"`` (with an identity or 1x1
+            shortcut around the block).
+        dropout: dropout probability at the end of the contracting path (the bottleneck block),
+            as in the paper. 0 disables it.
+        init: ``"kaiming"`` (He normal from each convolution's true fan-in, including the 2C
+            input channels after a concat and the stride of transposed convolutions) or
+            ``"default"`` (PyTorch's own initialisation).
+        checkpointing: gradient checkpointing: ``"off"``; ``"encoder"`` (recompute encoder blocks
+            in the backward pass, keeping only their outputs, the skips); ``"all"`` (decoder
+            blocks too). ``True``/``False`` mean ``"encoder"``/``"off"``.
+        deep_supervision: add 1x1 heads on the decoder levels below full resolution, returned
+            by :meth:`UNet.forward_deep_supervision`.
+    """
+
+    spatial_dims: int = 2
+    in_channels: int = 1
+    out_channels: int = 2
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    kernel_size: int = 3
+    convs_per_block: int = 2
+    padding: Padding = "same"
+    down: Down = "maxpool"
+    up: Up = "transpose"
+    fusion: Fusion = "concat"
+    norm: LayerSpec = "batch"
+    norm_placement: NormPlacement = "after_concat"
+    act: LayerSpec = "relu"
+    block: BlockKind = "plain"
+    dropout: float = 0.0
+    init: Init = "kaiming"
+    checkpointing: Checkpointing | bool = "off"
+    deep_supervision: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpointing is True:
+            object.__setattr__(self, "checkpointing", "encoder")
+        elif self.checkpointing is False:
+            object.__setattr__(self, "checkpointing", "off")
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if isinstance(self.norm, dict):
+            object.__setattr__(self, "norm", dict(self.norm))
+        if isinstance(self.act, dict):
+            object.__setattr__(self, "act", dict(self.act))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value cannot work."""
+        if self.spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims: expected 1, 2 or 3, got {self.spatial_dims!r}")
+        for name in ("in_channels", "out_channels", "convs_per_block"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if len(self.widths) < 1 or any(
+            not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in self.widths
+        ):
+            raise ValueError(
+                f"widths: expected one positive integer per level, e.g. (32, 64, 128, 256), "
+                f"got {self.widths!r}"
+            )
+        if (
+            not isinstance(self.kernel_size, int)
+            or self.kernel_size < 1
+            or self.kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                f"kernel_size: expected an odd positive integer (3, 5, ...) so that 'same' "
+                f"padding is symmetric and 'valid' crops are exact, got {self.kernel_size!r}"
+            )
+        for name, typ in (
+            ("padding", Padding),
+            ("down", Down),
+            ("up", Up),
+            ("fusion", Fusion),
+            ("norm_placement", NormPlacement),
+            ("block", BlockKind),
+            ("init", Init),
+            ("checkpointing", Checkpointing),
+        ):
+            _check_choice(name, getattr(self, name), get_args(typ))
+        if not isinstance(self.norm, str | dict):
+            raise ValueError(f"norm: expected a name or a mapping, got {self.norm!r}")
+        _check_choice("norm", spec_name(self.norm), NORMS)
+        if not isinstance(self.act, str | dict):
+            raise ValueError(f"act: expected a name or a mapping, got {self.act!r}")
+        _check_choice("act", spec_name(self.act), ACTS)
+        if spec_name(self.norm) == "group":
+            groups = spec_kwargs(self.norm).get("groups", 8)
+            if not isinstance(groups, int) or groups < 1:
+                raise ValueError(f"norm.groups: expected a positive integer, got {groups!r}")
+        if not isinstance(self.dropout, int | float) or not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
+        if self.deep_supervision and len(self.widths) < 3:
+            raise ValueError(
+                "deep_supervision: needs at least three levels in widths (a decoder level "
+                "below full resolution to put a head on)"
+            )
+
+    @property
+    def depth(self) -> int:
+        """Number of resolution levels (``len(widths)``); the input is halved depth-1 times."""
+        return len(self.widths)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Total downsampling between the input and the bottleneck, ``2 ** (depth - 1)``."""
+        return 2 ** (len(self.widths) - 1)
+
+    def replace(self, **changes: Any) -> UNetConfig:
+        """A copy with some fields changed (validated again); ``None`` values are dropped."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

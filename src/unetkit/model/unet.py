@@ -1,0 +1,114 @@
+"""`UNet(config) = head(decoder(encoder(x)))`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from unetkit.model import layers, sizes
+from unetkit.model.blocks import crop_to, pad_to_multiple, tag_conv
+from unetkit.model.config import UNetConfig
+from unetkit.model.decoder import Decoder
+from unetkit.model.encoder import Encoder
+from unetkit.model.init import init_weights
+
+
+class UNet(nn.Module):
+    """A U-Net for 1D, 2D or 3D dense prediction, fully determined by its :class:`UNetConfig`.
+
+    ``forward``: ``x: (B, in_channels, *S) -> (B, out_channels, *S_out)`` where ``S_out = S`` in
+    ``same`` mode (any size: the input is padded to a multiple of :attr:`downsample_factor` at
+    its far end and the output cropped back, so nothing shifts) and
+    ``S_out = output_size(S)`` in ``valid`` mode (a size that cannot work raises ``ValueError``
+    naming the nearest valid sizes).
+
+    State-dict keys are stable public API: ``encoder.blocks.{i}``, ``encoder.downs.{i}``,
+    ``decoder.ups.{i}``, ``decoder.fuses.{i}``, ``decoder.blocks.{i}``, ``head``, and
+    ``deep_heads.{i}`` with deep supervision; ``i`` is the resolution level.
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c)
+        self.decoder = Decoder(c)
+        self.head = tag_conv(
+            layers.conv(c.spatial_dims, c.widths[0], c.out_channels, 1),
+            gain=1.0,
+            fan_in=c.widths[0],
+        )
+        if c.deep_supervision:
+            # Heads on decoder levels 1 .. depth-2 (below full resolution).
+            self.deep_heads = nn.ModuleList(
+                tag_conv(
+                    layers.conv(c.spatial_dims, c.widths[i], c.out_channels, 1),
+                    gain=1.0,
+                    fan_in=c.widths[i],
+                )
+                for i in range(1, c.depth - 1)
+            )
+        init_weights(self, c.init)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Total downsampling to the bottleneck, ``2 ** (depth - 1)``."""
+        return self.config.downsample_factor
+
+    def output_size(self, input_size: int | Sequence[int]) -> tuple[int, ...]:
+        """Spatial output size for an input size (see :func:`unetkit.model.sizes.output_size`)."""
+        return sizes.output_size(self.config, input_size)
+
+    def valid_input_sizes(self, low: int = 1, high: int = 1024) -> list[int]:
+        """Input lengths along one axis that work without padding (all of them in same mode)."""
+        return sizes.valid_input_sizes(self.config, low, high)
+
+    def _check_input(self, x: Tensor) -> None:
+        c = self.config
+        if x.ndim != c.spatial_dims + 2:
+            raise ValueError(
+                f"input shape {tuple(x.shape)}: a {c.spatial_dims}D U-Net expects "
+                f"(batch, channels, {c.spatial_dims} spatial axes)"
+            )
+        if x.shape[1] != c.in_channels:
+            raise ValueError(
+                f"input shape {tuple(x.shape)}: expected {c.in_channels} channel(s) on axis 1, "
+                f"got {x.shape[1]}"
+            )
+
+    def _levels(self, x: Tensor) -> tuple[list[Tensor], tuple[int, ...] | None]:
+        """Decoder outputs per level (shallow first) and the size to crop back to (same mode)."""
+        self._check_input(x)
+        original: tuple[int, ...] | None = None
+        if self.config.padding == "same":
+            x, original = pad_to_multiple(x, self.downsample_factor)  # (B, C, *P)
+        else:
+            self.output_size(tuple(x.shape[2:]))  # raises with the nearest valid sizes
+        skips = self.encoder(x)  # [(B, w_i, *S_i)]
+        if len(skips) == 1:
+            return skips, original
+        return self.decoder.forward_levels(skips), original
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels, original = self._levels(x)
+        y = self.head(levels[0])  # (B, out_channels, *P)
+        return y if original is None else crop_to(y, original)
+
+    def forward_deep_supervision(self, x: Tensor) -> list[Tensor]:
+        """Outputs at every decoder level, full resolution first.
+
+        ``x: (B, in_channels, *S) -> [(B, out_channels, *S), (B, out_channels, *S/2), ...]``
+        (``depth - 1`` tensors; in same mode level ``i`` has size ``ceil(S / 2**i)``). Needs
+        ``deep_supervision=True``; the first element equals ``forward(x)``.
+        """
+        if not self.config.deep_supervision:
+            raise ValueError(
+                "forward_deep_supervision: this model was built with deep_supervision=False"
+            )
+        levels, original = self._levels(x)
+        outputs = [self.head(levels[0])]
+        outputs += [head(feat) for head, feat in zip(self.deep_heads, levels[1:], strict=True)]
+        if original is None:
+            return outputs
+        return [crop_to(y, [-(-s // 2**i) for s in original]) for i, y in enumerate(outputs)]
