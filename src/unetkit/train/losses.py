@@ -44,6 +44,11 @@ def _check_inputs(
     return torch.where(valid, target, torch.zeros_like(target)), valid
 
 
+def _upcast(logits: Tensor) -> Tensor:
+    """Half-precision logits are computed in float32; float32/float64 are kept."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def _masked_mean(per_pixel: Tensor, valid: Tensor, weight: Tensor | None) -> Tensor:
     """Mean of ``per_pixel (B, *spatial)`` over valid pixels, optionally weighted per pixel."""
     if weight is not None:
@@ -90,7 +95,7 @@ class CrossEntropyLoss(nn.Module):
 
     def per_pixel(self, logits: Tensor, target: Tensor) -> Tensor:
         """Unreduced loss ``(B, *spatial)`` (ignored pixels hold an arbitrary finite value)."""
-        logp = F.log_softmax(logits.float(), dim=1)
+        logp = F.log_softmax(_upcast(logits), dim=1)
         nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, *spatial)
         if self.class_weights is not None:
             if self.class_weights.numel() != logits.shape[1]:
@@ -140,7 +145,7 @@ class FocalLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         """``(B, K, *spatial), (B, *spatial)[, (B, *spatial)] -> ()``."""
         safe, valid = _check_inputs(logits, target, weight, self.ignore_index)
-        logp_t = F.log_softmax(logits.float(), dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+        logp_t = F.log_softmax(_upcast(logits), dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
         p_t = logp_t.exp()
         loss = -((1.0 - p_t).clamp(min=0) ** self.gamma) * logp_t
         if self.alpha is not None:
@@ -181,7 +186,7 @@ class SoftDiceLoss(nn.Module):
         k = logits.shape[1]
         if not self.include_background and k < 2:
             raise ValueError("include_background=False needs at least 2 classes")
-        probs = F.softmax(logits.float(), dim=1)  # (B, K, *spatial)
+        probs = F.softmax(_upcast(logits), dim=1)  # (B, K, *spatial)
         onehot = F.one_hot(safe, k).movedim(-1, 1).to(probs.dtype)  # (B, K, *spatial)
         m = valid.unsqueeze(1).to(probs.dtype)
         if weight is not None:
