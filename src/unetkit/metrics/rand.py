@@ -54,8 +54,9 @@ def adapted_rand_error(
         pred_background: how predicted ``0`` pixels count (see the module doc).
 
     Returns:
-        ``1 - F`` in ``[0, 1]``; ``0.0`` when no truth pair exists and the prediction merges no
-        counted pair either, ``NaN`` when no truth pixel is counted.
+        ``1 - F`` in ``[0, 1]``; ``0.0`` when neither segmentation has any pair of counted
+        pixels in one segment (nothing to merge or split), ``NaN`` when no truth pixel is
+        counted.
     """
     if pred_background not in ("singletons", "segment"):
         raise ValueError(
