@@ -58,7 +58,8 @@ def test_same_mode_shape_and_gradients(spatial_dims: int, options: dict) -> None
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 @pytest.mark.parametrize(
-    "options", [{}, {"up": "interp", "down": "strided"}, {"block": "residual", "fusion": "add"}],
+    "options",
+    [{}, {"up": "interp", "down": "strided"}, {"block": "residual", "fusion": "add"}],
     ids=_id,
 )
 def test_valid_mode_output_size_matches_arithmetic(spatial_dims: int, options: dict) -> None:
@@ -120,7 +121,11 @@ def test_state_dict_keys_are_stable_unique_and_level_indexed() -> None:
     assert list(a) == list(b)
     prefixes = {k.split(".")[0] + "." + k.split(".")[1] for k in a if k.count(".") > 1}
     assert prefixes == {
-        "encoder.blocks", "encoder.downs", "decoder.ups", "decoder.fuses", "decoder.blocks"
+        "encoder.blocks",
+        "encoder.downs",
+        "decoder.ups",
+        "decoder.fuses",
+        "decoder.blocks",
     } - {"encoder.downs"}  # max-pool has no parameters
     assert "encoder.blocks.0.convs.0.conv.weight" in a
     assert "decoder.blocks.0.convs.1.norm.running_mean" in a
@@ -182,9 +187,7 @@ def _smooth_images(n: int, size: int) -> torch.Tensor:
 
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(n, size, size, generator=g).numpy()
-    smooth = torch.from_numpy(
-        ndimage.gaussian_filter(noise, sigma=(0, 1.5, 1.5)).astype("float32")
-    )
+    smooth = torch.from_numpy(ndimage.gaussian_filter(noise, sigma=(0, 1.5, 1.5)).astype("float32"))
     return (smooth / smooth.std())[:, None]
 
 
@@ -208,12 +211,13 @@ def test_fan_in_init_keeps_second_moment_within_factor_two_per_level() -> None:
     for down, up in itertools.product(["maxpool", "avgpool", "strided"], ["transpose"]):
         config = UNetConfig(widths=(32, 64, 128, 256, 512), norm="none", down=down, up=up)
         moments = _level_moments(UNet(config), x)
-        ratios = [b / a for a, b in zip(moments, moments[1:], strict=False)]
+        ratios = [b / a for a, b in itertools.pairwise(moments)]
         assert all(0.5 <= r <= 2.0 for r in ratios), (down, up, moments)
     # PyTorch's default init, by contrast, loses most of the signal at the first levels.
-    default = _level_moments(UNet(UNetConfig(widths=(32, 64, 128, 256, 512), norm="none",
-                                             init="default")), x)
-    assert min(b / a for a, b in zip(default, default[1:], strict=False)) < 0.2
+    default = _level_moments(
+        UNet(UNetConfig(widths=(32, 64, 128, 256, 512), norm="none", init="default")), x
+    )
+    assert min(b / a for a, b in itertools.pairwise(default)) < 0.2
 
 
 def test_kaiming_uses_true_fan_in_after_concat_and_for_transposed_convs() -> None:
@@ -254,8 +258,9 @@ def test_odd_sizes_keep_alignment_no_one_pixel_shift() -> None:
     # The same comparison with the signal shifted by one pixel does not agree.
     with torch.no_grad():
         y_shift = model(long[..., 1:202])
-    assert not torch.allclose(y_shift[..., : 200 - margin], y_long[..., 1 : 201 - margin],
-                              atol=1e-4)
+    assert not torch.allclose(
+        y_shift[..., : 200 - margin], y_long[..., 1 : 201 - margin], atol=1e-4
+    )
 
 
 @pytest.mark.parametrize(
