@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,36 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 T = TypeVar("T")
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def _show(value: Any) -> str:
+    """A short ``repr`` for messages, whatever the size or nesting of ``value``."""
+    return _REPR.repr(value)
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases: ``*name`` can build self-referencing or
+    exponentially large data ("billion laughs"), and configs do not need it."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not supported in unetkit configs", mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _safe_load(text: Any) -> Any:
+    """``yaml.safe_load`` without aliases; deep nesting becomes a ``yaml.YAMLError``."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 class ConfigValueError(ValueError):
@@ -55,7 +86,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ConfigValueError(
-            f"{key}: {value!r} is not one of {', '.join(repr(c) for c in choices)}{extra}"
+            f"{key}: {_show(value)} is not one of {', '.join(repr(c) for c in choices)}{extra}"
         )
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -69,16 +100,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigValueError as exc:
                 errors.append(str(exc))
-        raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):  # type: ignore[arg-type]
             return value
         if not isinstance(value, Mapping):
-            raise ConfigValueError(f"{key}: expected a mapping of settings, got {value!r}")
+            raise ConfigValueError(f"{key}: expected a mapping of settings, got {_show(value)}")
         return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
     if origin is tuple:
         if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-            raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
@@ -89,17 +120,17 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         )
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigValueError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigValueError(f"{key}: expected a mapping, got {_show(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigValueError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigValueError(f"{key}: expected true or false, got {_show(value)}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigValueError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigValueError(f"{key}: expected an integer, got {_show(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
@@ -108,14 +139,17 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigValueError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigValueError(f"{key}: expected a number, got {_show(value)}")
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigValueError(f"{key}: {_show(value)} is too large for a number") from None
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigValueError(f"{key}: expected a string, got {value!r}")
+            raise ConfigValueError(f"{key}: expected a string, got {_show(value)}")
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigValueError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     return value
 
 
@@ -128,6 +162,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        where = f"{prefix}: " if prefix else ""
+        raise ConfigValueError(f"{where}expected a mapping of settings, got {_show(data)}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
@@ -169,7 +206,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigValueError(f"override {text!r}: the key before '=' is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -207,9 +244,17 @@ def load_yaml(path: str) -> dict[str, Any]:
     """Read a YAML mapping; a clear :class:`ConfigValueError` if it is not one."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = _safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigValueError(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigValueError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigValueError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigValueError(f"{path}: not valid YAML ({exc.__class__.__name__}{line})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

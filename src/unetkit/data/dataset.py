@@ -20,7 +20,7 @@ import numpy as np
 
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
-from unetkit.io.images import ALLOWED_SUFFIXES, read_image, read_mask
+from unetkit.io.images import ALLOWED_SUFFIXES, read_image, read_mask, resolve_max_pixels
 
 MAX_DISTINCT_LABELS = 64  # more distinct values than this in a mask looks like an image
 _SHOW = 8  # how many values or files to name in one message
@@ -96,8 +96,11 @@ class DatasetReport:
             lines.append(f"  classes: {self.num_classes}")
             for k, share in self.class_frequencies.items():
                 lines.append(f"    {k}: {100 * share:.2f}% of pixels")
-        for title, items in (("notes", self.notes), ("warnings", self.warnings),
-                             ("problems", self.problems)):
+        for title, items in (
+            ("notes", self.notes),
+            ("warnings", self.warnings),
+            ("problems", self.problems),
+        ):
             if items:
                 lines.append(f"  {title} ({len(items)}):")
                 lines.extend(f"    - {item}" for item in items)
@@ -113,9 +116,7 @@ def _list_files(folder: Path, report: DatasetReport | None) -> dict[str, Path]:
             continue
         if path.suffix.lower() not in ALLOWED_SUFFIXES:
             if report is not None:
-                report.warnings.append(
-                    f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})"
-                )
+                report.warnings.append(f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})")
             continue
         if path.stem in out:
             if report is not None:
@@ -132,8 +133,10 @@ def _scan(root: Path, report: DatasetReport | None) -> list[Pair]:
     """Matched pairs; unmatched files and folder problems go to ``report`` if given."""
     missing = [root / sub for sub in ("images", "masks") if not (root / sub).is_dir()]
     if not root.is_dir() or missing:
-        what = f"{root}: not a folder" if not root.is_dir() else (
-            f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}"
+        what = (
+            f"{root}: not a folder"
+            if not root.is_dir()
+            else (f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}")
         )
         message = f"{what}; a dataset is a folder with images/ and masks/ (same file stems)"
         if report is None:
@@ -185,6 +188,22 @@ def _values(values: np.ndarray) -> str:
     return shown + (f", ... ({len(values)} values)" if len(values) > _SHOW else "")
 
 
+def _looks_lossy(labels: np.ndarray, counts: np.ndarray, num_classes: int | None) -> bool:
+    """True for a 0/255 mask blurred by JPEG or anti-aliasing (sorted unique ``labels``).
+
+    Most pixels are within 16 of 0 or 255 and some values lie in 128..254 (near white, not
+    white). A mask with 255 as an "ignore" label and small classes is not flagged, nor one
+    whose labels all fit a given ``num_classes``.
+    """
+    if labels.size <= 2 or not 128 <= labels[-1] <= 255:
+        return False
+    if num_classes is not None and labels[-1] < num_classes:
+        return False
+    near_white = (labels >= 128) & (labels < 255)
+    near_ends = (labels <= 16) | (labels >= 255 - 16)
+    return bool(near_white.any()) and counts[near_ends].sum() >= 0.9 * counts.sum()
+
+
 def _check_mask_values(
     pair: Pair, mask: np.ndarray, num_classes: int | None, report: DatasetReport
 ) -> tuple[np.ndarray, bool]:
@@ -202,7 +221,7 @@ def _check_mask_values(
     if binary255:
         return (mask == 255).astype(np.int64), True
     is_edge = np.isin(labels, (0, 255))
-    if labels.size > 2 and 255 in labels and counts[is_edge].sum() >= 0.9 * mask.size:
+    if _looks_lossy(labels, counts, num_classes):
         report.problems.append(
             f"{pair.mask}: looks like an anti-aliased or JPEG-compressed 0/255 mask "
             f"({labels.size} distinct values: {_values(labels[~is_edge])} besides 0 and 255); "
@@ -232,6 +251,7 @@ def _inspect(
         raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}")
     if spatial_dims is not None and spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims: expected None, 1, 2 or 3, got {spatial_dims!r}")
+    max_pixels = resolve_max_pixels(max_pixels)  # a bad limit is one error, not one per file
     report = DatasetReport(root=root)
     report.pairs = _scan(root, report)
     samples: list[Sample] = []
@@ -288,8 +308,10 @@ def _inspect(
         by_channels.setdefault(c, []).append(stem)
     if len(by_channels) > 1:
         minority = min(by_channels, key=lambda c: len(by_channels[c]))
-        files = [str(next(p.image for p in report.pairs if p.stem == s))
-                 for s in by_channels[minority][:3]]
+        files = [
+            str(next(p.image for p in report.pairs if p.stem == s))
+            for s in by_channels[minority][:3]
+        ]
         report.problems.append(
             "images have different channel counts: "
             + ", ".join(f"{c} ({len(s)} files)" for c, s in sorted(by_channels.items()))

@@ -66,7 +66,13 @@ _Raw = tuple[np.ndarray, bool, int]
 # ----------------------------------------------------------------------------- checks
 
 
-def _resolve_max_pixels(max_pixels: int | None) -> int:
+def resolve_max_pixels(max_pixels: int | None) -> int:
+    """The pixel limit in force: ``max_pixels``, else ``UNETKIT_MAX_PIXELS``, else the default.
+
+    Raises:
+        ValueError: ``max_pixels`` is not a positive integer.
+        DataError: ``UNETKIT_MAX_PIXELS`` is set but not a positive integer.
+    """
     if max_pixels is not None:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
             raise ValueError(f"max_pixels: expected a positive integer, got {max_pixels!r}")
@@ -87,8 +93,8 @@ def _check_pixels(path: Path, pixels: int, limit: int) -> None:
     if pixels > limit:
         raise DataError(
             f"{path}: {pixels} pixels exceeds the limit of {limit} (a guard against "
-            f"decompression bombs); if the file is trusted, pass max_pixels={pixels} or set "
-            f"{MAX_PIXELS_ENV}={pixels}"
+            f"decompression bombs); if the file is trusted, raise the limit: max_pixels={pixels} "
+            f"(--max-pixels {pixels}) or {MAX_PIXELS_ENV}={pixels}"
         )
 
 
@@ -265,6 +271,11 @@ def _read_npy(path: Path, limit: int) -> _Raw:
                 f"{path}: .npy holds Python objects (pickled data), which is refused for "
                 f"safety; save a plain numeric array"
             )
+        if not 1 <= len(shape) <= 4:
+            raise DataError(
+                f"{path}: array of shape {tuple(shape)} has {len(shape)} dims; expected (L,), "
+                f"(H, W), (D, H, W) or (C, D, H, W) (or (C, L), (C, H, W) with spatial_dims)"
+            )
         _check_pixels(path, int(np.prod(shape)), limit)
         fh.seek(0)
         arr = np.load(fh, allow_pickle=False)
@@ -275,7 +286,7 @@ def _read_npy(path: Path, limit: int) -> _Raw:
 
 
 def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_mask: bool) -> _Raw:
-    limit = _resolve_max_pixels(max_pixels)
+    limit = resolve_max_pixels(max_pixels)
     fmt = _check_format(path)
     try:
         if fmt == "png":
@@ -333,9 +344,7 @@ def _channel_first(path: Path, raw: _Raw, spatial_dims: int | None) -> np.ndarra
 
 def _check_dtype(path: Path, arr: np.ndarray) -> None:
     if arr.dtype.kind not in "biuf":
-        raise DataError(
-            f"{path}: pixel type {arr.dtype} is not supported; save integers or floats"
-        )
+        raise DataError(f"{path}: pixel type {arr.dtype} is not supported; save integers or floats")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -403,9 +412,7 @@ def read_mask(
     p = Path(path)
     arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=True), spatial_dims)
     _check_dtype(p, arr)
-    if arr.shape[0] > 1 and not all(
-        np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])
-    ):
+    if arr.shape[0] > 1 and not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
         raise DataError(
             f"{p}: mask has {arr.shape[0]} different channels; masks must be "
             f"single-channel label images (0 = background, 1..K = classes), not colour images"

@@ -8,6 +8,7 @@ that names the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -39,6 +40,66 @@ def spec_kwargs(spec: LayerSpec) -> dict[str, Any]:
     if isinstance(spec, str):
         return {}
     return {k: v for k, v in spec.items() if k != "type"}
+
+
+# The options each norm/activation type accepts besides "type", with their kind of value.
+SPEC_OPTIONS: dict[str, dict[str, str]] = {
+    "batch": {
+        "eps": "number",
+        "momentum": "number",
+        "affine": "bool",
+        "track_running_stats": "bool",
+    },
+    "instance": {
+        "eps": "number",
+        "momentum": "number",
+        "affine": "bool",
+        "track_running_stats": "bool",
+    },
+    "group": {"groups": "int", "eps": "number", "affine": "bool"},
+    "none": {},
+    "relu": {"inplace": "bool"},
+    "leaky_relu": {"negative_slope": "number", "inplace": "bool"},
+    "gelu": {"approximate": "approximate"},
+    "silu": {"inplace": "bool"},
+}
+
+
+def _is_finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+_OPTION_CHECKS = {
+    "number": _is_finite_number,
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "approximate": lambda v: isinstance(v, str) and v in ("none", "tanh"),
+}
+
+
+def _check_spec_options(field: str, spec: LayerSpec) -> None:
+    """Raise ``ValueError`` naming ``field.option`` for an option the layer does not take."""
+    allowed = SPEC_OPTIONS.get(spec_name(spec), {})
+    for key, value in spec_kwargs(spec).items():
+        kind = allowed.get(key)
+        if kind is None:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(
+                f"{field}.{key}: not an option of {field} {spec_name(spec)!r}; known: {known}"
+            )
+        if not _OPTION_CHECKS[kind](value):
+            expected = {
+                "number": "a finite number",
+                "bool": "true or false",
+                "int": "a positive integer",
+                "approximate": "'none' or 'tanh'",
+            }[kind]
+            raise ValueError(f"{field}.{key}: expected {expected}, got {value!r}")
 
 
 def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
@@ -156,10 +217,8 @@ class UNetConfig:
         if not isinstance(self.act, str | dict):
             raise ValueError(f"act: expected a name or a mapping, got {self.act!r}")
         _check_choice("act", spec_name(self.act), ACTS)
-        if spec_name(self.norm) == "group":
-            groups = spec_kwargs(self.norm).get("groups", 8)
-            if not isinstance(groups, int) or groups < 1:
-                raise ValueError(f"norm.groups: expected a positive integer, got {groups!r}")
+        _check_spec_options("norm", self.norm)
+        _check_spec_options("act", self.act)
         if not isinstance(self.dropout, int | float) or not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
         if self.deep_supervision and len(self.widths) < 3:
