@@ -96,8 +96,11 @@ class DatasetReport:
             lines.append(f"  classes: {self.num_classes}")
             for k, share in self.class_frequencies.items():
                 lines.append(f"    {k}: {100 * share:.2f}% of pixels")
-        for title, items in (("notes", self.notes), ("warnings", self.warnings),
-                             ("problems", self.problems)):
+        for title, items in (
+            ("notes", self.notes),
+            ("warnings", self.warnings),
+            ("problems", self.problems),
+        ):
             if items:
                 lines.append(f"  {title} ({len(items)}):")
                 lines.extend(f"    - {item}" for item in items)
@@ -113,9 +116,7 @@ def _list_files(folder: Path, report: DatasetReport | None) -> dict[str, Path]:
             continue
         if path.suffix.lower() not in ALLOWED_SUFFIXES:
             if report is not None:
-                report.warnings.append(
-                    f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})"
-                )
+                report.warnings.append(f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})")
             continue
         if path.stem in out:
             if report is not None:
@@ -132,8 +133,10 @@ def _scan(root: Path, report: DatasetReport | None) -> list[Pair]:
     """Matched pairs; unmatched files and folder problems go to ``report`` if given."""
     missing = [root / sub for sub in ("images", "masks") if not (root / sub).is_dir()]
     if not root.is_dir() or missing:
-        what = f"{root}: not a folder" if not root.is_dir() else (
-            f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}"
+        what = (
+            f"{root}: not a folder"
+            if not root.is_dir()
+            else (f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}")
         )
         message = f"{what}; a dataset is a folder with images/ and masks/ (same file stems)"
         if report is None:
@@ -288,8 +291,10 @@ def _inspect(
         by_channels.setdefault(c, []).append(stem)
     if len(by_channels) > 1:
         minority = min(by_channels, key=lambda c: len(by_channels[c]))
-        files = [str(next(p.image for p in report.pairs if p.stem == s))
-                 for s in by_channels[minority][:3]]
+        files = [
+            str(next(p.image for p in report.pairs if p.stem == s))
+            for s in by_channels[minority][:3]
+        ]
         report.problems.append(
             "images have different channel counts: "
             + ", ".join(f"{c} ({len(s)} files)" for c, s in sorted(by_channels.items()))

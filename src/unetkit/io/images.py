@@ -333,9 +333,7 @@ def _channel_first(path: Path, raw: _Raw, spatial_dims: int | None) -> np.ndarra
 
 def _check_dtype(path: Path, arr: np.ndarray) -> None:
     if arr.dtype.kind not in "biuf":
-        raise DataError(
-            f"{path}: pixel type {arr.dtype} is not supported; save integers or floats"
-        )
+        raise DataError(f"{path}: pixel type {arr.dtype} is not supported; save integers or floats")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -403,9 +401,7 @@ def read_mask(
     p = Path(path)
     arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=True), spatial_dims)
     _check_dtype(p, arr)
-    if arr.shape[0] > 1 and not all(
-        np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])
-    ):
+    if arr.shape[0] > 1 and not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
         raise DataError(
             f"{p}: mask has {arr.shape[0]} different channels; masks must be "
             f"single-channel label images (0 = background, 1..K = classes), not colour images"
