@@ -16,10 +16,12 @@ from unetkit.data.augment import (
 )
 from unetkit.data.sample import Sample
 
-ALL = AugmentConfig(p_flip=0.5, p_rot90=1.0, p_affine=1.0, p_elastic=1.0, p_intensity=1.0,
-                    p_gamma=1.0, p_noise=1.0)
-GEOMETRY_ONLY = AugmentConfig(p_intensity=0.0, p_gamma=0.0, p_noise=0.0, p_affine=0.0,
-                              p_elastic=0.0, p_flip=0.5, p_rot90=1.0)
+ALL = AugmentConfig(
+    p_flip=0.5, p_rot90=1.0, p_affine=1.0, p_elastic=1.0, p_intensity=1.0, p_gamma=1.0, p_noise=1.0
+)
+GEOMETRY_ONLY = AugmentConfig(
+    p_intensity=0.0, p_gamma=0.0, p_noise=0.0, p_affine=0.0, p_elastic=0.0, p_flip=0.5, p_rot90=1.0
+)
 
 
 def _labelled(shape: tuple[int, ...], seed: int = 0, labels: int = 4) -> Sample:
@@ -46,10 +48,21 @@ def test_flip_and_rot90_actually_happen() -> None:
 
 def test_zero_strength_elastic_is_identity() -> None:
     sample = _labelled((3, 16, 16))
-    sample = Sample(np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
-                    sample.mask, sample.instances)
-    cfg = AugmentConfig(p_flip=0, p_rot90=0, p_affine=0, p_elastic=1.0,
-                        elastic_sigma=0.0, p_intensity=0, p_gamma=0, p_noise=0)
+    sample = Sample(
+        np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
+        sample.mask,
+        sample.instances,
+    )
+    cfg = AugmentConfig(
+        p_flip=0,
+        p_rot90=0,
+        p_affine=0,
+        p_elastic=1.0,
+        elastic_sigma=0.0,
+        p_intensity=0,
+        p_gamma=0,
+        p_noise=0,
+    )
     out = spatial_transform(sample, cfg, np.random.default_rng(3))
     assert np.allclose(out.image, sample.image, atol=1e-6)
     assert np.array_equal(out.mask, sample.mask)
@@ -100,8 +113,9 @@ def test_deterministic_given_generator_state() -> None:
 
 def test_intensity_changes_image_only() -> None:
     sample = _labelled((16, 16))
-    cfg = AugmentConfig(p_flip=0, p_rot90=0, p_affine=0, p_elastic=0, p_intensity=1.0,
-                        p_gamma=1.0, p_noise=1.0)
+    cfg = AugmentConfig(
+        p_flip=0, p_rot90=0, p_affine=0, p_elastic=0, p_intensity=1.0, p_gamma=1.0, p_noise=1.0
+    )
     out = augment(sample, cfg, np.random.default_rng(0))
     assert not np.array_equal(out.image, sample.image)
     assert np.array_equal(out.mask, sample.mask)

@@ -22,8 +22,10 @@ def test_per_image_normalize_is_zscore_per_channel() -> None:
 
 def test_dataset_normalize_with_clipping() -> None:
     rng = np.random.default_rng(0)
-    samples = [Sample(rng.normal(100, 10, (1, 30, 30)).astype(np.float32),
-                      np.zeros((30, 30), np.int64)) for _ in range(3)]
+    samples = [
+        Sample(rng.normal(100, 10, (1, 30, 30)).astype(np.float32), np.zeros((30, 30), np.int64))
+        for _ in range(3)
+    ]
     stats = dataset_stats(samples, clip_percentiles=(0.5, 99.5))
     assert stats.mean[0] == pytest.approx(100, abs=1.5) and stats.std[0] == pytest.approx(10, abs=1)
     spike = samples[0].image.copy()
@@ -63,11 +65,15 @@ def test_patch_matches_source_region() -> None:
     patch = sample_patch(sample, (16, 16), np.random.default_rng(2), 1.0)
     image = sample.image[0]
     # locate the patch in the source: it must be an exact crop with the matching mask crop
-    found = [(i, j) for i in range(25) for j in range(25)
-             if np.array_equal(image[i:i + 16, j:j + 16], patch.image[0])]
+    found = [
+        (i, j)
+        for i in range(25)
+        for j in range(25)
+        if np.array_equal(image[i : i + 16, j : j + 16], patch.image[0])
+    ]
     assert len(found) == 1
     i, j = found[0]
-    assert np.array_equal(sample.mask[i:i + 16, j:j + 16], patch.mask)
+    assert np.array_equal(sample.mask[i : i + 16, j : j + 16], patch.mask)
     assert patch.mask.any()  # foreground_share=1 and the image has foreground
 
 

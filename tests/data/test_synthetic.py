@@ -63,10 +63,14 @@ def test_objects_contrasted_but_not_globally_thresholdable() -> None:
     bg = np.concatenate([s.image[0][s.mask == 0] for s in samples])
     assert fg.mean() - bg.mean() > 0.25
     best = max(
-        np.mean([
-            2 * ((s.image[0] > t) & (s.mask == 1)).sum() / ((s.image[0] > t).sum() + s.mask.sum())
-            for s in samples
-        ])
+        np.mean(
+            [
+                2
+                * ((s.image[0] > t) & (s.mask == 1)).sum()
+                / ((s.image[0] > t).sum() + s.mask.sum())
+                for s in samples
+            ]
+        )
         for t in np.linspace(0, 1, 41)
     )
     assert best < 0.9  # a global threshold is not enough

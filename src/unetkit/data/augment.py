@@ -70,8 +70,15 @@ class AugmentConfig:
     noise_std: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("p_flip", "p_rot90", "p_affine", "p_elastic", "p_intensity", "p_gamma",
-                     "p_noise"):
+        for name in (
+            "p_flip",
+            "p_rot90",
+            "p_affine",
+            "p_elastic",
+            "p_intensity",
+            "p_gamma",
+            "p_noise",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a probability 0..1, got {value!r}")
@@ -88,8 +95,15 @@ class AugmentConfig:
     @classmethod
     def none(cls) -> AugmentConfig:
         """A config that changes nothing (every probability 0)."""
-        return cls(p_flip=0.0, p_rot90=0.0, p_affine=0.0, p_elastic=0.0, p_intensity=0.0,
-                   p_gamma=0.0, p_noise=0.0)
+        return cls(
+            p_flip=0.0,
+            p_rot90=0.0,
+            p_affine=0.0,
+            p_elastic=0.0,
+            p_intensity=0.0,
+            p_gamma=0.0,
+            p_noise=0.0,
+        )
 
 
 def _labels(sample: Sample) -> list[np.ndarray]:
@@ -175,23 +189,26 @@ def spatial_transform(sample: Sample, config: AugmentConfig, rng: np.random.Gene
     centre = (np.array(shape, dtype=np.float64) - 1) / 2
     offset = centre - matrix @ centre
     if not do_elastic:
-        image = np.stack([
-            ndimage.affine_transform(c, matrix, offset, order=1, mode="mirror")
-            for c in sample.image
-        ])
+        image = np.stack(
+            [
+                ndimage.affine_transform(c, matrix, offset, order=1, mode="mirror")
+                for c in sample.image
+            ]
+        )
         labels = [
             ndimage.affine_transform(lab, matrix, offset, order=0, mode="mirror")
             for lab in _labels(sample)
         ]
         return _rebuild(sample, image, labels)
-    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape],
-                                indexing="ij"))  # (nd, *spatial)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    )  # (nd, *spatial)
     coords = np.tensordot(matrix.astype(np.float32), grid, axes=1)
     coords += offset.astype(np.float32).reshape((nd,) + (1,) * nd)
     coords += elastic_field(shape, config.elastic_sigma, config.elastic_grid, rng)
-    image = np.stack([
-        ndimage.map_coordinates(c, coords, order=1, mode="mirror") for c in sample.image
-    ])
+    image = np.stack(
+        [ndimage.map_coordinates(c, coords, order=1, mode="mirror") for c in sample.image]
+    )
     labels = [
         ndimage.map_coordinates(lab, coords, order=0, mode="mirror") for lab in _labels(sample)
     ]
@@ -221,8 +238,12 @@ def intensity(sample: Sample, config: AugmentConfig, rng: np.random.Generator) -
         changed = True
     if not changed:
         return sample
-    return Sample(image=image.astype(np.float32), mask=sample.mask, instances=sample.instances,
-                  stem=sample.stem)
+    return Sample(
+        image=image.astype(np.float32),
+        mask=sample.mask,
+        instances=sample.instances,
+        stem=sample.stem,
+    )
 
 
 def augment(sample: Sample, config: AugmentConfig, rng: np.random.Generator) -> Sample:

@@ -30,8 +30,10 @@ class Sample:
         if not isinstance(self.image, np.ndarray) or self.image.dtype != np.float32:
             raise ValueError("image: expected a float32 numpy array (C, *spatial)")
         if not 2 <= self.image.ndim <= 4:
-            raise ValueError(f"image: expected (C, *spatial) with 1..3 spatial dims, "
-                             f"got shape {self.image.shape}")
+            raise ValueError(
+                f"image: expected (C, *spatial) with 1..3 spatial dims, "
+                f"got shape {self.image.shape}"
+            )
         spatial = self.image.shape[1:]
         if not isinstance(self.mask, np.ndarray) or self.mask.dtype != np.int64:
             raise ValueError("mask: expected an int64 numpy array (*spatial)")

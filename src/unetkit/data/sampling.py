@@ -56,8 +56,9 @@ def dataset_stats(
     if len(channels) != 1:
         raise ValueError(f"samples: images have different channel counts {sorted(channels)}")
     if clip_percentiles is not None and not 0 <= clip_percentiles[0] < clip_percentiles[1] <= 100:
-        raise ValueError(f"clip_percentiles: expected 0 <= low < high <= 100, got "
-                         f"{clip_percentiles!r}")
+        raise ValueError(
+            f"clip_percentiles: expected 0 <= low < high <= 100, got {clip_percentiles!r}"
+        )
     values = np.concatenate([s.image.reshape(s.image.shape[0], -1) for s in samples], axis=1)
     if values.shape[1] > max_values:
         rng = np.random.default_rng(seed)
@@ -138,8 +139,10 @@ def sample_patch(
     patch = _patch_shape(patch_size, sample.spatial_dims)
     image, mask, inst = sample.image, sample.mask, sample.instances
     if any(s < p for s, p in zip(image.shape[1:], patch, strict=True)):
-        pads = [((p - s) // 2, p - s - (p - s) // 2) if s < p else (0, 0)
-                for s, p in zip(image.shape[1:], patch, strict=True)]
+        pads = [
+            ((p - s) // 2, p - s - (p - s) // 2) if s < p else (0, 0)
+            for s, p in zip(image.shape[1:], patch, strict=True)
+        ]
         image = np.pad(image, [(0, 0), *pads], mode=pad_mode)
         mask = np.pad(mask, pads, mode=pad_mode)
         inst = np.pad(inst, pads, mode=pad_mode) if inst is not None else None
@@ -148,8 +151,10 @@ def sample_patch(
     fg = np.flatnonzero(mask > 0) if want_fg else np.empty(0, dtype=np.int64)
     if fg.size:
         centre = np.unravel_index(int(fg[rng.integers(fg.size)]), shape)
-        start = [min(max(int(c) - p // 2, 0), s - p) for c, p, s in zip(centre, patch, shape,
-                                                                        strict=True)]
+        start = [
+            min(max(int(c) - p // 2, 0), s - p)
+            for c, p, s in zip(centre, patch, shape, strict=True)
+        ]
     else:
         start = [int(rng.integers(0, s - p + 1)) for p, s in zip(patch, shape, strict=True)]
     box = tuple(slice(b, b + p) for b, p in zip(start, patch, strict=True))
@@ -220,13 +225,15 @@ class PatchSampler:
         dims = {s.spatial_dims for s in samples}
         channels = {s.image.shape[0] for s in samples}
         if len(dims) != 1 or len(channels) != 1:
-            raise ValueError(f"samples: mixed spatial dims {sorted(dims)} or channel counts "
-                             f"{sorted(channels)}")
+            raise ValueError(
+                f"samples: mixed spatial dims {sorted(dims)} or channel counts {sorted(channels)}"
+            )
         if not 0.0 <= foreground_share <= 1.0:
             raise ValueError(f"foreground_share: expected 0..1, got {foreground_share!r}")
         if normalization not in ("per_image", "dataset", "none"):
-            raise ValueError(f"normalization: expected 'per_image', 'dataset' or 'none', got "
-                             f"{normalization!r}")
+            raise ValueError(
+                f"normalization: expected 'per_image', 'dataset' or 'none', got {normalization!r}"
+            )
         if batches_per_epoch is not None and batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch: expected >= 1, got {batches_per_epoch!r}")
         self.patch_size = _patch_shape(patch_size, dims.pop())
@@ -253,15 +260,18 @@ class PatchSampler:
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` (0-based) of ``epoch``, without producing any other batch."""
         if epoch < 0 or not 0 <= index < self.batches_per_epoch:
-            raise ValueError(f"index: expected epoch >= 0 and 0 <= index < "
-                             f"{self.batches_per_epoch}, got ({epoch}, {index})")
+            raise ValueError(
+                f"index: expected epoch >= 0 and 0 <= index < "
+                f"{self.batches_per_epoch}, got ({epoch}, {index})"
+            )
         order = self._order(epoch)
         items = []
         for j in range(self.batch_size):
             sample = self.samples[int(order[(index * self.batch_size + j) % len(order)])]
             rng = np.random.default_rng([self.seed, epoch, index, j])
-            patch = sample_patch(sample, self.patch_size, rng, self.foreground_share,
-                                 pad_mode=self.pad_mode)
+            patch = sample_patch(
+                sample, self.patch_size, rng, self.foreground_share, pad_mode=self.pad_mode
+            )
             if self.augment is not None:
                 patch = augment(patch, self.augment, rng)
             items.append(patch)
