@@ -30,6 +30,11 @@ def _show(value: Any) -> str:
     return _REPR.repr(value)
 
 
+def _plain_key(name: Any) -> bool:
+    """A key that can be shown as is in a one-line message (else it is shown as a repr)."""
+    return isinstance(name, str) and name.isprintable() and 0 < len(name) <= 60
+
+
 class _ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` without aliases: ``*name`` can build self-referencing or
     exponentially large data ("billion laughs"), and configs do not need it."""
@@ -169,7 +174,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
+        shown = name if _plain_key(name) else _show(name)
+        key = f"{prefix}.{shown}" if prefix else str(shown)
         if name not in fields:
             hint = difflib.get_close_matches(str(name), list(fields), n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""

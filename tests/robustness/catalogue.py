@@ -11,6 +11,7 @@ the warning text). CLI cases give the arguments of ``python -m unetkit`` and the
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -219,6 +220,16 @@ def _tiff_truncated(path: Path) -> None:
     _write_bytes(truncated(buf.getvalue(), 0.5))(path)
 
 
+# A 267-byte TIFF found by atheris: its IFD chain is circular and its first page has no data
+# offsets; tifffile's lazy page iterator (behind `series`) looped on it for ever.
+CIRCULAR_TIFF = base64.b64decode(
+    "SUkqAAgAAAAOAAABBAABAAAACAAAAAEBBAABAAAABgAAAAIBAwABAAAAEAAAAAMBAwABAAAAAQD//////wAcAB0A"
+    "HgAfACAAIQAiACMAJAAlACYAJwAoACkAKgArACwALQAuAC8AAAABAAIAAwAEAAUABgAHBAABAAAABgAAAAIBAwAB"
+    "AAAAEAAAAAAAAAAAAAAAAQAAAAYBAwABAAAAAQAAABEBBAABAAAAYAEAABUBAwABAAAAAQAAABYBBAABAAAABgAA"
+    "ABcBBAABAAAAYAAAABoBBQABAAAAVgIAABsBBQABAAAAXgIAACgBAwABAAAAAQAAAAAAAAABAAAAAQAAAAEAAAAB"
+    "AAAA"
+)
+
 IMAGE_CASES: list[ApiCase] = [
     ApiCase(
         "images",
@@ -282,6 +293,12 @@ IMAGE_CASES: list[ApiCase] = [
         "truncated TIFF",
         _read_image("cut.tif", _tiff_truncated),
         ("cut.tif", "corrupt or truncated"),
+    ),
+    ApiCase(
+        "images",
+        "TIFF with a circular page chain (found by atheris; hung tifffile)",
+        _read_image("cycle.tif", _write_bytes(CIRCULAR_TIFF)),
+        ("cycle.tif", "cannot decode TIFF"),
     ),
     ApiCase(
         "images",
@@ -1142,6 +1159,13 @@ CLI_CASES: list[CliCase] = [
     ),
     CliCase(
         "cli check-data",
+        "truncated TIFF (no stray log lines)",
+        _check_data(_cli_dataset(_rm("images/s1.png"), _put("images/s1.tif", _tiff_truncated))),
+        ("ds/images/s1.tif: cannot decode TIFF",),
+        stream="stdout",
+    ),
+    CliCase(
+        "cli check-data",
         "content does not match extension",
         _check_data(_cli_dataset(_put("images/s1.png", _write_bytes(jpeg_bytes(image_array()))))),
         ("ds/images/s1.png: extension '.png' but the content is JPEG",),
@@ -1177,6 +1201,18 @@ CLI_CASES: list[CliCase] = [
             _cli_dataset(_rm("images/s1.png"), _put("images/s1.tif", _float_image_16(np.inf)))
         ),
         ("ds/images/s1.tif: 1 pixel value(s) are NaN or infinite",),
+        stream="stdout",
+    ),
+    CliCase(
+        "cli check-data",
+        "float64 values too large for float32 (no stray warnings)",
+        _check_data(
+            _cli_dataset(
+                _rm("images/s1.png"),
+                _put("images/s1.npy", lambda p: npy(p, np.full((16, 16), 1e300))),
+            )
+        ),
+        ("ds/images/s1.npy: 256 pixel value(s) are NaN or infinite (or too large",),
         stream="stdout",
     ),
     CliCase(

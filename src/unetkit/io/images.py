@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import struct
 import threading
@@ -217,10 +218,29 @@ def _read_png(path: Path, limit: int, *, as_mask: bool) -> _Raw:
     return arr, True, 2
 
 
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's own log lines about a broken file; our DataError says it once."""
+    logger, drop = logging.getLogger("tifffile"), _DropAll()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def _read_tiff(path: Path, limit: int, spatial_dims: int | None) -> _Raw:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        # Index every page first: tifffile's len() stops at a circular IFD chain, while the
+        # lazy page iterator behind `series` loops on it for ever (a 267-byte file hangs it).
+        len(tif.pages)
         if not tif.series:
             raise DataError(f"{path}: TIFF holds no image data; re-export the file")
         series = tif.series[0]
@@ -377,7 +397,8 @@ def read_image(
     p = Path(path)
     arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=False), spatial_dims)
     _check_dtype(p, arr)
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as a warning
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if out.dtype.kind == "f" and not np.isfinite(out).all():
         bad = int(np.count_nonzero(~np.isfinite(out)))
         raise DataError(
