@@ -28,6 +28,7 @@ FORMAT = "unetkit"
 FORMAT_VERSION = "1"
 MODEL_FILENAME = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
+_DIGEST_KEYS = ("sha256", "sha256_metadata")
 
 
 def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -40,14 +41,28 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def metadata_digest(metadata: Mapping[str, str]) -> str:
+    """SHA-256 over the metadata entries (the stored config among them), checksums excluded."""
+    h = hashlib.sha256()
+    for key in sorted(metadata):
+        if key not in _DIGEST_KEYS:
+            h.update(json.dumps([key, metadata[key]]).encode())
+    return h.hexdigest()
+
+
 def write_tensors(
     path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> None:
-    """Write a safetensors file atomically (temporary file, fsync, rename), with a checksum."""
+    """Write a safetensors file atomically (temporary file, fsync, rename), with checksums.
+
+    ``sha256`` covers the tensors and ``sha256_metadata`` the other metadata entries, so a
+    flipped byte anywhere but in the safetensors header's offsets is detected on read.
+    """
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = dict(metadata)
     meta["sha256"] = tensors_digest(tensors)
+    meta["sha256_metadata"] = metadata_digest(meta)
     data = st_save(tensors, metadata=meta)
     from unetkit.io.atomic import atomic_save_bytes
 
@@ -79,6 +94,11 @@ def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     expected = metadata.get("sha256")
     if expected is not None and tensors_digest(tensors) != expected:
         raise ModelFileError(f"{path}: checksum mismatch, the file is corrupt")
+    expected = metadata.get("sha256_metadata")  # absent in files from before it was added
+    if expected is not None and metadata_digest(metadata) != expected:
+        raise ModelFileError(
+            f"{path}: checksum mismatch in its metadata (stored config), the file is corrupt"
+        )
     return tensors, metadata
 
 

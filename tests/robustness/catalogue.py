@@ -888,6 +888,12 @@ def _damaged(edit: Callable[[bytes], bytes]) -> Callable[[Path], None]:
     return build
 
 
+def _replace_after(data: bytes, anchor: bytes, old: bytes, new: bytes) -> bytes:
+    """``data`` with the first ``old`` after ``anchor`` replaced by ``new`` (same length)."""
+    i = data.index(old, data.index(anchor))
+    return data[:i] + new + data[i + len(old) :]
+
+
 def _foreign_safetensors(path: Path) -> None:
     import torch
     from safetensors.torch import save_file
@@ -972,6 +978,15 @@ MODELFILE_CASES: list[ApiCase] = [
         "flipped byte in the weights",
         _load_model("flip.safetensors", _damaged(lambda b: flip_byte(b, -9))),
         ("flip.safetensors: checksum mismatch",),
+        raises=ModelFileError,
+    ),
+    ApiCase(
+        "modelfile",
+        "stored config altered (dropout 0.0 -> 0.5)",
+        _load_model(
+            "cfg.safetensors", _damaged(lambda b: _replace_after(b, b"dropout", b"0.0", b"0.5"))
+        ),
+        ("cfg.safetensors: checksum mismatch in its metadata",),
         raises=ModelFileError,
     ),
     ApiCase(
