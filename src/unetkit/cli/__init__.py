@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from unetkit.errors import UnetkitError
 
-COMMANDS: tuple[str, ...] = ("info", "check-data")
+COMMANDS: tuple[str, ...] = ("info", "check-data", "predict", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,13 +20,28 @@ def add_parser(subparsers: Any) -> None:
         "problems.",
     )
     parser.add_argument("dir", metavar="DIR", help="dataset folder with images/ and masks/")
-    parser.add_argument("--num-classes", type=int, default=None, metavar="K",
-                        help="expected number of classes (labels 0..K-1); default: inferred")
-    parser.add_argument("--spatial-dims", type=int, choices=(1, 2, 3), default=None,
-                        metavar="D", help="spatial dims of the files (1, 2 or 3); default: "
-                        "inferred per file")
-    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help="largest image accepted, in pixels (guard against huge files)")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="expected number of classes (labels 0..K-1); default: inferred",
+    )
+    parser.add_argument(
+        "--spatial-dims",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        metavar="D",
+        help="spatial dims of the files (1, 2 or 3); default: inferred per file",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest image accepted, in pixels (guard against huge files)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
 
