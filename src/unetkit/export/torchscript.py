@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ def write_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
 
 def run_torchscript(path: Path, x: np.ndarray) -> np.ndarray:
     """Load a saved TorchScript module and run it: ``(B, C, *S) -> (B, K, *S_out)``."""
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in 2.13
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
         return module(torch.from_numpy(x.astype(np.float32))).float().numpy()
