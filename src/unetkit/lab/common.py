@@ -204,3 +204,45 @@ def new_figure(ncols: int, width: float = 5.0, height: float = 4.0) -> tuple[Any
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    """A 2D float32 image ``(H, W)`` (first channel), through the data layer when installed."""
+    try:
+        from unetkit.io.images import read_image
+    except ImportError:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("F"), dtype=np.float32)
+    return np.asarray(read_image(path), dtype=np.float32)[0]
+
+
+def image_patches(settings: LabSettings, n: int, size: int, seed: int = 0) -> tuple[Tensor, str]:
+    """``n`` z-scored grey patches ``(n, 1, size, size)`` of real EM images, or synthetic ones.
+
+    Real images come from :func:`find_em_dir` (random crops, cycling through the files); when
+    there are none, synthetic cell images. Returns the patches and the name of their source.
+    """
+    folder = find_em_dir(settings)
+    if folder is None:
+        images, _, source = segmentation_data(n, size, 2, seed)
+        return images, source
+    files = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff"))
+    if not files:
+        raise ValueError(f"{folder / 'images'}: no PNG or TIFF images found")
+    rng = np.random.default_rng(seed)
+    cache: dict[Path, np.ndarray] = {}
+    patches = np.empty((n, 1, size, size), dtype=np.float32)
+    for i in range(n):
+        path = files[i % len(files)]
+        if path not in cache:
+            cache[path] = _read_grey(path)
+        image = cache[path]
+        h, w = image.shape
+        if h < size or w < size:
+            raise ValueError(f"{path}: image {h}x{w} is smaller than the {size}x{size} patches")
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        patch = image[top : top + size, left : left + size]
+        patches[i, 0] = (patch - patch.mean()) / (patch.std() + 1e-6)
+    return torch.from_numpy(patches), str(folder)
