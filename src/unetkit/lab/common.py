@@ -79,7 +79,9 @@ def _internal_blobs(
 
     Returns images float32 ``(n, 1, *S)`` and masks int64 ``(n, *S)`` with ``S = (size,) * d``.
     """
-    grids = np.meshgrid(*(np.arange(size, dtype=np.float32) for _ in range(spatial_dims)), indexing="ij")
+    grids = np.meshgrid(
+        *(np.arange(size, dtype=np.float32) for _ in range(spatial_dims)), indexing="ij"
+    )
     images = np.empty((n, 1) + (size,) * spatial_dims, dtype=np.float32)
     masks = np.zeros((n,) + (size,) * spatial_dims, dtype=np.int64)
     for i in range(n):
@@ -179,7 +181,9 @@ def mean_foreground_dice(model: nn.Module, images: Tensor, masks: Tensor) -> flo
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def batches_from(images: Tensor, masks: Tensor, batch_size: int, seed: int) -> Callable[[int], tuple[Tensor, Tensor]]:
+def batches_from(
+    images: Tensor, masks: Tensor, batch_size: int, seed: int
+) -> Callable[[int], tuple[Tensor, Tensor]]:
     """A ``batch(step)`` function cycling through random mini-batches of a fixed set."""
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
@@ -218,19 +222,26 @@ def _read_grey(path: Path) -> np.ndarray:
     return np.asarray(read_image(path), dtype=np.float32)[0]
 
 
-def image_patches(settings: LabSettings, n: int, size: int, seed: int = 0) -> tuple[Tensor, str]:
+def image_patches(
+    settings: LabSettings, n: int, size: int, seed: int = 0, held_out: bool = False
+) -> tuple[Tensor, str]:
     """``n`` z-scored grey patches ``(n, 1, size, size)`` of real EM images, or synthetic ones.
 
-    Real images come from :func:`find_em_dir` (random crops, cycling through the files); when
-    there are none, synthetic cell images. Returns the patches and the name of their source.
+    Real images come from :func:`find_em_dir` (random crops, cycling through the files; with
+    ``held_out`` only from the last sixth of the files, else from the rest); when there are none,
+    synthetic cell images. Returns the patches and the name of their source.
     """
     folder = find_em_dir(settings)
     if folder is None:
-        images, _, source = segmentation_data(n, size, 2, seed)
+        images, _, source = segmentation_data(n, size, 2, seed + (7919 if held_out else 0))
         return images, source
-    files = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff"))
+    files = sorted(
+        p for p in (folder / "images").iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff")
+    )
     if not files:
         raise ValueError(f"{folder / 'images'}: no PNG or TIFF images found")
+    cut = len(files) - max(1, len(files) // 6) if len(files) > 1 else len(files)
+    files = files[cut:] if held_out and len(files) > 1 else files[:cut]
     rng = np.random.default_rng(seed)
     cache: dict[Path, np.ndarray] = {}
     patches = np.empty((n, 1, size, size), dtype=np.float32)

@@ -23,8 +23,8 @@ from unetkit.lab.common import (
     cross_entropy,
     mean_foreground_dice,
     new_figure,
-    segmentation_data,
     seed_everything,
+    segmentation_data,
     train_steps,
 )
 from unetkit.model import UNet, UNetConfig, count_parameters, summarize

@@ -9,7 +9,8 @@ measure on one batch of the synthetic segmentation task:
 * the same ratio for the gradients with respect to the two blocks' *outputs* (same shape, so
   directly comparable);
 * the shortest backward path from the loss to the first block's convolution weights, counted
-  in convolution layers (the first block's own convolution included), found by a breadth-first search of the autograd graph itself.
+  in convolution layers (the first block's own convolution included), found by a
+  breadth-first search of the autograd graph itself.
 
 Regimes: ``plain`` (no normalisation, PyTorch's default initialisation: where the classic
 vanishing-gradient argument applies) and ``normalized`` (batch norm, He initialisation from the
@@ -22,7 +23,6 @@ import collections
 import math
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from unetkit.lab.common import (
@@ -31,8 +31,8 @@ from unetkit.lab.common import (
     batches_from,
     cross_entropy,
     new_figure,
-    segmentation_data,
     seed_everything,
+    segmentation_data,
     train_steps,
 )
 from unetkit.model import UNet, UNetConfig
@@ -172,7 +172,10 @@ def run(settings: LabSettings) -> ExperimentResult:
     gain_plain = ratio("plain", "concat", d) / ratio("plain", "none", d)
     gain_norm = ratio("normalized", "concat", d) / ratio("normalized", "none", d)
     paths = {
-        f: [next(r["path_convs"] for r in rows if r["fusion"] == f and r["depth"] == k) for k in depths]
+        f: [
+            next(r["path_convs"] for r in rows if r["fusion"] == f and r["depth"] == k)
+            for k in depths
+        ]
         for f in FUSIONS
     }
     headline = (
@@ -233,7 +236,9 @@ def run(settings: LabSettings) -> ExperimentResult:
         ax.set_ylabel("||grad first enc. block|| / ||grad last dec. block||")
         ax.set_title(label)
         ax.legend(fontsize=7)
-    axes[0].set_title(f"No norm, default init: skips keep {gain_plain:.2g}x more gradient (depth {d})")
+    axes[0].set_title(
+        f"No norm, default init: skips keep {gain_plain:.2g}x more gradient (depth {d})"
+    )
     axes[1].set_title(f"Batch norm, fan-in init: factor only {gain_norm:.2g}x")
     ax = axes[2]
     for i, fusion in enumerate(FUSIONS):

@@ -63,7 +63,10 @@ def peak_step_bytes(model: UNet, x: Tensor, y: Tensor) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     model.zero_grad(set_to_none=True)
-    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _quiet_native_stderr(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         del loss
@@ -160,7 +163,7 @@ def run(settings: LabSettings) -> ExperimentResult:
         "time_overhead_at_largest": slower,
         "what_is_measured": {
             "peak_bytes": "profiler allocation events of one forward+backward, running-sum peak",
-            "saved_bytes": "tensors saved for backward outside checkpoints, deduplicated by storage",
+            "saved_bytes": "tensors saved for backward outside checkpoints, by storage",
             "estimate_bytes": "activation memory predicted by summarize() (unetkit info)",
             "step_seconds": "median wall time of forward+backward+Adam step",
         },
@@ -182,10 +185,16 @@ def run(settings: LabSettings) -> ExperimentResult:
     pixels = [s * s for s in sizes]
     for i, mode in enumerate(MODES):
         axes[0].plot(
-            pixels, [get(s, mode, "peak_bytes") / MIB for s in sizes], f"C{i}-o", label=f"peak, {mode}"
+            pixels,
+            [get(s, mode, "peak_bytes") / MIB for s in sizes],
+            f"C{i}-o",
+            label=f"peak, {mode}",
         )
         axes[0].plot(
-            pixels, [get(s, mode, "saved_bytes") / MIB for s in sizes], f"C{i}:x", label=f"saved, {mode}"
+            pixels,
+            [get(s, mode, "saved_bytes") / MIB for s in sizes],
+            f"C{i}:x",
+            label=f"saved, {mode}",
         )
         axes[1].plot(
             pixels, [get(s, mode, "step_seconds") * 1e3 for s in sizes], f"C{i}-o", label=mode

@@ -25,10 +25,10 @@ from unetkit.lab.common import (
     LabSettings,
     batches_from,
     cross_entropy,
-    new_figure,
     image_patches,
-    segmentation_data,
+    new_figure,
     seed_everything,
+    segmentation_data,
     train_steps,
 )
 from unetkit.model import UNet, UNetConfig
@@ -46,7 +46,12 @@ FUSION_CONFIGS: dict[str, dict[str, str]] = {
     "group, after concat": {"norm": "group", "norm_placement": "after_concat"},
     "group, before concat": {"norm": "group", "norm_placement": "before_concat"},
 }
-QUICK_TRAIN = ("none, default init", "none, fan-in init", "batch, after concat", "batch, before concat")
+QUICK_TRAIN = (
+    "none, default init",
+    "none, fan-in init",
+    "batch, after concat",
+    "batch, before concat",
+)
 
 
 def _stats(t: Tensor) -> dict[str, float]:
@@ -184,9 +189,7 @@ def run(settings: LabSettings) -> ExperimentResult:
         if pool_gain["kaiming init, white noise"] > pool_gain["kaiming init, images"]
         else "; the first max-pool raises the second moment no less for images than for noise."
     )
-    ratio_txt = "; ".join(
-        f"{n}: {min(v):.2g}-{max(v):.2g}" for n, v in branch_ratio.items()
-    )
+    ratio_txt = "; ".join(f"{n}: {min(v):.2g}-{max(v):.2g}" for n, v in branch_ratio.items())
     markdown = (
         f"**normalization (P9).** A 2D U-Net with widths {list(widths)} at initialisation, in "
         f"training mode, on z-scored {size}x{size} image patches (from {image_source}, batch "
@@ -211,7 +214,8 @@ def run(settings: LabSettings) -> ExperimentResult:
     ax.set_yscale("log")
     ax.set_ylabel("second moment E[x^2]")
     ax.set_title(
-        f"No norm: fan-in init holds E[x^2]; pooling noise x{pool_gain['kaiming init, white noise']:.1f}",
+        "No norm: fan-in init holds E[x^2]; pooling noise "
+        f"x{pool_gain['kaiming init, white noise']:.1f}",
         fontsize=9,
     )
     ax.legend(fontsize=7)
@@ -224,7 +228,7 @@ def run(settings: LabSettings) -> ExperimentResult:
     ax.set_title("Normalisation equalises the two branches", fontsize=9)
     ax.legend(fontsize=6)
     ax = axes[2]
-    for i, (name, curve) in enumerate(curves.items()):
+    for name, curve in curves.items():
         ax.plot(curve, f"C{list(FUSION_CONFIGS).index(name)}-", alpha=0.8, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("training step")

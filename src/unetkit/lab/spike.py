@@ -1,4 +1,4 @@
-"""P4, the 1D spike: skips carry *where*; without them the spike must squeeze through the bottleneck.
+"""P4, the 1D spike: skips carry *where*; without them the spike squeezes through the bottleneck.
 
 A 1D U-Net learns to reproduce signals that are zero except for one sharp spike (one sample of
 random height at a random position). Two variants, ``fusion="concat"`` and ``fusion="none"``,
@@ -107,7 +107,9 @@ def run(settings: LabSettings) -> ExperimentResult:
             loss.backward()
             opt.step()
             if step % every == 0:
-                curves[fusion].append({"step": step, "loss": float(loss.detach()), **measure(model, test_x, test_pos)})
+                curves[fusion].append(
+                    {"step": step, "loss": float(loss.detach()), **measure(model, test_x, test_pos)}
+                )
         with torch.no_grad():
             model.eval()
             examples[fusion] = model(test_x[:1])[0, 0].numpy()
@@ -135,6 +137,7 @@ def run(settings: LabSettings) -> ExperimentResult:
         "first_sharp_step": sharp,
         "sharp_criterion": "FWHM < 1.1 samples and peak height > 90% of the input spike",
     }
+
     def when(f: str) -> str:
         return f"from step {sharp[f]}" if sharp[f] is not None else f"not within {steps} steps"
 
@@ -163,7 +166,12 @@ def run(settings: LabSettings) -> ExperimentResult:
     ax.legend()
     ax = axes[1]
     for f, style in (("concat", "C0-o"), ("none", "C3--s")):
-        ax.plot([p["step"] for p in curves[f]], [p["fwhm"] for p in curves[f]], style, label=f"FWHM, {f}")
+        ax.plot(
+            [p["step"] for p in curves[f]],
+            [p["fwhm"] for p in curves[f]],
+            style,
+            label=f"FWHM, {f}",
+        )
     ax.axhline(1.0, color="k", lw=0.8, ls=":", label="exact copy (FWHM 1)")
     ax.set_xlabel("training step")
     ax.set_ylabel("FWHM of the output peak (samples)")
