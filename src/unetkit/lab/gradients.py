@@ -237,9 +237,10 @@ def run(settings: LabSettings) -> ExperimentResult:
         ax.set_title(label)
         ax.legend(fontsize=7)
     axes[0].set_title(
-        f"No norm, default init: skips keep {gain_plain:.2g}x more gradient (depth {d})"
+        f"No norm, default init: skips keep {gain_plain:.2g}x more gradient (depth {d})",
+        fontsize=9,
     )
-    axes[1].set_title(f"Batch norm, fan-in init: factor only {gain_norm:.2g}x")
+    axes[1].set_title(f"Batch norm, fan-in init: factor only {gain_norm:.2g}x", fontsize=9)
     ax = axes[2]
     for i, fusion in enumerate(FUSIONS):
         ax.plot(depths, paths[fusion], f"C{i}-o", label=fusion)
