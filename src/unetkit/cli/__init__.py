@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "predict",
     "evaluate",
     "export",
+    "lab",
 )
 
 
