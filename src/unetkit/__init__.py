@@ -1,11 +1,13 @@
 """unetkit: U-Nets for dense prediction on 1D signals, 2D images and 3D volumes.
 
 The public API: the model (:class:`UNet`, :class:`UNetConfig`, :func:`create_model`,
-:func:`list_models`, :func:`summarize`) and model files (:func:`save`, :func:`load`).
+:func:`list_models`, :func:`summarize`), model files (:func:`save`, :func:`load`) and
+prediction of a NumPy image of any size (:func:`predict`).
 """
 
 from __future__ import annotations
 
+from unetkit.infer import predict
 from unetkit.model import UNet, UNetConfig, create_model, list_models, summarize
 from unetkit.modelfile import load, save
 
@@ -18,6 +20,7 @@ __all__ = [
     "create_model",
     "list_models",
     "load",
+    "predict",
     "save",
     "summarize",
 ]

@@ -15,7 +15,15 @@ from collections.abc import Sequence
 
 from unetkit.errors import UnetkitError
 
-COMMANDS: tuple[str, ...] = ("info", "check-data", "synth")
+COMMANDS: tuple[str, ...] = (
+    "info",
+    "check-data",
+    "synth",
+    "predict",
+    "evaluate",
+    "export",
+    "lab",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

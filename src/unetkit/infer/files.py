@@ -1,0 +1,271 @@
+"""Predict image files: inputs from files or folders, outputs beside each other in one folder.
+
+For an input ``<stem>.<ext>`` the outputs in ``OUT`` are:
+
+* ``OUT/<stem>.<ext>``: the label map, in the input's format (PNG/TIFF/NPY);
+* ``OUT/probabilities/<stem>.npy``: ``(num_classes, *spatial)`` float32, with
+  ``save_probabilities``;
+* ``OUT/overlays/<stem>.png``: the image with the labels blended in colour, with ``overlay``
+  (2D images; the middle slice of a 3D volume; not for 1D signals).
+
+Every file is written atomically (temporary file, then rename), so an existing output is a
+finished one: a rerun skips an input whose requested outputs all exist, unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.errors import DataError, UnetkitError
+from unetkit.infer.normalization import Normalization
+from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
+from unetkit.io.atomic import atomic_write
+from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_mask
+from unetkit.model import UNet
+
+log = logging.getLogger(__name__)
+
+PROBABILITIES_DIR = "probabilities"
+OVERLAYS_DIR = "overlays"
+
+# Colours of classes 1.. in overlays (class 0 is left uncoloured); cycles for more classes.
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+    ],
+    dtype=np.float32,
+)
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where the outputs of one input go."""
+
+    labels: Path
+    probabilities: Path | None
+    overlay: Path | None
+
+    def all(self) -> list[Path]:
+        """Every requested output."""
+        return [p for p in (self.labels, self.probabilities, self.overlay) if p is not None]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input: ``status`` is ``"predicted"`` or ``"skipped"``."""
+
+    input: Path
+    outputs: OutputPaths
+    status: str
+
+
+def find_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files named directly or found in folders (a dataset folder's ``images/``).
+
+    Folders are not searched recursively; files are sorted by name. Two inputs with the same
+    stem would write the same output, so that is an error naming both.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            folder = p / "images" if (p / "images").is_dir() else p
+            files = sorted(
+                f
+                for f in folder.iterdir()
+                if f.is_file()
+                and f.suffix.lower() in ALLOWED_SUFFIXES
+                and not f.name.startswith(".")
+            )
+            if not files:
+                raise DataError(
+                    f"{folder}: no {'/'.join(s.lstrip('.') for s in ALLOWED_SUFFIXES)} files "
+                    f"to predict"
+                )
+            found.extend(files)
+        elif p.is_file():
+            if p.suffix.lower() not in ALLOWED_SUFFIXES:
+                raise DataError(
+                    f"{p}: unsupported extension {p.suffix!r}; use {' '.join(ALLOWED_SUFFIXES)}"
+                )
+            found.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    stems: dict[str, Path] = {}
+    for f in found:
+        if f.stem in stems and stems[f.stem].resolve() != f.resolve():
+            raise DataError(
+                f"{f}: has the same stem as {stems[f.stem]}; their outputs would collide. "
+                f"Predict them into different --output folders"
+            )
+        stems[f.stem] = f
+    unique: dict[Path, Path] = {f.resolve(): f for f in found}
+    return list(unique.values())
+
+
+def output_paths(
+    source: Path, out_dir: Path, *, save_probabilities: bool, overlay: bool, spatial_dims: int
+) -> OutputPaths:
+    """The outputs of ``source`` in ``out_dir`` (see the module doc)."""
+    labels = out_dir / f"{source.stem}{source.suffix.lower()}"
+    if labels.resolve() == source.resolve():
+        raise UnetkitError(
+            f"{source}: the label output would overwrite the input; choose another --output"
+        )
+    probs = out_dir / PROBABILITIES_DIR / f"{source.stem}.npy" if save_probabilities else None
+    ov = out_dir / OVERLAYS_DIR / f"{source.stem}.png" if overlay and spatial_dims >= 2 else None
+    return OutputPaths(labels=labels, probabilities=probs, overlay=ov)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` raw image -> ``(H, W, 3)`` float32 in 0..255 (percentile-stretched)."""
+    rgb = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
+    rgb = rgb.astype(np.float32)
+    lo, hi = np.percentile(
+        rgb[:, :: max(1, rgb.shape[1] // 512), :: max(1, rgb.shape[2] // 512)], (1, 99)
+    )
+    scale = 255.0 / (hi - lo) if hi > lo else 1.0
+    return np.clip((np.moveaxis(rgb, 0, -1) - lo) * scale, 0, 255)
+
+
+def overlay_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend class colours into a 2D image: ``(C, H, W)``, ``(H, W)`` -> uint8 ``(H, W, 3)``.
+
+    Class 0 stays uncoloured; class ``k >= 1`` gets ``PALETTE[(k - 1) % len(PALETTE)]``.
+    """
+    base = _display(image)
+    fg = labels > 0
+    colours = PALETTE[(np.maximum(labels, 1) - 1) % len(PALETTE)]
+    base[fg] = (1 - alpha) * base[fg] + alpha * colours[fg]
+    return base.astype(np.uint8)
+
+
+def _write_overlay(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
+    from PIL import Image
+
+    if labels.ndim == 3:  # a volume: its middle slice
+        mid = labels.shape[0] // 2
+        image, labels = image[:, mid], labels[mid]
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(overlay_image(image, labels)).save(fh, format="PNG")
+
+
+def _write_probabilities(path: Path, probabilities: np.ndarray) -> None:
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, probabilities, allow_pickle=False)
+
+
+def predict_file(
+    model: UNet,
+    source: Path,
+    outputs: OutputPaths,
+    *,
+    options: PredictOptions,
+    normalization: Normalization,
+    tile_default: Sequence[int],
+    progress: bool = False,
+) -> None:
+    """Predict one file and write its outputs (probabilities and overlay first, labels last)."""
+    image = read_image(source, spatial_dims=model.config.spatial_dims)
+    try:
+        result = predict_array(
+            model,
+            image,
+            options=options,
+            normalization=normalization,
+            default_tile=tile_default,
+            keep_probabilities=outputs.probabilities is not None,
+            label_dtype=np.uint8 if model.config.out_channels <= 256 else np.int64,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise DataError(f"{source}: {exc}") from None
+    if outputs.probabilities is not None and result.probabilities is not None:
+        _write_probabilities(outputs.probabilities, result.probabilities)
+    if outputs.overlay is not None:
+        _write_overlay(outputs.overlay, image, result.labels)
+    del image
+    write_mask(outputs.labels, result.labels)
+
+
+def predict_files(
+    model: UNet,
+    metadata: Mapping[str, Any],
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    options: PredictOptions | None = None,
+    save_probabilities: bool = False,
+    overlay: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Predict every input file into ``out_dir`` (see the module doc).
+
+    Args:
+        model: the network; ``metadata``: its trained-model metadata (normalisation, patch size).
+        inputs: files and/or folders.
+        out_dir: output folder (created).
+        options: tiling, overlap, TTA, batch size.
+        save_probabilities, overlay: extra outputs.
+        overwrite: predict again even where all outputs exist.
+        progress: progress bars over images and tiles (stderr).
+        on_result: called after each input.
+    """
+    files = find_inputs(inputs)
+    out = Path(out_dir)
+    opts = options or PredictOptions()
+    norm = Normalization.from_metadata(metadata.get("normalization"))
+    tile_default = default_tile(model.config.spatial_dims, metadata)
+    plans = [
+        (
+            f,
+            output_paths(
+                f,
+                out,
+                save_probabilities=save_probabilities,
+                overlay=overlay,
+                spatial_dims=model.config.spatial_dims,
+            ),
+        )
+        for f in files
+    ]
+    for folder in {p.parent for _, paths in plans for p in paths.all()} | {out}:
+        folder.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    results: list[FileResult] = []
+    for source, paths in tqdm(plans, disable=not progress, unit="image", desc="images"):
+        if not overwrite and all(p.is_file() for p in paths.all()):
+            result = FileResult(source, paths, "skipped")
+        else:
+            predict_file(
+                model,
+                source,
+                paths,
+                options=opts,
+                normalization=norm,
+                tile_default=tile_default,
+                progress=progress,
+            )
+            result = FileResult(source, paths, "predicted")
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results

@@ -1,0 +1,348 @@
+"""Tiled prediction of a NumPy image in bounded memory.
+
+The image is cut into the tiles of :func:`unetkit.infer.tiling.plan_tiles`, tiles are
+normalised, batched, run through :func:`unetkit.infer.engine.run_network` (averaged over the
+test-time transforms when ``tta`` is on), weighted and added into a **band** accumulator that
+spans one row of tiles along the first spatial axis: ``(K, O_0, *N_rest)`` float32. When a row of
+tiles is done, the leading part of the band that no later tile touches is finalised (divided by
+the summed weights, turned into labels and, on request, probabilities) and the band moves on.
+Memory is therefore the input image, the outputs, one band and one batch of tiles; an
+8192x8192 grey image with a 2-class model needs well under 2 GB.
+
+Labels come from the averaged logits: ``argmax`` over classes, or ``logit > 0`` for a
+single-channel (sigmoid) model, whose probabilities are returned as two classes
+``[1 - p, p]``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unetkit.infer import tta as tta_mod
+from unetkit.infer.engine import run_network
+from unetkit.infer.normalization import Normalization
+from unetkit.infer.tiling import DEFAULT_TILE, TilePlan, TileSpec, plan_tiles
+from unetkit.model import UNet
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result of :func:`predict_full`.
+
+    Attributes:
+        labels: ``(*spatial)`` integer class labels (dtype as requested, int64 by default).
+        probabilities: ``(num_classes, *spatial)`` float32 class probabilities, or ``None``
+            when not requested.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict; the defaults suit most images.
+
+    Attributes:
+        tile: tile input edge(s), ``"auto"`` (the larger of :data:`DEFAULT_TILE` and the
+            model's training ``patch_size``) or ``"whole"`` (no tiling).
+        overlap: fraction of a same-mode tile shared with each neighbour, in ``[0, 1)``.
+        tta: average over flips (and 90-degree rotations in 2D), see :mod:`unetkit.infer.tta`.
+        batch_size: tiles per network call.
+    """
+
+    tile: TileSpec = "auto"
+    overlap: float = 0.5
+    tta: bool = False
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.overlap, int | float) or not 0.0 <= float(self.overlap) < 1.0:
+            raise ValueError(f"overlap: expected a fraction in [0, 1), got {self.overlap!r}")
+
+
+def default_tile(spatial_dims: int, metadata: Mapping[str, Any] | None) -> list[int]:
+    """The ``"auto"`` tile: :data:`DEFAULT_TILE`, or the training patch size where larger."""
+    base = [DEFAULT_TILE[spatial_dims]] * spatial_dims
+    patch = (metadata or {}).get("patch_size")
+    if isinstance(patch, Sequence) and len(patch) == spatial_dims:
+        return [max(b, int(p)) for b, p in zip(base, patch, strict=True)]
+    return base
+
+
+def as_image(model: UNet, image: np.ndarray) -> np.ndarray:
+    """Check ``image`` against the model; return it as ``(C, *spatial)`` (a view if possible).
+
+    A single-channel image may omit its channel axis (``(*spatial)``).
+    """
+    c = model.config
+    arr = np.asarray(image)
+    if arr.ndim == c.spatial_dims and c.in_channels == 1:
+        arr = arr[None]
+    if arr.ndim != c.spatial_dims + 1:
+        raise ValueError(
+            f"image: a {c.spatial_dims}D model with {c.in_channels} input channel(s) expects "
+            f"(C, *spatial) with {c.spatial_dims} spatial axes, got shape {arr.shape}"
+        )
+    if arr.shape[0] != c.in_channels:
+        raise ValueError(
+            f"image: has {arr.shape[0]} channel(s) on axis 0, the model expects {c.in_channels}"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"image: expected numeric values, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"image: is empty, shape {arr.shape}")
+    return arr
+
+
+def _extract(image: np.ndarray, plan: TilePlan, starts: Sequence[int]) -> np.ndarray:
+    """The input window of one tile, ``(C, *tile_in)``, mirrored where it leaves the image."""
+    idx = [a.input_indices(s) for a, s in zip(plan.axes, starts, strict=True)]
+    if all(isinstance(i, slice) for i in idx):
+        return image[(slice(None), *idx)]
+    arrays = [np.arange(i.start, i.stop) if isinstance(i, slice) else i for i in idx]
+    return image[np.ix_(np.arange(image.shape[0]), *arrays)]
+
+
+class _Band:
+    """Accumulates weighted tile logits over one row of tiles and finalises finished rows."""
+
+    def __init__(
+        self,
+        plan: TilePlan,
+        out_channels: int,
+        labels: np.ndarray,
+        probabilities: np.ndarray | None,
+    ) -> None:
+        self.plan = plan
+        self.k = out_channels
+        self.spatial = tuple(a.size for a in plan.axes)
+        self.o0 = plan.axes[0].tile_out
+        self.acc = torch.zeros((out_channels, self.o0, *self.spatial[1:]), dtype=torch.float32)
+        self.weight_sums = [torch.from_numpy(a.weight_sum()).float() for a in plan.axes]
+        rest = torch.ones((), dtype=torch.float32)
+        for w in self.weight_sums[1:]:
+            rest = rest[..., None] * w  # (*N_rest)
+        self.rest_weight = rest
+        self.labels = labels
+        self.probabilities = probabilities
+        self.base = 0  # image row of acc[:, 0]
+
+    def add(self, logits: Tensor, starts: Sequence[int]) -> None:
+        """Add one weighted tile ``(K, *tile_out)`` whose output starts at ``starts``."""
+        dst: list[slice] = [slice(None)]
+        src: list[slice] = [slice(None)]
+        for axis, (a, s) in enumerate(zip(self.plan.axes, starts, strict=True)):
+            n = min(a.tile_out, a.size - s)
+            offset = s - self.base if axis == 0 else s
+            dst.append(slice(offset, offset + n))
+            src.append(slice(0, n))
+        self.acc[tuple(dst)] += logits[tuple(src)]
+
+    def finish_rows(self, until: int) -> None:
+        """Finalise image rows ``[base, until)`` and move the band to start at ``until``."""
+        until = min(until, self.spatial[0])
+        rows = until - self.base
+        if rows <= 0:
+            return
+        block = self.acc[:, :rows]  # (K, rows, *N_rest)
+        w0 = self.weight_sums[0][self.base : until]
+        weight = w0.reshape(-1, *([1] * (len(self.spatial) - 1))) * self.rest_weight
+        logits = block / weight
+        target = slice(self.base, until)
+        if self.k == 1:
+            self.labels[target] = (logits[0] > 0).numpy()
+            if self.probabilities is not None:
+                p = torch.sigmoid(logits[0]).numpy()
+                self.probabilities[1, target] = p
+                self.probabilities[0, target] = 1.0 - p
+        else:
+            self.labels[target] = logits.argmax(dim=0).numpy()
+            if self.probabilities is not None:
+                self.probabilities[:, target] = torch.softmax(logits, dim=0).numpy()
+        keep = self.o0 - rows
+        if keep > 0:
+            self.acc[:, :keep] = self.acc[:, rows:].clone()
+        self.acc[:, max(keep, 0) :] = 0
+        self.base = until
+
+
+def predict_array(
+    model: UNet,
+    image: np.ndarray,
+    *,
+    options: PredictOptions | None = None,
+    normalization: Normalization | None = None,
+    default_tile: int | Sequence[int] | None = None,
+    keep_probabilities: bool = False,
+    label_dtype: np.dtype | type = np.int64,
+    progress: bool = False,
+) -> Prediction:
+    """Predict one image with tiles, in bounded memory (see the module doc).
+
+    Args:
+        model: a :class:`UNet` (put in eval mode for the call, its state restored after).
+        image: ``(C, *spatial)`` raw intensities (or ``(*spatial)`` for one channel).
+        options: tiling, overlap, TTA and batch size.
+        normalization: how raw values are normalised; ``None`` is per-image z-score.
+        default_tile: the edge(s) ``tile="auto"`` uses; ``None`` uses :data:`DEFAULT_TILE`.
+        keep_probabilities: also return ``(num_classes, *spatial)`` float32 probabilities.
+        label_dtype: dtype of the label map (``np.uint8`` saves memory for huge images).
+        progress: show a progress bar over tiles (on stderr).
+
+    Returns:
+        :class:`Prediction` with ``labels (*spatial)`` and optional probabilities.
+    """
+    opts = options or PredictOptions()
+    arr = as_image(model, image)
+    spatial = tuple(int(n) for n in arr.shape[1:])
+    plan = plan_tiles(model.config, spatial, opts.tile, opts.overlap, default_tile)
+    norm = (normalization or Normalization()).resolve(arr)
+    k = int(model.config.out_channels)
+    labels = np.empty(spatial, dtype=label_dtype)
+    probabilities = (
+        np.empty((2 if k == 1 else k, *spatial), dtype=np.float32) if keep_probabilities else None
+    )
+    band = _Band(plan, k, labels, probabilities)
+    tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
+    transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    row_starts = plan.axes[0].starts
+
+    def network(batch: Tensor) -> Tensor:
+        return run_network(model, batch)
+
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=plan.num_tiles, disable=not progress, unit="tile", leave=False, desc="tiles"
+    ) as bar:
+        for r, (_row, tiles) in enumerate(plan.rows()):
+            for i in range(0, len(tiles), opts.batch_size):
+                chunk = tiles[i : i + opts.batch_size]
+                x = np.stack([_extract(arr, plan, t) for t in chunk])  # (B, C, *tile_in)
+                x = norm.apply(x, channel_axis=1)
+                y = tta_mod.averaged(network, torch.from_numpy(x).to(device), transforms)
+                y = y.cpu() * tile_weight  # (B, K, *tile_out)
+                for yi, t in zip(y, chunk, strict=True):
+                    band.add(yi, t)
+                bar.update(len(chunk))
+            nxt = row_starts[r + 1] if r + 1 < len(row_starts) else spatial[0]
+            band.finish_rows(nxt)
+    return Prediction(labels=labels, probabilities=probabilities)
+
+
+def _resolve_model(
+    model: UNet | str | os.PathLike[str], metadata: Mapping[str, Any] | None
+) -> tuple[UNet, Mapping[str, Any]]:
+    if isinstance(model, str | os.PathLike):
+        from unetkit.modelfile import load_with_metadata
+
+        loaded, extra = load_with_metadata(Path(model))
+        return loaded, metadata if metadata is not None else extra
+    if not isinstance(model, UNet):
+        raise ValueError(f"model: expected a UNet or a model file path, got {type(model).__name__}")
+    return model, metadata or {}
+
+
+def predict_full(
+    model: UNet | str | os.PathLike[str],
+    image: np.ndarray,
+    *,
+    tile: TileSpec = "auto",
+    overlap: float = 0.5,
+    tta: bool = False,
+    batch_size: int = 4,
+    metadata: Mapping[str, Any] | None = None,
+    probabilities: bool = True,
+    progress: bool = False,
+) -> Prediction:
+    """Labels and probabilities of one image; see :func:`predict` for the arguments."""
+    net, meta = _resolve_model(model, metadata)
+    return predict_array(
+        net,
+        image,
+        options=PredictOptions(tile=tile, overlap=overlap, tta=tta, batch_size=batch_size),
+        normalization=Normalization.from_metadata(meta.get("normalization")),
+        default_tile=default_tile(net.config.spatial_dims, meta),
+        keep_probabilities=probabilities,
+        progress=progress,
+    )
+
+
+def predict(
+    model: UNet | str | os.PathLike[str],
+    image: np.ndarray,
+    *,
+    tile: TileSpec = "auto",
+    overlap: float = 0.5,
+    tta: bool = False,
+    batch_size: int = 4,
+    metadata: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Label map of one image: ``(C, *spatial)`` or ``(*spatial)`` -> int64 ``(*spatial)``.
+
+    Args:
+        model: a :class:`UNet`, or the path of a model file or run folder (its metadata is
+            then used for normalisation and the default tile).
+        image: raw intensities, any size (smaller than a tile, odd sizes, huge images).
+        tile: tile input edge(s), ``"auto"`` or ``"whole"`` (one pass, no tiling).
+        overlap: same-mode tile overlap fraction (valid mode tiles are seam-free without it).
+        tta: test-time augmentation by flips (and 90-degree rotations in 2D).
+        batch_size: tiles per network call.
+        metadata: a trained model's metadata (``load_with_metadata``); its ``normalization``
+            is applied. ``None`` with a UNet object means per-image z-score normalisation.
+        progress: show a progress bar over tiles.
+
+    Use :func:`predict_probabilities` for class probabilities, or :func:`predict_full` for both.
+    """
+    return predict_full(
+        model,
+        image,
+        tile=tile,
+        overlap=overlap,
+        tta=tta,
+        batch_size=batch_size,
+        metadata=metadata,
+        probabilities=False,
+        progress=progress,
+    ).labels
+
+
+def predict_probabilities(
+    model: UNet | str | os.PathLike[str],
+    image: np.ndarray,
+    *,
+    tile: TileSpec = "auto",
+    overlap: float = 0.5,
+    tta: bool = False,
+    batch_size: int = 4,
+    metadata: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities ``(num_classes, *spatial)`` float32; arguments as :func:`predict`."""
+    result = predict_full(
+        model,
+        image,
+        tile=tile,
+        overlap=overlap,
+        tta=tta,
+        batch_size=batch_size,
+        metadata=metadata,
+        probabilities=True,
+        progress=progress,
+    )
+    if result.probabilities is None:  # pragma: no cover - requested above
+        raise RuntimeError("probabilities were requested but not computed")
+    return result.probabilities
