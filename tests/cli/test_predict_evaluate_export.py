@@ -60,7 +60,7 @@ def test_predict_then_evaluate(cli, trained, tmp_path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     stems = sorted(p.stem for p in (data / "images").iterdir())
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name[0] != ".") == [
         "synthetic_0006.tif",
         "synthetic_0007.npy",
     ]

@@ -32,6 +32,7 @@ from unetkit.model import UNet
 log = logging.getLogger(__name__)
 
 PROBABILITIES_DIR = "probabilities"
+MANIFEST = ".unetkit-predict.json"
 OVERLAYS_DIR = "overlays"
 
 # Colours of classes 1.. in overlays (class 0 is left uncoloured); cycles for more classes.
@@ -170,6 +171,56 @@ def _write_probabilities(path: Path, probabilities: np.ndarray) -> None:
         np.save(fh, probabilities, allow_pickle=False)
 
 
+def prediction_identity(model: UNet, options: PredictOptions) -> dict[str, Any]:
+    """What makes outputs comparable: the model's weights and config, and the options."""
+    from unetkit.modelfile import tensors_digest
+
+    return {
+        "model_sha256": tensors_digest(model.state_dict()),
+        "tile": repr(options.tile),
+        "overlap": float(options.overlap),
+        "tta": bool(options.tta),
+    }
+
+
+def check_manifest(
+    out: Path, model: UNet, options: PredictOptions, *, existing: bool, overwrite: bool
+) -> None:
+    """Refuse to mix outputs of different models or settings in one folder.
+
+    ``OUT/.unetkit-predict.json`` records which model and options wrote the folder. Finished
+    outputs are only skipped when they come from the same model and options; otherwise the
+    folder is refused unless ``overwrite`` (which predicts everything again).
+    """
+    import json
+
+    identity = prediction_identity(model, options)
+    manifest = out / MANIFEST
+    if existing and not overwrite:
+        recorded = None
+        if manifest.is_file():
+            try:
+                recorded = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                recorded = None
+        if recorded != identity:
+            raise UnetkitError(
+                f"{out}: holds outputs of another model or other settings (or of an unknown "
+                f"run); use --overwrite to predict them again, or another --output folder"
+            )
+    with atomic_write(manifest, "w") as fh:
+        json.dump(identity, fh, indent=1)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that a killed earlier run left behind (``.NAME.XXXX.tmp``)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            log.warning("could not remove the stale temporary file %s", tmp)
+
+
 def predict_file(
     model: UNet,
     source: Path,
@@ -181,7 +232,16 @@ def predict_file(
     progress: bool = False,
 ) -> None:
     """Predict one file and write its outputs (probabilities and overlay first, labels last)."""
-    image = read_image(source, spatial_dims=model.config.spatial_dims)
+    dims = model.config.spatial_dims
+    try:
+        image = read_image(source, spatial_dims=dims)
+    except DataError as exc:
+        reason = str(exc).split("; pass spatial_dims")[0]
+        if reason == str(exc):
+            raise
+        raise DataError(
+            f"{reason}; this model is {dims}D, so it cannot predict this file"
+        ) from None
     try:
         result = predict_array(
             model,
@@ -248,6 +308,9 @@ def predict_files(
     ]
     for folder in {p.parent for _, paths in plans for p in paths.all()} | {out}:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
+    existing = [p for _, paths in plans for p in paths.all() if p.is_file()]
+    check_manifest(out, model, opts, existing=bool(existing), overwrite=overwrite)
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
