@@ -36,7 +36,7 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for key in sorted(tensors):
         t = tensors[key].detach().contiguous().cpu()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

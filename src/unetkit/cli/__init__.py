@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from unetkit.errors import UnetkitError
 
-COMMANDS: tuple[str, ...] = ("info",)
+COMMANDS: tuple[str, ...] = ("info", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
