@@ -155,6 +155,8 @@ class TrainConfig:
         keep_checkpoints: keep this many earlier checkpoints under ``checkpoints/``.
         overlays: number of validation images drawn with their predictions.
         sync_batchnorm: synchronise batch-norm statistics across processes.
+        threads: CPU threads per process; 0 measures 1 thread against all cores and takes the
+            faster (deterministic runs use 1; under torchrun, ``OMP_NUM_THREADS``).
     """
 
     epochs: int = 30
@@ -182,8 +184,11 @@ class TrainConfig:
     keep_checkpoints: int = 2
     overlays: int = 4
     sync_batchnorm: bool = False
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads: expected 0 (auto) or a positive number, got {self.threads}")
         for name in ("epochs", "batch_size", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -228,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if result.stopped in ("interrupted", "paused"):
             say(f"continue with: unetkit train --resume {result.run}")
-        return 130 if result.stopped == "interrupted" else 0
+        if result.stopped == "interrupted":
+            return 128 + int(result.signal or 2)  # 130 for SIGINT, 143 for SIGTERM
+        return 0
     finally:
         shutdown(info)
 

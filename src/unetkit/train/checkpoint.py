@@ -53,6 +53,7 @@ class TrainState:
         history: one dict per completed epoch (the rows of ``metrics.csv``).
         elapsed_seconds: training time spent before this checkpoint (for ``--max-minutes``).
         finished: the planned schedule ran to its end.
+        total_steps: the planned number of steps (time-budget runs revise it as they go).
     """
 
     epoch: int = 0
@@ -62,6 +63,7 @@ class TrainState:
     history: list[dict[str, Any]] | None = None
     elapsed_seconds: float = 0.0
     finished: bool = False
+    total_steps: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -73,6 +75,7 @@ class TrainState:
             "history": list(self.history or []),
             "elapsed_seconds": self.elapsed_seconds,
             "finished": self.finished,
+            "total_steps": self.total_steps,
         }
 
     @classmethod
@@ -86,6 +89,7 @@ class TrainState:
             history=list(data.get("history", [])),
             elapsed_seconds=float(data.get("elapsed_seconds", 0.0)),
             finished=bool(data.get("finished", False)),
+            total_steps=int(data.get("total_steps", 0)),
         )
 
 
@@ -240,7 +244,10 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         folder=folder,
         model_tensors=model_tensors,
         optimizer=_join_optimizer(tensors, payload["optimizer"]),
-        scheduler=payload["scheduler"],
+        scheduler={
+            **payload["scheduler"],
+            "lr_lambdas": [None] * len(payload["scheduler"].get("base_lrs", [])),
+        },
         state=TrainState.from_json(payload["state"]),
         rng_tensors={k: v for k, v in tensors.items() if k.startswith("rng/")},
         rng_meta=payload["rng"],

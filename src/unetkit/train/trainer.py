@@ -21,6 +21,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -50,7 +51,7 @@ from unetkit.train.loader import ShardedBatches, WeightMapConfig
 from unetkit.train.losses import deep_supervision_loss, make_loss
 from unetkit.train.prepare import PreparedData, class_frequencies, model_metadata
 from unetkit.train.report import plot_progress, write_metrics_csv, write_overlay
-from unetkit.train.schedule import make_optimizer, make_scheduler
+from unetkit.train.schedule import lr_factor, make_optimizer, make_scheduler
 from unetkit.train.validate import ValResult, validate
 from unetkit.train.weight_map import border_weight_map
 
@@ -73,6 +74,7 @@ class TrainResult:
         stopped: ``finished``, ``time`` (budget spent), ``paused`` (``stop_after``) or
             ``interrupted`` (SIGINT/SIGTERM).
         seconds: wall time of this session.
+        signal: the signal that interrupted the run, if any.
     """
 
     run: Path
@@ -83,6 +85,7 @@ class TrainResult:
     last_dice_per_class: list[float]
     stopped: str
     seconds: float
+    signal: int | None = None
 
 
 class _TrainForward(nn.Module):
@@ -177,6 +180,7 @@ class Trainer:
         tty = sys.stderr.isatty()
         self.progress_bar = (progress_bar if progress_bar is not None else tty) and not quiet
         self.progress_bar = self.progress_bar and info.is_main
+        self.val_estimate = 0.0
         t, m = config.train, config.model
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -264,7 +268,30 @@ class Trainer:
 
     # -- planning ------------------------------------------------------------------------------
 
-    def measure(self, steps: int = 3) -> tuple[float, float]:
+    def choose_threads(self) -> int:
+        """Pick 1 thread or all cores, whichever trains faster here and now.
+
+        On a CPU shared with other jobs, OpenMP threads that wait for each other can make two
+        threads several times slower than one; on a quiet machine all cores win. Measured on
+        throwaway copies, so training itself is unaffected.
+        """
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        if cores <= 1:
+            torch.set_num_threads(1)
+            return 1
+        timings = {}
+        for n in (1, cores):
+            torch.set_num_threads(n)
+            timings[n], _ = self.measure(steps=1, with_val=False)
+        if 0.8 < timings[cores] / timings[1] < 1.25:  # close: measure both once more
+            for n in (1, cores):
+                torch.set_num_threads(n)
+                timings[n] = min(timings[n], self.measure(steps=1, with_val=False)[0])
+        best = min(timings, key=timings.__getitem__)
+        torch.set_num_threads(best)
+        return best
+
+    def measure(self, steps: int = 3, with_val: bool = True) -> tuple[float, float]:
         """Seconds per training step and per validation pass, on throwaway copies."""
         model_copy = copy.deepcopy(self.model)
         saved = (self.model, self.forward_module, self.optimizer)
@@ -280,6 +307,8 @@ class Trainer:
                 self.train_step(10_000 + i, 0, 0)
                 times.append(time.perf_counter() - start)
             step_time = float(np.median(times[1:]))
+            if not with_val:
+                return step_time, 0.0
             start = time.perf_counter()
             n = max(1, math.ceil(len(self.prepared.val) / self.info.world_size))
             first = [self.prepared.val[0]]
@@ -309,36 +338,56 @@ class Trainer:
         resume_from: ckpt.Checkpoint | None = None,
         started: float | None = None,
         stop_after: int | None = None,
+        adaptive: bool = False,
     ) -> TrainResult:
-        """Train to the end of the schedule, the time budget, ``stop_after`` epochs or a signal."""
+        """Train to the end of the schedule, the time budget, ``stop_after`` epochs or a signal.
+
+        ``adaptive`` (time-budget runs): after each epoch the planned number of steps is
+        revised from the measured time per step, so the schedule ends inside the budget even
+        when the machine gets busier or quieter.
+        """
         t = self.config.train
         started = time.monotonic() if started is None else started
         steps_per_epoch = t.steps_per_epoch or 1
-        total_steps = t.epochs * steps_per_epoch
-        self.scheduler = make_scheduler(
-            self.optimizer, total_steps, round(t.warmup_fraction * total_steps), t.schedule
+        state = ckpt.TrainState(history=[], total_steps=t.epochs * steps_per_epoch)
+        if resume_from is not None and resume_from.state.total_steps:
+            state.total_steps = resume_from.state.total_steps
+        if (
+            resume_from is not None
+            and not adaptive
+            and t.epochs * steps_per_epoch != (resume_from.state.total_steps)
+        ):
+            state.total_steps = t.epochs * steps_per_epoch  # --epochs changed on resume
+        warmup = round(t.warmup_fraction * state.total_steps)
+        # the schedule reads the current plan, which time-budget runs revise after each epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(step, state.total_steps, warmup, t.schedule),
         )
-        state = ckpt.TrainState(history=[])
         if resume_from is not None:
             load_state_into(self.model, resume_from.model_tensors, str(resume_from.folder))
             self.optimizer.load_state_dict(resume_from.optimizer)
             self.scheduler.load_state_dict(resume_from.scheduler)
             ckpt.set_rng_states(resume_from.rng_tensors, resume_from.rng_meta)
+            total = state.total_steps
             state = resume_from.state
+            state.total_steps = total
             state.history = [r for r in state.history or [] if r["epoch"] <= state.epoch]
         budget = None if t.max_minutes is None else t.max_minutes * 60.0
-        val_seconds = 0.0
+        val_seconds = self.val_estimate
         stopped = "finished"
         last_val: ValResult | None = None
         with _Signals() as signals:
-            while state.step < total_steps:
+            while state.step < state.total_steps:
                 epoch = state.step // steps_per_epoch
                 first_index = state.step - epoch * steps_per_epoch
                 epoch_start = time.monotonic()
                 loss_sum, loss_n = 0.0, 0
                 bar = self._bar(epoch, first_index, steps_per_epoch)
                 reason = None
-                for index in range(first_index, steps_per_epoch):
+                session_start, session_step = time.monotonic(), state.step
+                last_index = min(steps_per_epoch, state.total_steps - epoch * steps_per_epoch)
+                for index in range(first_index, last_index):
                     loss, ok = self.train_step(epoch, index, state.step)
                     if not ok:
                         raise NonFiniteLossError(
@@ -363,7 +412,7 @@ class Trainer:
                         break
                 if bar is not None:
                     bar.close()
-                complete = state.step % steps_per_epoch == 0
+                complete = state.step % steps_per_epoch == 0 or state.step >= state.total_steps
                 if complete:
                     state.epoch = epoch + 1
                 totals = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64)
@@ -401,7 +450,16 @@ class Trainer:
                     )
                     state.best_epoch = epoch + 1
                 state.elapsed_seconds += time.monotonic() - epoch_start
-                state.finished = state.step >= total_steps
+                if adaptive and reason is None and state.step < state.total_steps:
+                    self._replan(
+                        state,
+                        started,
+                        budget,
+                        val_seconds,
+                        (time.monotonic() - session_start - val_seconds)
+                        / max(1, state.step - session_step),
+                    )
+                state.finished = state.step >= state.total_steps
                 if reason is None and stop_after is not None and state.epoch >= stop_after:
                     reason = "paused"
                 write_now = (
@@ -412,9 +470,9 @@ class Trainer:
                 self._write_epoch(
                     state, last_val, improved or state.best_epoch == epoch + 1, checkpoint=write_now
                 )
-                self.echo(self._line(row, steps_per_epoch, total_steps))
+                self.echo(self._line(row, steps_per_epoch, state.total_steps))
                 if reason is not None:
-                    stopped = reason
+                    stopped = "finished" if state.finished else reason
                     break
         return TrainResult(
             run=self.out,
@@ -425,7 +483,25 @@ class Trainer:
             last_dice_per_class=[] if last_val is None else [float(v) for v in last_val.dice],
             stopped=stopped,
             seconds=time.monotonic() - started,
+            signal=signals.received,
         )
+
+    def _replan(
+        self,
+        state: ckpt.TrainState,
+        started: float,
+        budget: float | None,
+        val_seconds: float,
+        step_seconds: float,
+    ) -> None:
+        if budget is None:
+            return
+        spe = self.config.train.steps_per_epoch or 1
+        left = budget - (time.monotonic() - started) - (val_seconds * 1.2 + 2.0)
+        per_step = step_seconds + (val_seconds + 0.5) / spe
+        plan = torch.tensor([state.step + max(1.0, 0.95 * left / max(per_step, 1e-3))])
+        all_reduce_max(self.info, plan)  # every rank keeps the same plan
+        state.total_steps = int(plan.item())
 
     def _should_stop(
         self, signals: _Signals, budget: float | None, started: float, val_seconds: float
@@ -489,7 +565,8 @@ class Trainer:
 
     def _line(self, row: dict[str, Any], steps_per_epoch: int, total_steps: int) -> str:
         return (
-            f"epoch {row['epoch']}/{self.config.train.epochs} step {row['step']}/{total_steps}"
+            f"epoch {row['epoch']}/{math.ceil(total_steps / steps_per_epoch)} "
+            f"step {row['step']}/{total_steps}"
             f"  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}"
             f"  val_dice {row['val_dice']:.4f}  val_iou {row['val_iou']:.4f}"
             f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
@@ -606,15 +683,26 @@ def train(
     trainer = Trainer(
         config, prepared, out, info, echo=echo, quiet=quiet, progress_bar=progress_bar
     )
-    if config.train.auto_epochs and config.train.max_minutes is not None and not resume:
+    threads = config.train.threads
+    if threads == 0 and (config.train.deterministic or info.distributed):
+        threads = torch.get_num_threads() if info.distributed else 1
+    if threads > 0:
+        torch.set_num_threads(threads)
+    else:
+        threads = trainer.choose_threads()
+        if info.is_main and not quiet:
+            echo(f"threads: {threads} (measured fastest on this machine now)")
+    adaptive = config.train.auto_epochs and config.train.max_minutes is not None
+    if adaptive and not resume:
         step_s, val_s = trainer.measure()
+        trainer.val_estimate = val_s
         setup = time.monotonic() - started
         epochs, spe = plan_schedule(config, step_s, val_s, setup)
         plan = broadcast_object(info, (epochs, spe))
         epochs, spe = plan  # type: ignore[misc]
         config = replace(
             config,
-            train=replace(config.train, epochs=epochs, steps_per_epoch=spe, auto_epochs=False),
+            train=replace(config.train, epochs=epochs, steps_per_epoch=spe),
         )
         trainer.config = config
         if info.is_main and not quiet:
@@ -626,5 +714,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, config)
     barrier(info)
-    result = trainer.run(resume_from=resume_from, started=started, stop_after=stop_after)
+    result = trainer.run(
+        resume_from=resume_from, started=started, stop_after=stop_after, adaptive=adaptive
+    )
     return result, config
