@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             config, chosen = apply_recipe(config, summary, explicit)
             out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
             out = Path(str(broadcast_object(info, str(out))))
-            if info.is_main and (out / "last").exists():
+            if (out / "last").exists():  # every rank checks, so all of them stop together
                 raise UnetkitError(
                     f"--out: {out} already holds a run; use --resume {out} or another --out"
                 )
