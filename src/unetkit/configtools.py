@@ -37,8 +37,9 @@ def _type_name(tp: Any) -> str:
         return f"a list of {len(args)} values"
     if origin in (dict, Mapping):
         return "a mapping"
-    if tp is type(None):
-        return "null"
+    names = {type(None): "null", int: "integer", float: "number", bool: "true/false", str: "string"}
+    if tp in names:
+        return names[tp]
     return getattr(tp, "__name__", str(tp))
 
 
@@ -101,6 +102,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigValueError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigValueError(f"{key}: expected a number, got {value!r}")
         return float(value)

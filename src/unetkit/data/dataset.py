@@ -1,0 +1,371 @@
+"""Datasets on disk: find image/mask pairs, check them all, load them into memory.
+
+A dataset is a folder with ``images/`` and ``masks/`` (and optionally ``instances/``), files
+paired by stem. :func:`check_dataset` reads every pair and collects *all* problems, each naming
+the file, so a user fixes everything in one go; :func:`load_dataset` raises one
+:class:`unetkit.errors.DataError` summarising them, or returns the samples.
+
+Masks stored as 0/255 (a common export of binary masks) are read as 0/1 with a note.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.data.sample import Sample
+from unetkit.errors import DataError
+from unetkit.io.images import ALLOWED_SUFFIXES, read_image, read_mask
+
+MAX_DISTINCT_LABELS = 64  # more distinct values than this in a mask looks like an image
+_SHOW = 8  # how many values or files to name in one message
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Files of one sample: ``images/<stem>.*``, ``masks/<stem>.*``, ``instances/<stem>.*``."""
+
+    stem: str
+    image: Path
+    mask: Path
+    instances: Path | None = None
+
+
+@dataclass
+class DatasetReport:
+    """What :func:`check_dataset` found.
+
+    Attributes:
+        root: the dataset folder.
+        pairs: matched pairs, sorted by stem.
+        sizes: spatial shape per stem (readable pairs only).
+        channels: image channel count per stem.
+        class_frequencies: share of all mask pixels per class ``0..num_classes-1``.
+        num_classes: as given, else max label + 1.
+        problems: errors that make the dataset unusable, each naming a file.
+        warnings: suspicious but usable.
+        notes: information (e.g. 0/255 masks mapped to 0/1).
+    """
+
+    root: Path
+    pairs: list[Pair] = field(default_factory=list)
+    sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    class_frequencies: dict[int, float] = field(default_factory=dict)
+    num_classes: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no problems (warnings are allowed)."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "root": str(self.root),
+            "ok": self.ok,
+            "pairs": len(self.pairs),
+            "sizes": {k: list(v) for k, v in self.sizes.items()},
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+            "class_frequencies": {str(k): v for k, v in self.class_frequencies.items()},
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }
+
+    def format(self) -> str:
+        """A readable multi-line summary."""
+        lines = [f"dataset {self.root}: {len(self.pairs)} pairs"]
+        if self.sizes:
+            shapes = Counter(self.sizes.values())
+            shown = ", ".join(f"{'x'.join(map(str, s))} ({n})" for s, n in shapes.most_common(5))
+            more = f" and {len(shapes) - 5} more" if len(shapes) > 5 else ""
+            lines.append(f"  sizes: {shown}{more}")
+            chans = Counter(self.channels.values())
+            lines.append("  channels: " + ", ".join(f"{c} ({n})" for c, n in sorted(chans.items())))
+        if self.class_frequencies:
+            lines.append(f"  classes: {self.num_classes}")
+            for k, share in self.class_frequencies.items():
+                lines.append(f"    {k}: {100 * share:.2f}% of pixels")
+        for title, items in (
+            ("notes", self.notes),
+            ("warnings", self.warnings),
+            ("problems", self.problems),
+        ):
+            if items:
+                lines.append(f"  {title} ({len(items)}):")
+                lines.extend(f"    - {item}" for item in items)
+        lines.append("OK" if self.ok else f"NOT OK: {len(self.problems)} problem(s)")
+        return "\n".join(lines)
+
+
+def _list_files(folder: Path, report: DatasetReport | None) -> dict[str, Path]:
+    """Stem -> path of the readable files in ``folder`` (hidden files skipped)."""
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in ALLOWED_SUFFIXES:
+            if report is not None:
+                report.warnings.append(f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})")
+            continue
+        if path.stem in out:
+            if report is not None:
+                report.problems.append(
+                    f"{path}: two files with stem {path.stem!r} ({out[path.stem].name} and "
+                    f"{path.name}); keep one"
+                )
+            continue
+        out[path.stem] = path
+    return out
+
+
+def _scan(root: Path, report: DatasetReport | None) -> list[Pair]:
+    """Matched pairs; unmatched files and folder problems go to ``report`` if given."""
+    missing = [root / sub for sub in ("images", "masks") if not (root / sub).is_dir()]
+    if not root.is_dir() or missing:
+        what = (
+            f"{root}: not a folder"
+            if not root.is_dir()
+            else (f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}")
+        )
+        message = f"{what}; a dataset is a folder with images/ and masks/ (same file stems)"
+        if report is None:
+            raise DataError(message)
+        report.problems.append(message)
+        return []
+    images = _list_files(root / "images", report)
+    masks = _list_files(root / "masks", report)
+    inst_dir = root / "instances"
+    instances = _list_files(inst_dir, report) if inst_dir.is_dir() else {}
+    if report is not None:
+        if not images:
+            report.problems.append(f"{root / 'images'}: no images ({' '.join(ALLOWED_SUFFIXES)})")
+        if not masks:
+            report.problems.append(f"{root / 'masks'}: no masks ({' '.join(ALLOWED_SUFFIXES)})")
+        for stem in sorted(set(images) - set(masks)):
+            report.problems.append(
+                f"{images[stem]}: no mask with stem {stem!r} in {root / 'masks'}; add it or "
+                f"remove the image"
+            )
+        if images:
+            for stem in sorted(set(masks) - set(images)):
+                report.problems.append(
+                    f"{masks[stem]}: no image with stem {stem!r} in {root / 'images'}; add it "
+                    f"or remove the mask"
+                )
+        if instances:
+            for stem in sorted(set(images) & set(masks) - set(instances)):
+                report.warnings.append(f"{images[stem]}: no instance file in {inst_dir}")
+    return [
+        Pair(stem, images[stem], masks[stem], instances.get(stem))
+        for stem in sorted(set(images) & set(masks))
+    ]
+
+
+def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
+    """Image/mask (and instance) files of ``root`` matched by stem, sorted by stem.
+
+    Unmatched files are left out (:func:`check_dataset` reports them).
+
+    Raises:
+        DataError: ``root`` is not a folder with ``images/`` and ``masks/``.
+    """
+    return _scan(Path(root), None)
+
+
+def _values(values: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:_SHOW])
+    return shown + (f", ... ({len(values)} values)" if len(values) > _SHOW else "")
+
+
+def _check_mask_values(
+    pair: Pair, mask: np.ndarray, num_classes: int | None, report: DatasetReport
+) -> tuple[np.ndarray, bool]:
+    """Record problems with the labels of one mask; return (mask to use, was 0/255)."""
+    labels, counts = np.unique(mask, return_counts=True)
+    if labels.size and labels[0] < 0:
+        report.problems.append(
+            f"{pair.mask}: negative labels {_values(labels[labels < 0])}; labels are 0..K-1"
+        )
+    binary255 = (
+        (num_classes is None or num_classes < 256)
+        and 255 in labels
+        and set(labels.tolist()) <= {0, 255}
+    )
+    if binary255:
+        return (mask == 255).astype(np.int64), True
+    is_edge = np.isin(labels, (0, 255))
+    if labels.size > 2 and 255 in labels and counts[is_edge].sum() >= 0.9 * mask.size:
+        report.problems.append(
+            f"{pair.mask}: looks like an anti-aliased or JPEG-compressed 0/255 mask "
+            f"({labels.size} distinct values: {_values(labels[~is_edge])} besides 0 and 255); "
+            f"save masks losslessly with exact labels"
+        )
+    elif num_classes is None and labels.size > MAX_DISTINCT_LABELS:
+        report.problems.append(
+            f"{pair.mask}: {labels.size} distinct values; looks like an anti-aliased, "
+            f"JPEG-like or intensity image, not a label mask (pass --num-classes if intended)"
+        )
+    elif num_classes is not None and labels.size and labels[-1] >= num_classes:
+        report.problems.append(
+            f"{pair.mask}: labels {_values(labels[labels >= num_classes])} are outside "
+            f"0..{num_classes - 1} (num_classes={num_classes})"
+        )
+    return mask, False
+
+
+def _inspect(
+    root: Path,
+    num_classes: int | None,
+    spatial_dims: int | None,
+    max_pixels: int | None,
+    keep: bool,
+) -> tuple[DatasetReport, list[Sample]]:
+    if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
+        raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}")
+    if spatial_dims is not None and spatial_dims not in (1, 2, 3):
+        raise ValueError(f"spatial_dims: expected None, 1, 2 or 3, got {spatial_dims!r}")
+    report = DatasetReport(root=root)
+    report.pairs = _scan(root, report)
+    samples: list[Sample] = []
+    counts: Counter[int] = Counter()
+    mapped: list[Path] = []
+    dims_seen: dict[int, str] = {}
+    for pair in report.pairs:
+        image = mask = inst = None
+        try:
+            image = read_image(pair.image, spatial_dims=spatial_dims, max_pixels=max_pixels)
+        except DataError as exc:
+            report.problems.append(str(exc))
+        try:
+            mask = read_mask(pair.mask, spatial_dims=spatial_dims, max_pixels=max_pixels)
+        except DataError as exc:
+            report.problems.append(str(exc))
+        if pair.instances is not None:
+            try:
+                inst = read_mask(pair.instances, spatial_dims=spatial_dims, max_pixels=max_pixels)
+            except DataError as exc:
+                report.problems.append(str(exc))
+        if image is None or mask is None:
+            continue
+        spatial = tuple(image.shape[1:])
+        dims_seen.setdefault(len(spatial), str(pair.image))
+        if mask.shape != spatial:
+            report.problems.append(
+                f"{pair.mask}: mask size {'x'.join(map(str, mask.shape))} differs from image "
+                f"size {'x'.join(map(str, spatial))} of {pair.image}"
+            )
+            continue
+        if inst is not None and inst.shape != spatial:
+            report.problems.append(
+                f"{pair.instances}: instance size {'x'.join(map(str, inst.shape))} differs "
+                f"from image size {'x'.join(map(str, spatial))} of {pair.image}"
+            )
+            inst = None
+        report.sizes[pair.stem] = spatial
+        report.channels[pair.stem] = int(image.shape[0])
+        mask, was255 = _check_mask_values(pair, mask, num_classes, report)
+        if was255:
+            mapped.append(pair.mask)
+        labels, n = np.unique(mask, return_counts=True)
+        counts.update(dict(zip(labels.tolist(), n.tolist(), strict=True)))
+        if keep:
+            samples.append(Sample(image, mask, inst, pair.stem))
+    if len(dims_seen) > 1:
+        report.problems.append(
+            "images have different numbers of spatial dims: "
+            + ", ".join(f"{d}D (e.g. {p})" for d, p in sorted(dims_seen.items()))
+        )
+    by_channels: dict[int, list[str]] = {}
+    for stem, c in report.channels.items():
+        by_channels.setdefault(c, []).append(stem)
+    if len(by_channels) > 1:
+        minority = min(by_channels, key=lambda c: len(by_channels[c]))
+        files = [
+            str(next(p.image for p in report.pairs if p.stem == s))
+            for s in by_channels[minority][:3]
+        ]
+        report.problems.append(
+            "images have different channel counts: "
+            + ", ".join(f"{c} ({len(s)} files)" for c, s in sorted(by_channels.items()))
+            + f"; e.g. {', '.join(files)} have {minority}; convert them all to one"
+        )
+    if mapped:
+        report.notes.append(
+            f"{len(mapped)} mask(s) store labels as 0/255 (e.g. {mapped[0]}); read as 0/1"
+        )
+    total = sum(counts.values())
+    max_label = max(counts) if counts else 0
+    report.num_classes = num_classes if num_classes is not None else max(max_label + 1, 1)
+    if total:
+        report.class_frequencies = {
+            k: counts.get(k, 0) / total for k in range(min(report.num_classes, 256))
+        }
+        if all(k <= 0 for k in counts):
+            report.warnings.append("every mask is background (0) only; there is nothing to learn")
+        elif num_classes is not None:
+            absent = [k for k in range(1, num_classes) if counts.get(k, 0) == 0]
+            if absent:
+                report.warnings.append(f"no mask contains class(es) {_values(np.array(absent))}")
+    return report, samples
+
+
+def check_dataset(
+    root: str | os.PathLike[str],
+    *,
+    num_classes: int | None = None,
+    spatial_dims: int | None = None,
+    max_pixels: int | None = None,
+) -> DatasetReport:
+    """Read every pair of the dataset at ``root`` and collect all problems.
+
+    Args:
+        root: folder with ``images/``, ``masks/`` and optionally ``instances/``.
+        num_classes: expected number of classes (labels ``0..num_classes-1``); ``None`` infers
+            max label + 1.
+        spatial_dims: passed to :func:`unetkit.io.read_image` (``None`` infers per file).
+        max_pixels: pixel limit per file (see :func:`unetkit.io.read_image`).
+
+    Returns:
+        A :class:`DatasetReport`; it never raises for problems in the data.
+
+    Raises:
+        ValueError: a bad argument.
+    """
+    return _inspect(Path(root), num_classes, spatial_dims, max_pixels, keep=False)[0]
+
+
+def load_dataset(
+    root: str | os.PathLike[str],
+    *,
+    num_classes: int | None = None,
+    spatial_dims: int | None = None,
+    max_pixels: int | None = None,
+) -> list[Sample]:
+    """Validate and load a dataset: one :class:`Sample` per pair, sorted by stem.
+
+    Images are ``float32`` ``(C, *spatial)``, masks ``int64`` ``(*spatial)`` (0/255 masks read as
+    0/1), instances ``int64`` or ``None``.
+
+    Raises:
+        DataError: one line with the number of problems and the first few of them.
+    """
+    report, samples = _inspect(Path(root), num_classes, spatial_dims, max_pixels, keep=True)
+    if report.problems:
+        first = " | ".join(report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise DataError(
+            f"{root}: {len(report.problems)} problem(s): {first}{more}; run "
+            f"`unetkit check-data {root}` for the full list"
+        )
+    return samples

@@ -1,0 +1,555 @@
+"""Read and write images and masks as NumPy arrays: PNG, TIFF and ``.npy``.
+
+An image comes back as ``float32`` ``(C, *spatial)``; a mask as ``int64`` ``(*spatial)``. Pixel
+values are kept as stored (a 16-bit image keeps 0..65535; no rescaling to [0, 1]); scaling is
+the job of :func:`unetkit.data.sampling.normalize`.
+
+Layout rules (how many spatial dims, and which axis is channels):
+
+* **PNG** is always 2D. Grey → ``(1, H, W)``; RGB → ``(3, H, W)``; an alpha channel (RGBA,
+  grey+alpha) is **dropped when it is constant** (the usual fully opaque image) and kept as the
+  last channel otherwise. Palette PNGs are converted to RGB for images; for masks the palette
+  *indices* are the labels (the Pascal VOC convention). 16-bit grey is kept exactly; 16-bit
+  colour PNGs are refused because Pillow would reduce them to 8 bits (save them as TIFF).
+* **TIFF** uses the axes tifffile reports: a samples (``S``, e.g. RGB) or channel (``C``) axis
+  becomes the channel axis; a single page is 2D; a multi-page stack (``Z``/``I``/``Q``/``T``)
+  is a 3D volume ``(C, D, H, W)``. With ``spatial_dims=2`` a stack without a channel axis is
+  read as a multi-channel 2D image instead (pages become channels).
+* **.npy** has no metadata, so the rule is by ``ndim``: with ``spatial_dims=None`` an array of
+  ndim 1, 2 or 3 has that many spatial dims and one channel is added (``(L,) → (1, L)``,
+  ``(H, W) → (1, H, W)``, ``(D, H, W) → (1, D, H, W)``), and ndim 4 is ``(C, D, H, W)``. For a
+  multi-channel 1D or 2D array pass ``spatial_dims``: an array with ``ndim == spatial_dims + 1``
+  has its channels first (``(C, L)`` with ``spatial_dims=1``, ``(C, H, W)`` with
+  ``spatial_dims=2``).
+
+A mask follows the same rules and must then have one channel; a mask with several channels that
+are all equal (grey saved as RGB) is accepted and one channel is kept.
+
+Safety: only ``.png .tif .tiff .npy`` are read, the content must match the extension (magic
+bytes), pickled ``.npy`` files are refused, and the number of pixels (voxels; channels are not
+counted) is checked from the header *before* decoding, against ``max_pixels`` (argument), else
+the ``UNETKIT_MAX_PIXELS`` environment variable, else :data:`DEFAULT_MAX_PIXELS`. Every problem
+with a file raises :class:`unetkit.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from unetkit.errors import DataError
+from unetkit.io.atomic import atomic_write
+
+ALLOWED_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy")
+DEFAULT_MAX_PIXELS: int = 2**30
+MAX_PIXELS_ENV = "UNETKIT_MAX_PIXELS"
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_FORMAT_OF_SUFFIX = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+_FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "npy": "NumPy .npy"}
+_PILLOW_LOCK = threading.Lock()
+
+# (array, axis 0 is channels, default number of spatial dims)
+_Raw = tuple[np.ndarray, bool, int]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _resolve_max_pixels(max_pixels: int | None) -> int:
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(f"max_pixels: expected a positive integer, got {max_pixels!r}")
+        return max_pixels
+    env = os.environ.get(MAX_PIXELS_ENV)
+    if env:
+        try:
+            value = int(float(env))
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise DataError(f"{MAX_PIXELS_ENV}={env!r} is not a positive integer; fix or unset it")
+        return value
+    return DEFAULT_MAX_PIXELS
+
+
+def _check_pixels(path: Path, pixels: int, limit: int) -> None:
+    if pixels > limit:
+        raise DataError(
+            f"{path}: {pixels} pixels exceeds the limit of {limit} (a guard against "
+            f"decompression bombs); if the file is trusted, pass max_pixels={pixels} or set "
+            f"{MAX_PIXELS_ENV}={pixels}"
+        )
+
+
+def _sniff(head: bytes) -> str | None:
+    """The format named by a file's first bytes, or None if unknown."""
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_TIFF_MAGICS):
+        return "tiff"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head.startswith(b"PK\x03\x04"):
+        return "ZIP (.npz?)"
+    return None
+
+
+def _check_format(path: Path) -> str:
+    """Validate suffix and magic bytes; return ``"png"``, ``"tiff"`` or ``"npy"``."""
+    suffix = path.suffix.lower()
+    if suffix not in _FORMAT_OF_SUFFIX:
+        raise DataError(
+            f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
+            f"allowed: {' '.join(ALLOWED_SUFFIXES)} (convert the file to one of these)"
+        )
+    expected = _FORMAT_OF_SUFFIX[suffix]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror}); check permissions") from None
+    if not head:
+        raise DataError(f"{path}: file is empty; re-export or remove it")
+    found = _sniff(head)
+    if found != expected:
+        if found in _FORMAT_NAMES:
+            raise DataError(
+                f"{path}: extension {suffix!r} but the content is {_FORMAT_NAMES[found]}; "
+                f"rename the file to match its content"
+            )
+        if found is not None:
+            raise DataError(
+                f"{path}: extension {suffix!r} but the content is {found}, which is not "
+                f"supported; convert it to PNG, TIFF or .npy"
+            )
+        raise DataError(
+            f"{path}: not a valid {_FORMAT_NAMES[expected]} file (unrecognised header); "
+            f"the file is corrupt or mislabelled"
+        )
+    return expected
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+@contextlib.contextmanager
+def _pillow_limit(limit: int) -> Iterator[None]:
+    """Let Pillow decode up to our own limit (ours is checked first, from the header)."""
+    from PIL import Image
+
+    with _PILLOW_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _read_png(path: Path, limit: int, *, as_mask: bool) -> _Raw:
+    from PIL import Image
+
+    with open(path, "rb") as fh:
+        header = fh.read(33)
+    if len(header) < 33 or header[12:16] != b"IHDR":
+        raise DataError(f"{path}: PNG header is truncated or corrupt; re-export the file")
+    width, height = struct.unpack(">II", header[16:24])
+    bit_depth, colour_type = header[24], header[25]
+    _check_pixels(path, width * height, limit)
+    if bit_depth == 16 and colour_type in (2, 6):
+        raise DataError(
+            f"{path}: 16-bit colour PNG cannot be read without losing precision; "
+            f"save it as a 16-bit TIFF instead"
+        )
+    try:
+        with _pillow_limit(limit), Image.open(path, formats=["PNG"]) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P" and not as_mask:
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                mode = im.mode
+            elif mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "F"):
+                im = im.convert("RGBA")
+                mode = "RGBA"
+            arr = np.array(im)
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{path}: refused by Pillow as a possible decompression bomb; if the file is "
+            f"trusted, raise the limit with max_pixels=... or {MAX_PIXELS_ENV}"
+        ) from None
+    if arr.ndim == 2:
+        return arr, False, 2
+    arr = np.moveaxis(arr, -1, 0)  # (H, W, S) -> (S, H, W)
+    if mode in ("LA", "RGBA"):
+        alpha = arr[-1]
+        if alpha.size == 0 or np.all(alpha == alpha.flat[0]):
+            arr = arr[:-1]
+    if arr.shape[0] == 1:
+        return arr[0], False, 2
+    return arr, True, 2
+
+
+def _read_tiff(path: Path, limit: int, spatial_dims: int | None) -> _Raw:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise DataError(f"{path}: TIFF holds no image data; re-export the file")
+        series = tif.series[0]
+        axes = series.axes.upper()
+        shape = tuple(int(s) for s in series.shape)
+        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
+        spatial_size = int(np.prod([s for i, s in enumerate(shape) if i not in channel_axes]))
+        _check_pixels(path, spatial_size, limit)
+        arr = series.asarray()
+    if len(channel_axes) > 1:
+        # e.g. CYXS: fold a size-1 axis away, else we cannot tell which one is channels
+        keep = [i for i in channel_axes if shape[i] > 1]
+        if len(keep) > 1:
+            raise DataError(
+                f"{path}: TIFF has axes {axes} with two channel axes; save one channel axis"
+            )
+        drop = [i for i in channel_axes if i not in keep[:1]][: len(channel_axes) - 1]
+        arr = arr.reshape([s for i, s in enumerate(shape) if i not in drop])
+        axes = "".join(a for i, a in enumerate(axes) if i not in drop)
+        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
+    # squeeze size-1 non-channel, non-YX axes (e.g. a T or Q axis of length 1)
+    squeeze = [i for i, a in enumerate(axes) if a not in "SCYX" and arr.shape[i] == 1]
+    if squeeze:
+        arr = arr.squeeze(axis=tuple(squeeze))
+        axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
+        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
+    if channel_axes:
+        arr = np.moveaxis(arr, channel_axes[0], 0)
+        if arr.shape[0] == 1:
+            arr = arr[0]
+            return arr, False, arr.ndim
+        return arr, True, arr.ndim - 1
+    return arr, False, min(arr.ndim, 3) if spatial_dims is None else spatial_dims
+
+
+def _read_npy(path: Path, limit: int) -> _Raw:
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        except ValueError:
+            raise DataError(f"{path}: .npy header is corrupt; re-save the array") from None
+        if dtype.hasobject:
+            raise DataError(
+                f"{path}: .npy holds Python objects (pickled data), which is refused for "
+                f"safety; save a plain numeric array"
+            )
+        _check_pixels(path, int(np.prod(shape)), limit)
+        fh.seek(0)
+        arr = np.load(fh, allow_pickle=False)
+    arr = np.asarray(arr)
+    if arr.ndim == 4:
+        return arr, True, 3
+    return arr, False, arr.ndim
+
+
+def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_mask: bool) -> _Raw:
+    limit = _resolve_max_pixels(max_pixels)
+    fmt = _check_format(path)
+    try:
+        if fmt == "png":
+            return _read_png(path, limit, as_mask=as_mask)
+        if fmt == "tiff":
+            return _read_tiff(path, limit, spatial_dims)
+        return _read_npy(path, limit)
+    except DataError:
+        raise
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to decode this file") from None
+    except Exception as exc:  # any decoder failure means a broken file, never a crash
+        detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+        raise DataError(
+            f"{path}: cannot decode {_FORMAT_NAMES[fmt]} ({detail}); the file is corrupt or "
+            f"truncated, re-export it"
+        ) from None
+
+
+def _check_spatial_dims(spatial_dims: int | None) -> None:
+    if spatial_dims is not None and (
+        isinstance(spatial_dims, bool) or spatial_dims not in (1, 2, 3)
+    ):
+        raise ValueError(f"spatial_dims: expected None, 1, 2 or 3, got {spatial_dims!r}")
+
+
+def _channel_first(path: Path, raw: _Raw, spatial_dims: int | None) -> np.ndarray:
+    """Apply the layout rules of the module docstring: ``(C, *spatial)``."""
+    arr, has_channels, default_sd = raw
+    if has_channels:
+        sd = arr.ndim - 1
+        if spatial_dims is not None and spatial_dims != sd:
+            raise DataError(
+                f"{path}: holds a {sd}D image with {arr.shape[0]} channels, but "
+                f"spatial_dims={spatial_dims} was asked for; pass spatial_dims={sd}"
+            )
+    else:
+        sd = spatial_dims if spatial_dims is not None else default_sd
+        if arr.ndim == sd:
+            arr = arr[None]
+        elif arr.ndim != sd + 1:
+            raise DataError(
+                f"{path}: array of shape {arr.shape} cannot be read as a {sd}D image "
+                f"(expected {sd} or {sd + 1} dims); pass spatial_dims=1, 2 or 3 to match"
+            )
+    if not 1 <= arr.ndim - 1 <= 3:
+        raise DataError(
+            f"{path}: array of shape {arr.shape} has {arr.ndim - 1} spatial dims; "
+            f"1, 2 or 3 are supported"
+        )
+    if arr.size == 0:
+        raise DataError(f"{path}: image has shape {arr.shape} with no pixels; re-export it")
+    return arr
+
+
+def _check_dtype(path: Path, arr: np.ndarray) -> None:
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{path}: pixel type {arr.dtype} is not supported; save integers or floats")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    spatial_dims: int | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Read an image file as ``float32`` ``(C, *spatial)``, values as stored.
+
+    Args:
+        path: a ``.png``, ``.tif``/``.tiff`` or ``.npy`` file.
+        spatial_dims: ``None`` to infer (see the module docstring), or 1, 2, 3 to say how many
+            trailing axes are spatial (the rest, at most one axis, is channels).
+        max_pixels: largest number of pixels/voxels accepted; ``None`` uses
+            ``UNETKIT_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`.
+
+    Returns:
+        ``(C, *spatial)`` ``float32`` with 1..3 spatial dims.
+
+    Raises:
+        DataError: wrong or mismatched format, corrupt/truncated file, too many pixels,
+            an unusable layout, or NaN/Inf values. The message names the file.
+        ValueError: a bad ``spatial_dims`` or ``max_pixels`` argument.
+    """
+    _check_spatial_dims(spatial_dims)
+    p = Path(path)
+    arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=False), spatial_dims)
+    _check_dtype(p, arr)
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise DataError(
+            f"{p}: {bad} pixel value(s) are NaN or infinite (or too large for float32); "
+            f"fix or replace them before training"
+        )
+    return out
+
+
+def read_mask(
+    path: str | os.PathLike[str],
+    *,
+    spatial_dims: int | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Read a label mask as ``int64`` ``(*spatial)``.
+
+    The file must hold integer labels: a float mask must be integer-valued; a mask with several
+    channels is accepted only if they are all equal (then one is kept). Label values are not
+    range-checked here (see :func:`unetkit.data.dataset.check_dataset`).
+
+    Args: as :func:`read_image`.
+
+    Returns:
+        ``(*spatial)`` ``int64``.
+
+    Raises:
+        DataError: as :func:`read_image`, plus multi-channel or non-integer masks.
+        ValueError: a bad ``spatial_dims`` or ``max_pixels`` argument.
+    """
+    _check_spatial_dims(spatial_dims)
+    p = Path(path)
+    arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=True), spatial_dims)
+    _check_dtype(p, arr)
+    if arr.shape[0] > 1 and not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
+        raise DataError(
+            f"{p}: mask has {arr.shape[0]} different channels; masks must be "
+            f"single-channel label images (0 = background, 1..K = classes), not colour images"
+        )
+    arr = arr[0]
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise DataError(f"{p}: mask contains NaN or infinite values; masks hold labels")
+        if not np.array_equal(arr, np.round(arr)):
+            raise DataError(
+                f"{p}: mask has non-integer values (e.g. {_first_fraction(arr)}); masks hold "
+                f"integer class labels — threshold or round it, and save it losslessly"
+            )
+        if np.abs(arr).max(initial=0) > 2**62:
+            raise DataError(f"{p}: mask labels are too large for int64")
+    elif arr.dtype == np.uint64 and arr.max(initial=0) > np.iinfo(np.int64).max:
+        raise DataError(f"{p}: mask labels are too large for int64")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _first_fraction(arr: np.ndarray) -> float:
+    flat = arr.ravel()
+    idx = np.flatnonzero(flat != np.round(flat))
+    return float(flat[idx[0]]) if idx.size else float("nan")
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if arr.ndim == 3:
+        arr = np.moveaxis(arr, 0, -1)  # (C, H, W) -> (H, W, C)
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tiff_bytes(arr: np.ndarray, axes: str) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    if axes.endswith("S"):
+        tifffile.imwrite(buf, arr, photometric="rgb")
+    else:
+        tifffile.imwrite(buf, arr, photometric="minisblack", metadata={"axes": axes})
+    return buf.getvalue()
+
+
+def _smallest_uint(arr: np.ndarray, *, allow_32: bool) -> np.dtype | None:
+    """uint8/uint16(/uint32) if every value is an integer that fits, else None."""
+    if arr.size and (arr.min() < 0 or not np.array_equal(arr, np.round(arr))):
+        return None
+    top = float(arr.max(initial=0))
+    for dt in (np.uint8, np.uint16, *((np.uint32,) if allow_32 else ())):
+        if top <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return None
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in _FORMAT_OF_SUFFIX:
+        allowed = " ".join(ALLOWED_SUFFIXES)
+        raise ValueError(f"path: unsupported extension {suffix!r}; use {allowed}")
+    return suffix
+
+
+def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write an image ``(C, *spatial)`` atomically, format chosen by the extension.
+
+    * ``.npy``: ``float32``; ``C == 1`` is dropped so that :func:`read_image` gives the array
+      back unchanged; a multi-channel 1D/2D array must be read with ``spatial_dims``.
+    * ``.tif``/``.tiff``: 2D or 3D; C of 3 or 4 in 2D is stored as RGB(A) when the values fit
+      ``uint8``; otherwise channels are stored with a ``C`` axis. Values are stored as
+      ``uint8``/``uint16`` when they are integers that fit, else ``float32``.
+    * ``.png``: 2D with C in 1, 3, 4; integer values in 0..255 (or 0..65535 for C == 1).
+
+    Raises:
+        ValueError: ``array`` does not fit the format (named in the message).
+    """
+    p = Path(path)
+    suffix = _suffix(p)
+    arr = np.asarray(array)
+    if arr.ndim < 2 or arr.ndim > 4:
+        raise ValueError(f"array: expected (C, *spatial) with 1..3 spatial dims, got {arr.shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError("array: contains NaN or infinite values")
+    sd = arr.ndim - 1
+    if suffix == ".npy":
+        data = arr[0] if arr.shape[0] == 1 else arr
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(data), allow_pickle=False)
+        payload = buf.getvalue()
+    elif suffix == ".png":
+        dt = _smallest_uint(arr, allow_32=False)
+        if sd != 2 or arr.shape[0] not in (1, 3, 4):
+            raise ValueError(f"array: PNG needs (1|3|4, H, W), got {arr.shape}; use .tif or .npy")
+        if dt is None or (dt == np.uint16 and arr.shape[0] != 1):
+            raise ValueError(
+                "array: PNG stores integers 0..255 (0..65535 for grey); use .tif or .npy"
+            )
+        payload = _png_bytes((arr[0] if arr.shape[0] == 1 else arr).astype(dt))
+    else:
+        if sd == 1:
+            raise ValueError("array: TIFF needs a 2D or 3D image; use .npy for 1D signals")
+        dt = _smallest_uint(arr, allow_32=False) or np.dtype(np.float32)
+        if sd == 2 and arr.shape[0] in (3, 4) and dt == np.uint8:
+            payload = _tiff_bytes(np.moveaxis(arr.astype(dt), 0, -1), "YXS")
+        elif arr.shape[0] == 1:
+            payload = _tiff_bytes(arr[0].astype(dt), "ZYX"[-sd:])
+        else:
+            payload = _tiff_bytes(arr.astype(dt), "C" + "ZYX"[-sd:])
+    with atomic_write(p, "wb") as fh:
+        fh.write(payload)
+
+
+def write_mask(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write a label mask ``(*spatial)`` atomically, format chosen by the extension.
+
+    ``.png`` (2D) stores ``uint8`` or ``uint16``; ``.tif`` (2D, or 3D as a multi-page stack)
+    the smallest unsigned type that fits; ``.npy`` keeps ``int64``.
+
+    Raises:
+        ValueError: non-integer or negative labels for PNG/TIFF, or a shape the format cannot
+            hold.
+    """
+    p = Path(path)
+    suffix = _suffix(p)
+    arr = np.asarray(array)
+    if not 1 <= arr.ndim <= 3:
+        raise ValueError(f"array: expected a mask (*spatial) with 1..3 dims, got {arr.shape}")
+    if arr.dtype.kind not in "biu":
+        raise ValueError(f"array: mask must hold integers, got dtype {arr.dtype}")
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(arr, dtype=np.int64), allow_pickle=False)
+        payload = buf.getvalue()
+    else:
+        dt = _smallest_uint(arr, allow_32=suffix != ".png")
+        if dt is None:
+            raise ValueError(f"array: labels must be 0..65535 for {suffix}; use .npy")
+        if suffix == ".png":
+            if arr.ndim != 2:
+                raise ValueError(f"array: PNG masks must be 2D, got {arr.shape}; use .tif")
+            payload = _png_bytes(arr.astype(dt))
+        else:
+            if arr.ndim == 1:
+                raise ValueError("array: TIFF needs a 2D or 3D mask; use .npy for 1D")
+            payload = _tiff_bytes(arr.astype(dt), "ZYX"[-arr.ndim :])
+    with atomic_write(p, "wb") as fh:
+        fh.write(payload)
