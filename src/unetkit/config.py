@@ -127,6 +127,8 @@ class TrainConfig:
             ``auto_epochs`` the trainer sizes it from a measured step time.
         steps_per_epoch: optimiser steps per epoch; ``None``: enough batches to see every
             training image about once (at least 10).
+        total_steps: the planned number of optimiser steps, when it is not ``epochs *
+            steps_per_epoch`` (a time-budget run records its final plan here).
         batch_size: patches per step **per process** (the global batch is this times the number
             of processes).
         max_minutes: wall-clock budget for the whole run; the run stops cleanly (checkpoint,
@@ -161,6 +163,7 @@ class TrainConfig:
 
     epochs: int = 30
     steps_per_epoch: int | None = None
+    total_steps: int | None = None
     batch_size: int = 8
     max_minutes: float | None = None
     auto_epochs: bool = False
@@ -193,6 +196,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if self.total_steps is not None and self.total_steps < 1:
+            raise ValueError(
+                f"total_steps: expected a positive integer or null, got {self.total_steps!r}"
+            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"steps_per_epoch: expected a positive integer or null, got "

@@ -133,3 +133,16 @@ def test_weighted_ce_and_deep_supervision_train(tmp_path: Path) -> None:
     config = dataclasses.replace(config, model=UNetConfig(widths=(4, 8, 16), deep_supervision=True))
     result, _ = run(config, tmp_path)
     assert result.steps == 3 and np.isfinite(result.best_dice)
+
+
+def test_time_budget_plan_is_recorded_for_reproduction(tmp_path: Path) -> None:
+    config = tiny_config(max_minutes=0.1, auto_epochs=True, steps_per_epoch=None)
+    result, _ = run(config, tmp_path)
+    saved = load_run_config(tmp_path / "config.yaml").train
+    assert not saved.auto_epochs and saved.total_steps is not None
+    assert result.steps <= saved.total_steps
+    assert result.stopped in ("finished", "time")
+    # resuming a finished budget run trains no further
+    if result.stopped == "finished":
+        again, _ = run(load_run_config(tmp_path / "config.yaml"), tmp_path, resume=True)
+        assert again.steps == result.steps

@@ -349,15 +349,8 @@ class Trainer:
         t = self.config.train
         started = time.monotonic() if started is None else started
         steps_per_epoch = t.steps_per_epoch or 1
-        state = ckpt.TrainState(history=[], total_steps=t.epochs * steps_per_epoch)
-        if resume_from is not None and resume_from.state.total_steps:
-            state.total_steps = resume_from.state.total_steps
-        if (
-            resume_from is not None
-            and not adaptive
-            and t.epochs * steps_per_epoch != (resume_from.state.total_steps)
-        ):
-            state.total_steps = t.epochs * steps_per_epoch  # --epochs changed on resume
+        planned = t.total_steps or t.epochs * steps_per_epoch
+        state = ckpt.TrainState(history=[], total_steps=planned)
         warmup = round(t.warmup_fraction * state.total_steps)
         # the schedule reads the current plan, which time-budget runs revise after each epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -581,6 +574,21 @@ class Trainer:
             if best:
                 save(self.model, self.out / "model.safetensors", metadata=self.metadata)
                 self._overlays(val)
+            if checkpoint and self.config.train.auto_epochs:
+                # config.yaml records the plan as revised so far, so it reproduces the run
+                t = self.config.train
+                write_config(
+                    self.out,
+                    replace(
+                        self.config,
+                        train=replace(
+                            t,
+                            auto_epochs=False,
+                            total_steps=state.total_steps,
+                            epochs=math.ceil(state.total_steps / (t.steps_per_epoch or 1)),
+                        ),
+                    ),
+                )
             if checkpoint:
                 ckpt.write_checkpoint(
                     self.out / ckpt.LAST,
