@@ -181,6 +181,7 @@ class Trainer:
         self.progress_bar = (progress_bar if progress_bar is not None else tty) and not quiet
         self.progress_bar = self.progress_bar and info.is_main
         self.val_estimate = 0.0
+        self.write_seconds = 1.0
         t, m = config.train, config.model
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -460,9 +461,11 @@ class Trainer:
                     or state.finished
                     or (complete and state.epoch % t.checkpoint_every == 0)
                 )
+                w_start = time.monotonic()
                 self._write_epoch(
                     state, last_val, improved or state.best_epoch == epoch + 1, checkpoint=write_now
                 )
+                self.write_seconds = time.monotonic() - w_start
                 self.echo(self._line(row, steps_per_epoch, state.total_steps))
                 if reason is not None:
                     stopped = "finished" if state.finished else reason
@@ -490,11 +493,15 @@ class Trainer:
         if budget is None:
             return
         spe = self.config.train.steps_per_epoch or 1
-        left = budget - (time.monotonic() - started) - (val_seconds * 1.2 + 2.0)
-        per_step = step_seconds + (val_seconds + 0.5) / spe
+        left = budget - (time.monotonic() - started) - self._reserve(val_seconds)
+        per_step = step_seconds + (val_seconds + self.write_seconds) / spe
         plan = torch.tensor([state.step + max(1.0, 0.95 * left / max(per_step, 1e-3))])
         all_reduce_max(self.info, plan)  # every rank keeps the same plan
         state.total_steps = int(plan.item())
+
+    def _reserve(self, val_seconds: float) -> float:
+        """Seconds kept free at the end of a budget: a last validation and checkpoint."""
+        return 1.2 * (val_seconds + self.write_seconds) + 1.0
 
     def _should_stop(
         self, signals: _Signals, budget: float | None, started: float, val_seconds: float
@@ -502,10 +509,8 @@ class Trainer:
         flags = torch.zeros(2)
         if signals.received is not None:
             flags[0] = 1.0
-        if budget is not None:
-            reserve = val_seconds * 1.2 + 2.0  # a last validation and checkpoint must fit
-            if time.monotonic() - started + reserve > budget:
-                flags[1] = 1.0
+        if budget is not None and time.monotonic() - started + self._reserve(val_seconds) > budget:
+            flags[1] = 1.0
         all_reduce_max(self.info, flags)
         if flags[0] > 0:
             return "interrupted"
