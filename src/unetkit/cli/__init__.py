@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "check-data",
     "synth",
+    "train",
     "predict",
     "evaluate",
     "export",

@@ -1,0 +1,287 @@
+"""Run configuration: ``RunConfig(model, data, train)`` as frozen dataclasses, YAML in and out.
+
+A run folder's ``config.yaml`` is ``dump_yaml(run_config)``; :func:`load_run_config` reads it
+back (every key checked, errors name the dotted key), and ``key=value`` overrides use the same
+dotted names (``train.lr=0.001``, ``model.widths=[16,32,64]``, ``data.patch_size=[128,128]``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from unetkit.configtools import (
+    ConfigValueError,
+    apply_overrides,
+    dump_yaml,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
+from unetkit.data.augment import AugmentConfig
+from unetkit.model import UNetConfig
+
+Normalization = Literal["per_image", "dataset"]
+Optimizer = Literal["adamw", "sgd"]
+Schedule = Literal["poly", "cosine", "constant"]
+Precision = Literal["auto", "fp32", "bf16"]
+LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
+ClassWeighting = Literal["none", "balanced"]
+Flips = Literal["all", "last_axis"]
+
+
+def _positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how patches are drawn.
+
+    Attributes:
+        path: dataset folder with ``images/`` and ``masks/``; ``None`` uses the built-in
+            synthetic dataset (``synthetic_*`` fields).
+        num_classes: number of classes ``K`` (labels ``0..K-1``); ``None`` infers it.
+        ignore_index: a label excluded from loss and metrics (e.g. CamVid's void 0), or ``None``.
+        class_names: one name per class, or ``None``.
+        spatial_dims: 1, 2 or 3; ``None`` infers it from the files.
+        val_fraction: share of the images held out for validation (seeded split, at least 1).
+        split_seed: seed of the train/validation split.
+        patch_size: training patch, one size per spatial axis; ``None`` chooses from the data.
+        foreground_share: share of patches centred on a foreground pixel.
+        flips: ``all`` flips along every axis (``augment.p_flip`` each) and rotates by 90°
+            (``augment.p_rot90``); ``last_axis`` only mirrors left-right, for images with an up
+            and a down (street scenes).
+        normalization: ``per_image`` z-score, or ``dataset`` (per-channel mean/std of the
+            training images, after clipping to ``clip_percentiles``).
+        clip_percentiles: ``[low, high]`` percentiles for ``dataset`` normalisation, or ``None``.
+        augment: augmentation probabilities and strengths.
+        synthetic_count: images in the synthetic dataset.
+        synthetic_size: side length of a synthetic image.
+        synthetic_dims: spatial dims of the synthetic dataset.
+    """
+
+    path: str | None = None
+    num_classes: int | None = None
+    ignore_index: int | None = None
+    class_names: tuple[str, ...] | None = None
+    spatial_dims: int | None = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    patch_size: tuple[int, ...] | None = None
+    foreground_share: float = 0.33
+    flips: Flips = "all"
+    normalization: Normalization = "per_image"
+    clip_percentiles: tuple[float, float] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synthetic_count: int = 40
+    synthetic_size: int = 128
+    synthetic_dims: int = 2
+
+    def __post_init__(self) -> None:
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.patch_size is not None:
+            object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+            if not self.patch_size or any(p < 8 for p in self.patch_size):
+                raise ValueError(f"patch_size: expected sizes of at least 8, got {self.patch_size}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"num_classes: expected at least 2, got {self.num_classes}")
+        if self.spatial_dims is not None and self.spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims: expected 1, 2 or 3, got {self.spatial_dims}")
+        if self.synthetic_dims not in (1, 2, 3):
+            raise ValueError(f"synthetic_dims: expected 1, 2 or 3, got {self.synthetic_dims}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected a share in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.foreground_share <= 1.0:
+            raise ValueError(
+                f"foreground_share: expected a share in [0, 1], got {self.foreground_share}"
+            )
+        if self.synthetic_count < 2:
+            raise ValueError(f"synthetic_count: expected at least 2, got {self.synthetic_count}")
+        if self.synthetic_size < 8:
+            raise ValueError(f"synthetic_size: expected at least 8, got {self.synthetic_size}")
+        if (
+            self.class_names is not None
+            and self.num_classes is not None
+            and len(self.class_names) != self.num_classes
+        ):
+            raise ValueError(
+                f"class_names: expected {self.num_classes} names (num_classes), "
+                f"got {len(self.class_names)}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise: schedule, loss, precision, time budget, checkpoints.
+
+    Attributes:
+        epochs: passes of ``steps_per_epoch`` optimiser steps; with ``max_minutes`` and
+            ``auto_epochs`` the trainer sizes it from a measured step time.
+        steps_per_epoch: optimiser steps per epoch; ``None``: enough batches to see every
+            training image about once (at least 10).
+        total_steps: the planned number of optimiser steps, when it is not ``epochs *
+            steps_per_epoch`` (a time-budget run records its final plan here).
+        batch_size: patches per step **per process** (the global batch is this times the number
+            of processes).
+        max_minutes: wall-clock budget for the whole run; the run stops cleanly (checkpoint,
+            best model) when it is spent. ``None`` for no limit.
+        auto_epochs: with ``max_minutes``, choose ``epochs`` so the schedule ends inside the
+            budget (set when the command line gives no ``--epochs``).
+        optimizer: ``adamw`` or ``sgd`` (Nesterov momentum ``momentum``).
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
+        momentum: SGD momentum.
+        schedule: after warm-up, ``poly`` (``(1 - t)**0.9``), ``cosine`` or ``constant``.
+        warmup_fraction: share of all steps spent ramping the learning rate up linearly.
+        grad_clip: largest global gradient norm, or ``None``.
+        loss: ``ce``, ``dice``, ``dice_ce``, ``focal`` or ``weighted_ce`` (the paper's border
+            weight map; instances from ``instances/`` or connected components).
+        class_weighting: ``balanced`` gives cross-entropy terms inverse-frequency class weights.
+        border_w0, border_sigma: the paper's border weight map parameters (``weighted_ce``).
+        deep_supervision_weights: loss weight per deep-supervision output (needs
+            ``model.deep_supervision``); ``None`` = ``1/2**i``.
+        precision: ``bf16`` autocast, ``fp32``, or ``auto`` (bf16 where measured faster).
+        channels_last: use the channels-last memory layout (2D/3D).
+        seed: seed of the weights, patches and augmentation.
+        deterministic: deterministic algorithms and one thread order, so reruns and resumes
+            give identical weights.
+        checkpoint_every: write ``last/`` every this many epochs.
+        keep_checkpoints: keep this many earlier checkpoints under ``checkpoints/``.
+        overlays: number of validation images drawn with their predictions.
+        sync_batchnorm: synchronise batch-norm statistics across processes.
+        threads: CPU threads per process; 0 measures 1 thread against all cores and takes the
+            faster (deterministic runs use 1; under torchrun, ``OMP_NUM_THREADS``).
+    """
+
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    total_steps: int | None = None
+    batch_size: int = 8
+    max_minutes: float | None = None
+    auto_epochs: bool = False
+    optimizer: Optimizer = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.99
+    schedule: Schedule = "poly"
+    warmup_fraction: float = 0.05
+    grad_clip: float | None = 5.0
+    loss: LossName = "dice_ce"
+    class_weighting: ClassWeighting = "none"
+    border_w0: float = 10.0
+    border_sigma: float = 5.0
+    deep_supervision_weights: tuple[float, ...] | None = None
+    precision: Precision = "fp32"
+    channels_last: bool = True
+    seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    overlays: int = 4
+    sync_batchnorm: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads: expected 0 (auto) or a positive number, got {self.threads}")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if self.total_steps is not None and self.total_steps < 1:
+            raise ValueError(
+                f"total_steps: expected a positive integer or null, got {self.total_steps!r}"
+            )
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(
+                f"steps_per_epoch: expected a positive integer or null, got "
+                f"{self.steps_per_epoch!r}"
+            )
+        if self.keep_checkpoints < 0 or self.overlays < 0:
+            raise ValueError("keep_checkpoints, overlays: expected non-negative integers")
+        _positive("max_minutes", self.max_minutes, allow_none=True)
+        _positive("lr", self.lr)
+        _positive("grad_clip", self.grad_clip, allow_none=True)
+        _positive("border_sigma", self.border_sigma)
+        if self.weight_decay < 0 or self.border_w0 < 0:
+            raise ValueError("weight_decay, border_w0: expected non-negative numbers")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(
+                f"warmup_fraction: expected a share in [0, 1), got {self.warmup_fraction}"
+            )
+        if self.deep_supervision_weights is not None:
+            object.__setattr__(
+                self, "deep_supervision_weights", tuple(self.deep_supervision_weights)
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs: ``model``, ``data`` and ``train`` sections."""
+
+    model: UNetConfig = field(default_factory=UNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def with_sections(self, **sections: Any) -> RunConfig:
+        """A copy with whole sections replaced (``model=...``, ``data=...``, ``train=...``)."""
+        return replace(self, **sections)
+
+    def to_yaml(self) -> str:
+        """The config as YAML text (what ``config.yaml`` in a run folder holds)."""
+        return dump_yaml(self)
+
+
+def run_config_from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """Build a :class:`RunConfig` from plain data; errors name ``source`` and the dotted key."""
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigValueError as exc:
+        raise ConfigValueError(f"{source}: {exc}") from None
+
+
+def load_run_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    base: RunConfig | None = None,
+) -> RunConfig:
+    """``base`` (default :class:`RunConfig()`), updated by a YAML file, then by overrides."""
+    data: dict[str, Any] = to_dict(base or RunConfig())
+    source = "config"
+    if path is not None:
+        source = str(path)
+        data = _merge(data, load_yaml(str(path)))
+    data = apply_overrides(data, list(overrides))
+    return run_config_from_dict(data, source if not overrides else f"{source} + overrides")
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "RunConfig",
+    "TrainConfig",
+    "UNetConfig",
+    "load_run_config",
+    "run_config_from_dict",
+]

@@ -1,0 +1,145 @@
+"""Data for a run: load (or synthesise), check, split, normalise; the model-file metadata."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unetkit.config import DataConfig
+from unetkit.data.dataset import check_dataset, load_dataset
+from unetkit.data.sample import Sample
+from unetkit.data.sampling import DatasetStats, dataset_stats
+from unetkit.data.synthetic import make_synthetic
+from unetkit.errors import DataError
+from unetkit.train.loader import normalize_samples, split_indices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Normalised train/validation samples and what was learned about them.
+
+    Attributes:
+        train, val: normalised samples (images ``(C, *spatial)``), raw labels.
+        raw_train: the training samples before normalisation (for the recipe).
+        num_classes, in_channels, spatial_dims: of the data.
+        normalization: the ``normalization`` entry of the model-file metadata.
+        source: the dataset folder, or ``"synthetic"``.
+        notes: messages for the user (e.g. 0/255 masks mapped to 0/1).
+    """
+
+    train: list[Sample]
+    val: list[Sample]
+    raw_train: list[Sample]
+    num_classes: int
+    in_channels: int
+    spatial_dims: int
+    normalization: dict[str, Any]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def load_samples(data: DataConfig, seed: int = 0) -> tuple[list[Sample], str, list[str]]:
+    """All samples of the configured dataset (checked first), or the synthetic dataset."""
+    if data.path is None:
+        samples = make_synthetic(
+            data.synthetic_count,
+            spatial_dims=data.synthetic_dims,
+            size=data.synthetic_size,
+            seed=seed,
+        )
+        return samples, "synthetic", []
+    report = check_dataset(data.path, num_classes=data.num_classes, spatial_dims=data.spatial_dims)
+    if not report.ok:
+        first = " | ".join(report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise DataError(
+            f"{data.path}: {len(report.problems)} problem(s): {first}{more}; run "
+            f"`unetkit check-data {data.path}` for the full list"
+        )
+    samples = load_dataset(data.path, num_classes=data.num_classes, spatial_dims=data.spatial_dims)
+    return samples, str(data.path), list(report.notes) + list(report.warnings)
+
+
+def infer_num_classes(samples: list[Sample], data: DataConfig) -> int:
+    """``data.num_classes``, else the largest label + 1 (ignoring ``ignore_index``), >= 2."""
+    if data.num_classes is not None:
+        return data.num_classes
+    top = 0
+    for s in samples:
+        m = s.mask if data.ignore_index is None else s.mask[s.mask != data.ignore_index]
+        if m.size:
+            top = max(top, int(m.max()))
+    if data.ignore_index is not None and data.ignore_index >= 0:
+        top = max(top, data.ignore_index)
+    return max(2, top + 1)
+
+
+def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
+    """Load, check, split (seeded by ``data.split_seed``) and normalise the data of a run."""
+    samples, source, notes = load_samples(data, seed=data.split_seed)
+    if len(samples) < 2:
+        raise DataError(
+            f"{source}: needs at least 2 image/mask pairs (one to train on, one to validate), "
+            f"found {len(samples)}"
+        )
+    dims = {s.spatial_dims for s in samples}
+    channels = {s.image.shape[0] for s in samples}
+    if len(dims) != 1 or len(channels) != 1:
+        raise DataError(
+            f"{source}: images mix spatial dims {sorted(dims)} or channel counts "
+            f"{sorted(channels)}; a run needs one kind"
+        )
+    num_classes = infer_num_classes(samples, data)
+    tr, va = split_indices(len(samples), data.val_fraction, data.split_seed)
+    raw_train = [samples[i] for i in tr]
+    raw_val = [samples[i] for i in va]
+    stats: DatasetStats | None = None
+    if data.normalization == "dataset":
+        stats = dataset_stats(raw_train, clip_percentiles=data.clip_percentiles, seed=seed)
+        normalization = {
+            "mode": "dataset",
+            "mean": list(stats.mean),
+            "std": list(stats.std),
+            "clip": None if stats.lower is None else [list(stats.lower), list(stats.upper or ())],
+        }
+    else:
+        normalization = {"mode": "per_image", "mean": None, "std": None, "clip": None}
+    return PreparedData(
+        train=normalize_samples(raw_train, data.normalization, stats),
+        val=normalize_samples(raw_val, data.normalization, stats),
+        raw_train=raw_train,
+        num_classes=num_classes,
+        in_channels=channels.pop(),
+        spatial_dims=dims.pop(),
+        normalization=normalization,
+        source=source,
+        notes=notes,
+    )
+
+
+def model_metadata(
+    data: DataConfig, prepared: PreparedData, patch_size: tuple[int, ...]
+) -> dict[str, Any]:
+    """The ``extra`` metadata of a trained model file (the project's convention)."""
+    return {
+        "num_classes": prepared.num_classes,
+        "ignore_index": data.ignore_index,
+        "spatial_dims": prepared.spatial_dims,
+        "in_channels": prepared.in_channels,
+        "patch_size": list(patch_size),
+        "normalization": prepared.normalization,
+        "class_names": list(data.class_names) if data.class_names else None,
+    }
+
+
+def class_frequencies(samples: list[Sample], num_classes: int) -> np.ndarray:
+    """Share of pixels per class ``(K,)`` over ``samples``."""
+    counts = np.zeros(num_classes)
+    for s in samples:
+        counts += np.bincount(s.mask.ravel().clip(0), minlength=num_classes)[:num_classes]
+    return counts / max(counts.sum(), 1.0)

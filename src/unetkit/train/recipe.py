@@ -1,0 +1,183 @@
+"""The automatic recipe: a training setup chosen from the data and the time budget.
+
+``unetkit train --data DIR --max-minutes M`` sets nothing else, so every setting the user did
+not give explicitly is filled in here from a :class:`DataSummary` (image sizes, channels, class
+count and frequencies, spatial layout of the labels) and the budget. The number of steps is
+sized later, by the trainer, from a measured step time (:func:`plan_steps`).
+
+Rules (CPU-first; a few minutes of training is the common case):
+
+* patch: the median image side, capped at 128 (2D, budget <= 10 min), 192 (<= 60 min) or 256;
+  3D 48/64/96; 1D up to 1024. Rounded to a multiple of the downsampling factor.
+* batch: about 128 k pixels per step (2D), at least 2.
+* widths: 16 at the first level for budgets up to 10 minutes, 32 beyond; doubling per level;
+  levels so the bottleneck sees the patch at 1/8..1/16.
+* loss: Dice + cross-entropy (robust to class imbalance); foreground-centred patches raised to
+  half when the foreground is rare.
+* augmentation: flips and 90° rotations, unless the labels have a preferred orientation
+  (class frequencies differ between the top and bottom of the images, as in street scenes): then
+  left-right flips only; light affine, elastic and intensity changes, stronger with longer
+  budgets.
+* normalisation: per image (robust to mixed microscopy modalities).
+* schedule: AdamW, 5% warm-up then poly decay, gradient clipping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from unetkit.config import RunConfig
+from unetkit.data.augment import AugmentConfig
+from unetkit.data.sample import Sample
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What the recipe needs to know about a dataset.
+
+    Attributes:
+        spatial_dims, in_channels, num_classes: of the images and masks.
+        median_shape: median spatial shape of the training images.
+        class_frequencies: share of pixels per class ``(K,)``.
+        oriented: labels have a preferred vertical orientation (see :func:`summarize_data`).
+        num_images: training images.
+    """
+
+    spatial_dims: int
+    in_channels: int
+    num_classes: int
+    median_shape: tuple[int, ...]
+    class_frequencies: tuple[float, ...]
+    oriented: bool
+    num_images: int
+
+
+def _orientation_score(samples: Sequence[Sample], num_classes: int) -> float:
+    """Total-variation distance between label frequencies in the top and bottom thirds (2D)."""
+    top = np.zeros(num_classes)
+    bottom = np.zeros(num_classes)
+    for s in samples:
+        h = s.mask.shape[-2]
+        third = max(1, h // 3)
+        top += np.bincount(s.mask[..., :third, :].ravel(), minlength=num_classes)[:num_classes]
+        bottom += np.bincount(s.mask[..., -third:, :].ravel(), minlength=num_classes)[:num_classes]
+    if top.sum() == 0 or bottom.sum() == 0:
+        return 0.0
+    return 0.5 * float(np.abs(top / top.sum() - bottom / bottom.sum()).sum())
+
+
+def summarize_data(samples: Sequence[Sample], num_classes: int) -> DataSummary:
+    """A :class:`DataSummary` of training ``samples`` (labels ``0..num_classes-1``)."""
+    shapes = np.array([s.spatial_shape for s in samples])
+    counts = np.zeros(num_classes)
+    for s in samples:
+        counts += np.bincount(s.mask.ravel().clip(0), minlength=num_classes)[:num_classes]
+    freq = counts / max(counts.sum(), 1)
+    nd = samples[0].spatial_dims
+    oriented = nd >= 2 and _orientation_score(samples, num_classes) > 0.25
+    return DataSummary(
+        spatial_dims=nd,
+        in_channels=int(samples[0].image.shape[0]),
+        num_classes=num_classes,
+        median_shape=tuple(int(v) for v in np.median(shapes, axis=0)),
+        class_frequencies=tuple(float(f) for f in freq),
+        oriented=oriented,
+        num_images=len(samples),
+    )
+
+
+def _round_down(value: int, multiple: int) -> int:
+    return max(multiple, value // multiple * multiple)
+
+
+def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str, Any]:
+    """The automatic choices as dotted ``section.field`` keys -> values."""
+    nd = summary.spatial_dims
+    budget = max_minutes if max_minutes is not None else 30.0
+    caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[nd]
+    cap = caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
+    base = 16 if budget <= 10 else 32
+    side = min(cap, min(summary.median_shape))
+    # levels: bottleneck at 1/8 (small patches) .. 1/16 of the patch
+    depth = 4 if side <= 128 or nd == 3 else 5
+    if nd == 1:
+        depth = 5
+    factor = 2 ** (depth - 1)
+    side = _round_down(side, factor)
+    patch = tuple(
+        min(side, _round_down(s, factor)) if s >= factor else side for s in summary.median_shape
+    )
+    pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[nd]
+    batch = max(2, min(32, pixels // math.prod(patch)))
+    widths = tuple(min(base * 2**i, 320) for i in range(depth))
+    fg = 1.0 - summary.class_frequencies[0] if summary.class_frequencies else 0.5
+    long_run = budget > 20
+    augment = AugmentConfig(
+        p_flip=0.5,
+        p_rot90=0.0 if summary.oriented else 0.5,
+        p_affine=0.3 if long_run else 0.2,
+        rotate_deg=15.0 if not summary.oriented else 8.0,
+        p_elastic=0.3 if long_run else 0.15,
+        p_intensity=0.3,
+        p_gamma=0.2,
+        p_noise=0.15,
+    )
+    return {
+        "data.flips": "last_axis" if summary.oriented else "all",
+        "data.patch_size": patch,
+        "data.foreground_share": 0.5 if fg < 0.1 else 0.33,
+        "data.normalization": "per_image",
+        "data.augment": augment,
+        "model.widths": widths,
+        "model.norm": "batch",
+        "train.batch_size": batch,
+        "train.loss": "dice_ce",
+        "train.optimizer": "adamw",
+        "train.lr": 3e-3,
+        "train.schedule": "poly",
+        "train.warmup_fraction": 0.05,
+        "train.grad_clip": 5.0,
+    }
+
+
+def apply_recipe(
+    config: RunConfig, summary: DataSummary, explicit: set[str] | frozenset[str] = frozenset()
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Fill every setting not in ``explicit`` (dotted keys) from :func:`recipe_settings`.
+
+    ``in_channels``, ``out_channels`` and ``spatial_dims`` always follow the data. Returns the
+    new config and the settings that were applied.
+    """
+    chosen = {
+        k: v
+        for k, v in recipe_settings(summary, config.train.max_minutes).items()
+        if not any(e == k or e.startswith(k + ".") or k.startswith(e + ".") for e in explicit)
+    }
+    sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
+    for key, value in chosen.items():
+        section, name = key.split(".", 1)
+        sections[section][name] = value
+    model = replace(
+        config.model,
+        **sections["model"],
+        spatial_dims=summary.spatial_dims,
+        in_channels=summary.in_channels,
+        out_channels=summary.num_classes,
+    )
+    data = replace(config.data, **sections["data"])
+    train = replace(config.train, **sections["train"])
+    return RunConfig(model=model, data=data, train=train), chosen
+
+
+def flip_axes_note(summary: DataSummary) -> str:
+    """A short description of the flips the recipe uses, for the run log."""
+    return (
+        "left-right flips only (labels have an orientation)"
+        if summary.oriented
+        else ("flips on every axis and 90° rotations")
+    )

@@ -1,0 +1,55 @@
+"""The automatic recipe: choices follow the data and the budget; explicit settings win."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unetkit.config import RunConfig
+from unetkit.data.sample import Sample
+from unetkit.train.recipe import apply_recipe, summarize_data
+
+
+def _samples(shape: tuple[int, int], channels: int, masks: list[np.ndarray]) -> list[Sample]:
+    return [
+        Sample(np.zeros((channels, *shape), dtype=np.float32), m.astype(np.int64)) for m in masks
+    ]
+
+
+def test_street_scene_layout_is_detected_as_oriented() -> None:
+    sky_top = np.zeros((60, 80), dtype=np.int64)
+    sky_top[:20] = 1  # "sky" only at the top, "road" at the bottom
+    sky_top[40:] = 2
+    summary = summarize_data(_samples((60, 80), 3, [sky_top] * 3), 3)
+    assert summary.oriented and summary.in_channels == 3
+    config, chosen = apply_recipe(RunConfig(), summary)
+    assert chosen["data.flips"] == "last_axis"
+    assert config.model.in_channels == 3 and config.model.out_channels == 3
+
+
+def test_microscopy_like_labels_are_not_oriented() -> None:
+    rng = np.random.default_rng(0)
+    masks = [(rng.random((64, 64)) < 0.3).astype(np.int64) for _ in range(4)]
+    summary = summarize_data(_samples((64, 64), 1, masks), 2)
+    assert not summary.oriented
+    assert apply_recipe(RunConfig(), summary)[1]["data.flips"] == "all"
+
+
+def test_patch_and_width_follow_budget_and_image_size() -> None:
+    masks = [np.zeros((512, 512), dtype=np.int64)] * 2
+    summary = summarize_data(_samples((512, 512), 1, masks), 2)
+    short = apply_recipe(RunConfig(train=RunConfig().train.__class__(max_minutes=3)), summary)[0]
+    long = apply_recipe(RunConfig(train=RunConfig().train.__class__(max_minutes=120)), summary)[0]
+    assert short.data.patch_size == (128, 128) and long.data.patch_size == (256, 256)
+    assert short.model.widths[0] < long.model.widths[0]
+    small = summarize_data(_samples((40, 56), 1, [np.zeros((40, 56), np.int64)] * 2), 2)
+    patch = apply_recipe(RunConfig(), small)[0].data.patch_size
+    assert all(p <= s and p % 8 == 0 for p, s in zip(patch, (40, 56), strict=True))
+
+
+def test_explicit_settings_are_kept() -> None:
+    summary = summarize_data(_samples((64, 64), 1, [np.zeros((64, 64), np.int64)] * 2), 2)
+    base = RunConfig()
+    explicit = {"train.lr", "model.widths", "data.augment.p_elastic"}
+    config, chosen = apply_recipe(base, summary, explicit)
+    assert config.train.lr == base.train.lr and config.model.widths == base.model.widths
+    assert "data.augment" not in chosen and "train.lr" not in chosen

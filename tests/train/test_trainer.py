@@ -1,0 +1,148 @@
+"""The trainer on tiny synthetic data: learning, exact resume, NaN handling, the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unetkit.config import DataConfig, RunConfig, TrainConfig, load_run_config
+from unetkit.data.augment import AugmentConfig
+from unetkit.model import UNetConfig
+from unetkit.modelfile import load_with_metadata, read_tensors
+from unetkit.train.checkpoint import load_latest
+from unetkit.train.distributed import DistInfo
+from unetkit.train.prepare import prepare_data
+from unetkit.train.trainer import NonFiniteLossError, train
+
+
+def tiny_config(**train_changes: object) -> RunConfig:
+    """A 2-level U-Net on 6 synthetic 32x32 images: a few steps take well under a second."""
+    return RunConfig(
+        model=UNetConfig(widths=(4, 8), norm="batch"),
+        data=DataConfig(
+            synthetic_count=6,
+            synthetic_size=32,
+            patch_size=(32, 32),
+            augment=AugmentConfig(p_elastic=0.5),
+        ),
+        train=dataclasses.replace(
+            TrainConfig(
+                epochs=4,
+                steps_per_epoch=3,
+                batch_size=2,
+                lr=1e-2,
+                deterministic=True,
+                channels_last=False,
+                overlays=1,
+            ),
+            **train_changes,
+        ),
+    )
+
+
+def run(config: RunConfig, out: Path, **kwargs: object):
+    prepared = prepare_data(config.data, seed=config.train.seed)
+    return train(config, prepared, out, DistInfo(), quiet=True, **kwargs)
+
+
+def test_a_few_steps_lower_the_loss(tmp_path: Path) -> None:
+    result, _ = run(tiny_config(epochs=5, steps_per_epoch=4, schedule="constant"), tmp_path)
+    rows = json.loads(json.dumps(load_latest(tmp_path).state.history))
+    assert result.stopped == "finished" and result.steps == 20
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+
+
+def test_run_folder_contents_and_metadata(tmp_path: Path) -> None:
+    config = tiny_config(epochs=2)
+    run(config, tmp_path)
+    for name in ("config.yaml", "model.safetensors", "metrics.csv", "progress.png"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "last" / "model.safetensors").is_file()
+    assert (tmp_path / "last" / "state.safetensors").is_file()
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 1
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["epoch", "step", "train_loss", "val_loss", "val_dice"]
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+    model, extra = load_with_metadata(tmp_path)
+    assert model.config.widths == (4, 8)
+    assert extra["num_classes"] == 2 and extra["in_channels"] == 1
+    assert extra["spatial_dims"] == 2 and extra["patch_size"] == [32, 32]
+    assert extra["normalization"]["mode"] == "per_image"
+    # config.yaml reproduces the run's config
+    assert load_run_config(tmp_path / "config.yaml") == dataclasses.replace(
+        config, train=dataclasses.replace(config.train, steps_per_epoch=3)
+    )
+    # no pickles anywhere in the run folder
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")]
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    config = tiny_config(epochs=4)
+    straight, _ = run(config, tmp_path / "a")
+    first, _ = run(config, tmp_path / "b", stop_after=2)
+    assert first.stopped == "paused" and first.epochs == 2
+    second, _ = run(load_run_config(tmp_path / "b" / "config.yaml"), tmp_path / "b", resume=True)
+    assert second.stopped == "finished" and second.steps == straight.steps == 12
+    a, _ = read_tensors(tmp_path / "a" / "last" / "model.safetensors")
+    b, _ = read_tensors(tmp_path / "b" / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    opt_a, _ = read_tensors(tmp_path / "a" / "last" / "state.safetensors")
+    opt_b, _ = read_tensors(tmp_path / "b" / "last" / "state.safetensors")
+    for key in opt_a:
+        if key.startswith("optim/"):
+            assert torch.equal(opt_a[key], opt_b[key]), key
+
+
+def test_resume_falls_back_to_an_earlier_checkpoint(tmp_path: Path) -> None:
+    run(tiny_config(epochs=3, keep_checkpoints=2), tmp_path)
+    state = tmp_path / "last" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # truncated, as by a crash mid-copy
+    ckpt = load_latest(tmp_path)
+    assert ckpt.folder.name == "epoch-0003" and ckpt.state.epoch == 3
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path: Path, monkeypatch) -> None:
+    from unetkit.train import trainer as trainer_module
+
+    real = trainer_module.Trainer._loss
+    calls = {"n": 0}
+
+    def poisoned(self, outputs, y, w):
+        calls["n"] += 1
+        loss = real(self, outputs, y, w)
+        return loss * float("nan") if calls["n"] > 4 else loss
+
+    monkeypatch.setattr(trainer_module.Trainer, "_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 2, step 5"):
+        run(tiny_config(epochs=3), tmp_path)
+    # the model written after epoch 1 is intact and finite
+    model, _ = load_with_metadata(tmp_path)
+    assert all(bool(torch.isfinite(p).all()) for p in model.state_dict().values())
+    assert load_latest(tmp_path).state.step == 3
+
+
+def test_weighted_ce_and_deep_supervision_train(tmp_path: Path) -> None:
+    config = tiny_config(epochs=1, loss="weighted_ce")
+    config = dataclasses.replace(config, model=UNetConfig(widths=(4, 8, 16), deep_supervision=True))
+    result, _ = run(config, tmp_path)
+    assert result.steps == 3 and np.isfinite(result.best_dice)
+
+
+def test_time_budget_plan_is_recorded_for_reproduction(tmp_path: Path) -> None:
+    config = tiny_config(max_minutes=0.1, auto_epochs=True, steps_per_epoch=None)
+    result, _ = run(config, tmp_path)
+    saved = load_run_config(tmp_path / "config.yaml").train
+    assert not saved.auto_epochs and saved.total_steps is not None
+    assert result.steps <= saved.total_steps
+    assert result.stopped in ("finished", "time")
+    # resuming a finished budget run trains no further
+    if result.stopped == "finished":
+        again, _ = run(load_run_config(tmp_path / "config.yaml"), tmp_path, resume=True)
+        assert again.steps == result.steps
