@@ -23,6 +23,7 @@ TITLES = {
     "modelfile": "Model files — `unetkit.modelfile.load`, `load_state_into`",
     "cli check-data": "Command line — `unetkit check-data DIR` (the report line; exit status)",
     "cli info": "Command line — `unetkit info` (the `unetkit: error:` line on stderr)",
+    "cli train": "Command line — `unetkit train`, refused before training (nothing written)",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces
@@ -62,6 +63,41 @@ def rows_by_area() -> dict[str, list[str]]:
     return out
 
 
+FAULTS_INTRO = """
+## Faults while training — `unetkit train`
+
+Each row breaks a real run of a tiny deterministic config (`tests/robustness/train_faults.py`)
+and checks that nothing is lost: the previous checkpoint verifies, no temporary file or folder
+is left, and where training continues (`--resume`), the final weights, best model and optimiser
+state equal those of an uninterrupted run bit for bit. The message column is what the user saw
+(stderr for errors and checkpoint fall-backs, stdout otherwise), with the run folder shown as
+`run`. Where the kills land at random, the row is one example.
+
+Checkpoints: `last/` is written every `train.checkpoint_every` epochs (default 1) into a
+temporary folder beside it (files flushed and fsync-ed, SHA-256 checksums recorded), then renamed
+into place; the `train.keep_checkpoints` (default 2) newest copies stay in
+`checkpoints/epoch-NNNN/`. `--resume` deletes temporaries left by killed writes, takes the newest
+checkpoint that verifies and says which one it skipped; a run killed before its first checkpoint
+starts again from step 0. A new run refuses an `--out` that holds a run unless given `--resume`
+(continue) or `--overwrite` (the old run is deleted, after the new config and data are checked);
+a non-empty folder that is not a run is never deleted. Whether `--out` can be written is probed
+before the data is read.
+"""
+
+
+def fault_rows() -> list[str]:
+    import train_faults
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        reference, window = train_faults.reference_run(Path(d) / "reference")
+        for i, (name, scenario) in enumerate(train_faults.SCENARIOS):
+            tmp = Path(d) / f"case{i}"
+            tmp.mkdir()
+            rows.append(train_faults.doc_row(name, scenario(tmp, reference, window)))
+    return rows
+
+
 def main() -> None:
     parts = [INTRO]
     for area, rows in rows_by_area().items():
@@ -69,6 +105,12 @@ def main() -> None:
             f"\n## {TITLES.get(area, area)}\n\n| case | result | message |\n"
             "|---|---|---|\n" + "\n".join(rows) + "\n"
         )
+    parts.append(
+        FAULTS_INTRO
+        + "\n| fault | what happens | message |\n|---|---|---|\n"
+        + "\n".join(fault_rows())
+        + "\n"
+    )
     catalogue.DOC.write_text("".join(parts), encoding="utf-8")
     print(f"wrote {catalogue.DOC}")
 

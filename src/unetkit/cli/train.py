@@ -43,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size")
     p.add_argument("--loss", choices=("ce", "dice", "dice_ce", "focal", "weighted_ce"))
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "replace the run already in --out; it is deleted only after the new config and "
+            "data check out (a folder that is not a unetkit run is never deleted)"
+        ),
+    )
     p.add_argument("--seed", type=int, help="seed of weights, patches and augmentation")
     p.add_argument("--deterministic", action="store_true", help="reproducible to the bit")
     p.add_argument(
@@ -132,6 +140,25 @@ def build_config(args: argparse.Namespace) -> tuple[Any, set[str]]:
     return run_config_from_dict(data, source), explicit
 
 
+def small_image_note(samples: Any, patch_size: Any) -> str | None:
+    """A note when training images are smaller than the patch along some axis (they are
+    padded, not refused); ``None`` otherwise."""
+    if not patch_size:
+        return None
+    small = [
+        s.stem
+        for s in samples
+        if any(n < p for n, p in zip(s.image.shape[1:], patch_size, strict=False))
+    ]
+    if not small:
+        return None
+    names = ", ".join(small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
+    return (
+        f"{len(small)} training image(s) smaller than the patch size {list(patch_size)} "
+        f"({names}); their patches are padded"
+    )
+
+
 def process_age() -> float:
     """Seconds since this process started (Linux; 0 elsewhere), so imports count in budgets."""
     try:
@@ -146,9 +173,16 @@ def process_age() -> float:
 
 def run(args: argparse.Namespace) -> int:
     from unetkit.config import load_run_config
-    from unetkit.train.distributed import broadcast_object, init_from_env, restart_count, shutdown
+    from unetkit.train.distributed import (
+        barrier,
+        broadcast_object,
+        init_from_env,
+        restart_count,
+        shutdown,
+    )
     from unetkit.train.prepare import prepare_data
     from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
+    from unetkit.train.runfolder import check_new_run_folder, check_writable, discard_old_run
     from unetkit.train.trainer import train
 
     started = time.monotonic() - process_age()  # --max-minutes counts from the command's start
@@ -157,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.quiet
     say = print if (info.is_main and not quiet) else (lambda *_a, **_k: None)
     try:
+        if args.resume is not None and args.overwrite:
+            raise UnetkitError("--resume and --overwrite: choose one (continue or replace)")
         resume_dir = args.resume
         restarted = resume_dir is None and args.out and restart_count() > 0
         if restarted and (Path(args.out) / "last").is_dir():
@@ -165,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
             run_dir = Path(resume_dir)
             if not (run_dir / "config.yaml").is_file():
                 raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
+            check_writable(run_dir, "--resume")
             keep = list(args.overrides)
             extra = []
             if args.epochs is not None:
@@ -186,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             config, explicit = build_config(args)
+            out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+            out = Path(str(broadcast_object(info, str(out))))
+            check_new_run_folder(out, overwrite=args.overwrite)  # every rank: all stop together
             if (
                 config.data.path is None
                 and "train.max_minutes" not in explicit
@@ -203,12 +243,12 @@ def run(args: argparse.Namespace) -> int:
                 say(f"note: {note}")
             summary = summarize_data(prepared.raw_train, prepared.num_classes)
             config, chosen = apply_recipe(config, summary, explicit)
-            out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-            out = Path(str(broadcast_object(info, str(out))))
-            if (out / "last").exists():  # every rank checks, so all of them stop together
-                raise UnetkitError(
-                    f"--out: {out} already holds a run; use --resume {out} or another --out"
-                )
+            note = small_image_note(prepared.raw_train, config.data.patch_size)
+            if note:
+                say(f"note: {note}")
+            if args.overwrite and info.is_main and discard_old_run(out) is not None:
+                say(f"--overwrite: deleted the previous run in {out}")
+            barrier(info)
             say(
                 f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
                 f"validation images, {prepared.in_channels} channel(s), "

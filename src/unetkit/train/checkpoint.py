@@ -16,6 +16,7 @@ from a damaged ``last/`` to the newest checkpoint that verifies.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetkit.errors import ModelFileError
+from unetkit.errors import ModelFileError, UnetkitError
 from unetkit.model import UNet
 from unetkit.modelfile import read_tensors, save, tensors_digest, write_tensors
 
@@ -182,9 +183,23 @@ def write_checkpoint(
             {"format": "unetkit-train-state", "json": json.dumps(payload)},
         )
         _replace_dir(tmp, folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(exc):
+            raise UnetkitError(
+                f"{folder}: cannot write the checkpoint: no space left on device; the previous "
+                f"checkpoint is kept. Free space, then continue with: unetkit train --resume "
+                f"{folder.parent}"
+            ) from exc
         raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """``exc`` (or the error it was raised from) is ``ENOSPC``/``EDQUOT``."""
+    for e in (exc, exc.__cause__):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+    return False
 
 
 def _make_tmp_dir(parent: Path, prefix: str) -> Path:
@@ -197,10 +212,14 @@ def _make_tmp_dir(parent: Path, prefix: str) -> Path:
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Put folder ``src`` at ``dst``; an old ``dst`` is moved aside first, then deleted."""
-    old = None
+    """Put folder ``src`` at ``dst``; an old ``dst`` is moved aside first, then deleted.
+
+    A kill between the two renames leaves the old folder at ``.NAME.old`` (which
+    :func:`candidates` reads); any ``.NAME.old`` is deleted once the new ``dst`` is in place, so
+    a stale one never outlives the next successful write.
+    """
+    old = dst.with_name(f".{dst.name}.old")
     if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dst, old)
     os.replace(src, dst)
@@ -210,8 +229,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -266,17 +284,27 @@ def candidates(run: Path) -> list[Path]:
 
 
 def load_latest(run: Path) -> Checkpoint:
-    """The newest checkpoint of ``run`` that verifies, warning about each damaged one skipped."""
-    problems = []
+    """The newest checkpoint of ``run`` that verifies.
+
+    Each damaged checkpoint skipped is logged (a warning naming its path and the problem), and
+    so is the fall-back to an earlier one; with none usable, :class:`ModelFileError`.
+    """
+    problems: list[str] = []
     for folder in candidates(run):
         try:
             ckpt = read_checkpoint(folder)
         except (ModelFileError, KeyError, ValueError, OSError) as exc:
-            problems.append(str(exc))
-            log.warning("skipping damaged checkpoint %s: %s", folder, exc)
+            text = str(exc) if str(folder) in str(exc) else f"{folder}: {exc}"
+            problems.append(text)
+            log.warning("damaged checkpoint skipped: %s", text)
             continue
         if problems:
-            log.warning("resuming from the earlier checkpoint %s", folder)
+            log.warning(
+                "resuming from the earlier checkpoint %s (epoch %d, step %d) instead",
+                folder,
+                ckpt.state.epoch,
+                ckpt.state.step,
+            )
         return ckpt
     detail = f": {problems[0]}" if problems else ""
     raise ModelFileError(f"{run}: no usable checkpoint (last/ or checkpoints/) to resume{detail}")
@@ -293,9 +321,35 @@ def keep_ring(run: Path, epoch: int, keep: int) -> None:
         for name in (MODEL_FILE, STATE_FILE):
             shutil.copy2(Path(run) / LAST / name, tmp / name)
         _replace_dir(tmp, ring / f"epoch-{epoch:04d}")
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(exc):
+            raise UnetkitError(
+                f"{ring / f'epoch-{epoch:04d}'}: cannot copy the checkpoint: no space left on "
+                f"device; {Path(run) / LAST} is complete. Free space, then continue with: "
+                f"unetkit train --resume {run}"
+            ) from exc
         raise
     old = sorted(p for p in ring.iterdir() if p.name.startswith("epoch-"))
     for p in old[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def remove_stale_temporaries(run: Path) -> list[Path]:
+    """Delete what writes killed half-way left in ``run``: ``.*.tmp`` files and folders there
+    and in ``checkpoints/``. Returns what was removed. Complete files are never touched: every
+    write goes to such a temporary first and is renamed into place only when complete."""
+    removed = []
+    for folder in (Path(run), Path(run) / CHECKPOINTS):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if not (p.name.startswith(".") and p.name.endswith(".tmp")):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            removed.append(p)
+    return removed

@@ -139,6 +139,18 @@ class ShardedBatches:
             )
         return patch
 
+    def stems(self, epoch: int, index: int) -> list[str]:
+        """Source names (stems) of every item of global batch ``index`` of ``epoch``, all ranks.
+
+        Pure (no patch is cut), so an error message can name the batch after the fact.
+        """
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))
+        n = len(order)
+        return [
+            self.samples[int(order[(index * self.global_batch_size + j) % n])].stem or "?"
+            for j in range(self.global_batch_size)
+        ]
+
     def batch(self, epoch: int, index: int) -> TorchBatch:
         """This rank's part of global batch ``index`` of ``epoch``."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))

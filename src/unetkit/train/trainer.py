@@ -149,6 +149,13 @@ def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
     return make_loss(t.loss, **kwargs)
 
 
+def _name_list(stems: list[str], limit: int = 8) -> str:
+    """``a, b, c`` (unique, in order), at most ``limit`` names then ``and N more``."""
+    unique = list(dict.fromkeys(stems))
+    shown = ", ".join(unique[:limit])
+    return shown + (f" and {len(unique) - limit} more" if len(unique) > limit else "")
+
+
 def _check_finite_model(model: nn.Module, where: str) -> None:
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not bool(torch.isfinite(p).all()):
@@ -386,7 +393,8 @@ class Trainer:
                     if not ok:
                         raise NonFiniteLossError(
                             f"non-finite loss at epoch {epoch + 1}, step {state.step + 1} "
-                            f"(lr {self.scheduler.get_last_lr()[0]:.3g}); training stopped and "
+                            f"(batch of {_name_list(self.batches.stems(epoch, index))}; "
+                            f"lr {self.scheduler.get_last_lr()[0]:.3g}); training stopped and "
                             f"nothing from this step was saved. Lower train.lr, use "
                             f"train.grad_clip or precision=fp32"
                             + (
@@ -575,7 +583,7 @@ class Trainer:
     ) -> None:
         """Rank 0 writes; everyone waits, so no rank runs ahead of a checkpoint."""
         if self.info.is_main:
-            _check_finite_model(self.model, str(self.out))
+            _check_finite_model(self.model, f"{self.out} (epoch {state.epoch}, step {state.step})")
             if best:
                 save(self.model, self.out / "model.safetensors", metadata=self.metadata)
                 self._overlays(val)
@@ -659,6 +667,28 @@ def iter_rows(history: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     yield from history
 
 
+def _resume_point(out: Path, info: DistInfo, echo: Callable[[str], None]) -> ckpt.Checkpoint | None:
+    """The checkpoint to continue ``out`` from; ``None`` when the run has none yet.
+
+    Temporaries of writes killed half-way are deleted first (rank 0). A run stopped before its
+    first checkpoint starts again from the beginning, and says so; one whose checkpoints are
+    all damaged is an error (:func:`checkpoint.load_latest`).
+    """
+    if info.is_main:
+        stale = ckpt.remove_stale_temporaries(out)
+        if stale:
+            echo(
+                f"removed {len(stale)} unfinished temporary file(s) left by an interrupted "
+                f"write: {', '.join(p.name for p in stale)}"
+            )
+    barrier(info)
+    if not ckpt.candidates(out):
+        if info.is_main:
+            echo(f"{out}: no checkpoint yet (stopped before the first one); starting from step 0")
+        return None
+    return ckpt.load_latest(out)
+
+
 def train(
     config: RunConfig,
     prepared: PreparedData,
@@ -679,7 +709,9 @@ def train(
     """
     out = Path(out)
     started = time.monotonic() if started is None else started
-    resume_from = ckpt.load_latest(out) if resume else None
+    resume_from = (
+        _resume_point(out, info, echo if not quiet else lambda _m: None) if resume else None
+    )
     if resume_from is not None and resume_from.state.finished and not resume:
         resume_from = None
     t = config.train
