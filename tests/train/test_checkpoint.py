@@ -64,3 +64,37 @@ def test_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "last")
     with pytest.raises(ModelFileError, match="no usable checkpoint"):
         load_latest(tmp_path)
+
+
+def test_a_stale_moved_aside_copy_never_outlives_the_next_write(tmp_path: Path) -> None:
+    """A kill between the two renames leaves ``.last.old``; it is read while it is the only
+    copy and deleted once a new ``last/`` is complete (it must not shadow newer checkpoints)."""
+    model, opt, sched = _setup()
+    write_checkpoint(tmp_path / "last", model, {}, opt, sched, TrainState(epoch=1, step=3))
+    (tmp_path / "last").rename(tmp_path / ".last.old")  # as left by the kill
+    assert load_latest(tmp_path).folder.name == ".last.old"
+    write_checkpoint(tmp_path / "last", model, {}, opt, sched, TrainState(epoch=2, step=6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert load_latest(tmp_path).state.epoch == 2
+
+
+def test_stale_temporaries_are_removed_and_complete_files_kept(tmp_path: Path) -> None:
+    from unetkit.train.checkpoint import remove_stale_temporaries
+
+    (tmp_path / ".last.abc.tmp").mkdir()
+    (tmp_path / ".last.abc.tmp" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".model.safetensors.x1.tmp").write_bytes(b"half")
+    (tmp_path / "checkpoints" / ".epoch.y2.tmp").mkdir(parents=True)
+    (tmp_path / "model.safetensors").write_bytes(b"complete")
+    (tmp_path / "notes.tmp").write_bytes(b"the user's")  # not one of ours: no leading dot
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == [
+        ".epoch.y2.tmp",
+        ".last.abc.tmp",
+        ".model.safetensors.x1.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoints",
+        "model.safetensors",
+        "notes.tmp",
+    ]

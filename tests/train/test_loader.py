@@ -58,3 +58,19 @@ def test_weight_maps_come_with_the_batch() -> None:
     ).batch(0, 0)
     assert b.weights is not None and b.weights.shape == b.masks.shape
     assert float(b.weights.min()) >= 1.0
+
+
+def test_stems_name_the_samples_of_each_batch() -> None:
+    import numpy as np
+
+    from unetkit.data.sample import Sample
+    from unetkit.train.loader import ShardedBatches
+
+    samples = [
+        Sample(np.full((1, 8, 8), float(i), np.float32), np.zeros((8, 8), np.int64), None, f"im{i}")
+        for i in range(5)
+    ]
+    batches = ShardedBatches(samples, 3, (8, 8), augment=None, seed=4, foreground_share=0.0)
+    for epoch, index in ((0, 0), (1, 2)):
+        means = batches.batch(epoch, index).images.mean(dim=(1, 2, 3)).tolist()
+        assert batches.stems(epoch, index) == [f"im{round(m)}" for m in means]

@@ -146,3 +146,24 @@ def test_time_budget_plan_is_recorded_for_reproduction(tmp_path: Path) -> None:
     if result.stopped == "finished":
         again, _ = run(load_run_config(tmp_path / "config.yaml"), tmp_path, resume=True)
         assert again.steps == result.steps
+
+
+def test_non_finite_weights_are_never_saved_as_best(tmp_path: Path, monkeypatch) -> None:
+    """A finite loss but a weight that overflowed on the epoch's last step: nothing is written."""
+    from unetkit.train import trainer as trainer_module
+
+    real = trainer_module.Trainer.train_step
+
+    def overflowing(self, epoch, index, step):
+        out = real(self, epoch, index, step)
+        if step == 5:  # the last step of epoch 2
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", overflowing)
+    with pytest.raises(NonFiniteLossError, match=r"\(epoch 2, step 6\): parameter .* not finite"):
+        run(tiny_config(epochs=3), tmp_path)
+    model, _ = load_with_metadata(tmp_path)
+    assert all(bool(torch.isfinite(p).all()) for p in model.state_dict().values())
+    assert load_latest(tmp_path).state.step == 3
