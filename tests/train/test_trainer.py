@@ -167,3 +167,24 @@ def test_non_finite_weights_are_never_saved_as_best(tmp_path: Path, monkeypatch)
     model, _ = load_with_metadata(tmp_path)
     assert all(bool(torch.isfinite(p).all()) for p in model.state_dict().values())
     assert load_latest(tmp_path).state.step == 3
+
+
+def test_resume_before_the_first_checkpoint_starts_from_step_0(tmp_path: Path) -> None:
+    """Killed after config.yaml but before last/: --resume trains the whole run, and says so."""
+    from unetkit.train.trainer import write_config
+
+    config = tiny_config(epochs=2)
+    straight, _ = run(config, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    write_config(tmp_path / "b", load_run_config(tmp_path / "a" / "config.yaml"))
+    (tmp_path / "b" / ".last.x.tmp").mkdir()  # the unfinished first checkpoint
+    said: list[str] = []
+    prepared = prepare_data(config.data, seed=config.train.seed)
+    config_b = load_run_config(tmp_path / "b" / "config.yaml")
+    result, _ = train(config_b, prepared, tmp_path / "b", DistInfo(), resume=True, echo=said.append)
+    assert any("no checkpoint yet" in line and "step 0" in line for line in said), said
+    assert any(line.startswith("removed 1 unfinished") for line in said), said
+    assert result.steps == straight.steps and not (tmp_path / "b" / ".last.x.tmp").exists()
+    a, _ = read_tensors(tmp_path / "a" / "last" / "model.safetensors")
+    b, _ = read_tensors(tmp_path / "b" / "last" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
