@@ -112,7 +112,9 @@ def scale_output_channels(conv: nn.Module, scale: Tensor, shift: Tensor) -> None
     weight = conv.weight  # type: ignore[union-attr]
     if isinstance(conv, _CONV_TRANSPOSE):
         if conv.groups != 1:
-            raise ValueError("scale_output_channels: grouped transposed convolutions are not folded")
+            raise ValueError(
+                "scale_output_channels: grouped transposed convolutions are not folded"
+            )
         view = (1, -1) + (1,) * (weight.ndim - 2)
     else:
         view = (-1,) + (1,) * (weight.ndim - 1)
