@@ -12,6 +12,7 @@ from unetkit import hardware
 from unetkit.infer import optimize
 from unetkit.infer.optimize import (
     OptimizedModel,
+    fast_model,
     fold_batch_norms,
     optimize_for_inference,
     resolve_channels_last,
@@ -181,3 +182,17 @@ def test_bf16_label_maps_agree_with_fp32_on_real_images(shared_data) -> None:
         got = fast(x).argmax(1).numpy()
     scores = [dice(a, b, 2)[1] for a, b in zip(got, ref, strict=True)]
     assert float(np.mean(scores)) >= 0.995
+
+
+def test_fast_model_is_cached_and_rebuilt_when_weights_change() -> None:
+    model = _model()
+    x = _input(model)
+    first = fast_model(model)
+    assert fast_model(model) is first
+    assert fast_model(first) is first
+    with torch.no_grad():
+        model.head.weight.add_(1.0)  # an optimiser step changes weights in place
+    second = fast_model(model)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(x), model(x), rtol=1e-5, atol=1e-4)

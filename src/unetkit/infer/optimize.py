@@ -21,7 +21,9 @@ Instance and group norms depend on the data and are left as they are.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import weakref
 from typing import Literal
 
 import torch
@@ -357,3 +359,41 @@ def optimize_for_inference(
     if compile:
         wrapped._run = torch.compile(net)  # type: ignore[assignment]
     return wrapped
+
+
+# --- a cached fast path for callers that receive a plain model ----------------------------------
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _state_key(model: nn.Module) -> tuple[int, ...]:
+    """Changes whenever a parameter or buffer of ``model`` is replaced or changed in place."""
+    key: list[int] = []
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        key += [t.data_ptr(), t._version]
+    return tuple(key)
+
+
+def fast_model(model: nn.Module) -> nn.Module:
+    """``optimize_for_inference(model)`` with defaults, cached per model and rebuilt when its
+    weights or statistics change (e.g. between validations during training).
+
+    An :class:`OptimizedModel` comes back as it is. A model the optimiser cannot copy (e.g. a
+    scripted module) comes back unchanged, so callers can always use the result as ``model``.
+    ``forward``: ``(B, C, *S) -> (B, K, *S')`` float32, as ``model`` in eval mode.
+    """
+    if isinstance(model, OptimizedModel):
+        return model
+    key = _state_key(model)
+    hit = _CACHE.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        fast: nn.Module = optimize_for_inference(model)
+    except (TypeError, RuntimeError, ValueError) as err:
+        log.debug("fast_model: using the model as it is (%s)", err)
+        fast = model
+    _CACHE[model] = (key, fast)
+    return fast
