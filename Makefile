@@ -11,13 +11,20 @@ $(BIN)/unetkit: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,fuzz]"
 	touch $(BIN)/unetkit
 
 venv: $(BIN)/unetkit
 
+# The main job: train on the built-in synthetic data, then predict and evaluate on images the
+# model has never seen (another seed of the same generator).
 demo: venv
-	$(BIN)/unetkit info --preset unet2d_small --input-size 256 256
+	rm -rf runs/demo
+	$(BIN)/unetkit train --out runs/demo
+	$(BIN)/unetkit synth runs/demo/unseen --n 8 --seed 1
+	$(BIN)/unetkit predict --model runs/demo --input runs/demo/unseen --output runs/demo/predictions
+	$(BIN)/unetkit evaluate --pred runs/demo/predictions --truth runs/demo/unseen/masks \
+		--json runs/demo/evaluation.json
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks

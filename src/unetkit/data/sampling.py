@@ -112,6 +112,8 @@ def normalize(
 
 def _patch_shape(patch_size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
     size = (patch_size,) * spatial_dims if isinstance(patch_size, int) else tuple(patch_size)
+    if len(size) == 1:  # one size for every axis
+        size = size * spatial_dims
     if len(size) != spatial_dims or any(int(p) < 1 for p in size):
         raise ValueError(f"patch_size: expected {spatial_dims} positive sizes, got {patch_size!r}")
     return tuple(int(p) for p in size)

@@ -170,6 +170,15 @@ def apply_recipe(
         out_channels=summary.num_classes,
     )
     data = replace(config.data, **sections["data"])
+    if data.patch_size is not None:
+        if len(data.patch_size) == 1:  # one size for every axis
+            data = replace(data, patch_size=data.patch_size * summary.spatial_dims)
+        elif len(data.patch_size) != summary.spatial_dims:
+            raise ValueError(
+                f"data.patch_size (--patch-size): {list(data.patch_size)} has "
+                f"{len(data.patch_size)} sizes, but the data is {summary.spatial_dims}D; give "
+                f"one size or {summary.spatial_dims}"
+            )
     train = replace(config.train, **sections["train"])
     return RunConfig(model=model, data=data, train=train), chosen
 

@@ -1,0 +1,134 @@
+"""What the processor can do fast: native bf16, int8 dot products, core counts.
+
+A leaf module (imports only torch), shared by the inference optimiser, the training speed
+options and the benchmarks, so that all three make the same decision on the same machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from typing import Any
+
+import torch
+
+
+@functools.cache
+def cpu_features() -> frozenset[str]:
+    """Instruction-set features of this CPU, lower case (``"avx512_bf16"``, ``"amx_bf16"``, ...).
+
+    Asks PyTorch's own CPU probe first and falls back to ``/proc/cpuinfo``; empty where neither
+    is available (the callers then choose the safe, fp32 path).
+    """
+    probe = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
+    if probe is not None:
+        try:
+            caps: dict[str, Any] = probe()
+            return frozenset(k.lower() for k, v in caps.items() if v is True)
+        except (RuntimeError, TypeError):  # pragma: no cover - depends on the build
+            pass
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 convolutions run natively (not emulated) on ``device``.
+
+    CPU: AVX-512 BF16 or AMX-BF16 and a oneDNN build. oneDNN also runs bf16 on plain AVX-512 by
+    emulation, which is slower than fp32, so that case answers ``False``. CUDA: what
+    ``torch.cuda.is_bf16_supported`` says. Other devices: ``False``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    features = cpu_features()
+    return "avx512_bf16" in features or "amx_bf16" in features
+
+
+def bf16_is_faster(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 convolutions beat fp32 on ``device``, so that "auto" should choose bf16.
+
+    Measured, not assumed (``benchmarks/README.md``): on a CPU with AVX-512 BF16 but no AMX (a
+    Xeon whose AMX a hypervisor hides), oneDNN's bf16 convolutions and matmuls run at about half
+    the fp32 rate, because the bf16 dot-product instruction issues on one port where fp32 FMAs
+    issue on two. bf16 pays on CPUs with AMX-BF16 tiles and on CUDA GPUs with bf16 support.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return native_bf16(device)
+    return native_bf16(device) and "amx_bf16" in cpu_features()
+
+
+def native_int8() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX)."""
+    features = cpu_features()
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & features)
+
+
+def describe() -> dict[str, Any]:
+    """A short description of the machine for benchmark records."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    features = cpu_features()
+    shown = sorted(
+        f
+        for f in features
+        if f.startswith(("avx512_bf16", "avx512_vnni", "avx_vnni", "amx", "avx512_fp16"))
+        or f in ("avx2", "avx512f", "avx512_f")
+    )
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "features": shown,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": native_bf16("cpu"),
+        "native_int8": native_int8(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep and reuse large freed blocks for this process; ``True`` if set.
+
+    By default every large tensor is a fresh ``mmap`` that the kernel zero-fills page by page
+    and unmaps when freed; elementwise layers (concatenation, activation, pooling) then spend
+    most of their time in page faults. Measured on the benchmark machine: ``torch.cat`` of two
+    64-channel 256x256 maps 3x faster, a U-Net forward pass 9-20% faster. The cost is that the
+    process keeps its peak heap until it exits, which suits a command-line run; a library
+    import never calls this. Does nothing (``False``) where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+            and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+            and libc.mallopt(_M_TOP_PAD, 1 << 26)
+        )
+    except (OSError, AttributeError):  # pragma: no cover - depends on the C library
+        return False

@@ -1,0 +1,399 @@
+"""The fastest accurate inference path for a U-Net.
+
+:func:`optimize_for_inference` returns a copy of a model, wrapped so that its forward takes
+float32 ``(B, C, *S)`` and returns float32 logits, with the measured speed-ups applied:
+
+* **Batch-norm folding** (exact in fp32): a BatchNorm after a convolution becomes part of the
+  convolution's weights and bias; a BatchNorm on the concatenated decoder map is split, the half
+  that belongs to the upsampled branch folded into the up-convolution and the skip half kept as
+  one per-channel multiply-add (or folded into the 1x1 reduction for ``concat_1x1``).
+* **channels_last** memory format, which oneDNN's convolutions prefer on CPU.
+* **bf16 autocast** where bf16 is faster than fp32 (CPUs with AMX-BF16, CUDA GPUs); fp32
+  accumulation happens inside oneDNN, and the 1x1 output head stays in fp32 so the logits are
+  as precise as the features allow. AVX-512 BF16 alone is *not* enough: measured on a Xeon
+  without AMX, bf16 convolutions ran at half the fp32 rate, so "auto" stays in fp32 there.
+* optionally ``torch.compile`` (off by default: compiling takes tens of seconds per input
+  shape, which a command-line run rarely wins back; see ``benchmarks/README.md``).
+
+Instance and group norms depend on the data and are left as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import weakref
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from unetkit.hardware import bf16_is_faster, native_bf16
+from unetkit.model.blocks import ConvNormAct, center_crop
+from unetkit.model.decoder import Decoder
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16"]
+_PRECISIONS = ("auto", "fp32", "bf16")
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``"fp32"`` or ``"bf16"`` for a requested ``precision`` on ``device``.
+
+    ``"auto"`` gives ``"bf16"`` only where :func:`unetkit.hardware.bf16_is_faster` says bf16
+    beats fp32 on the device (AMX-BF16 CPUs, CUDA), else ``"fp32"``. An explicit ``"bf16"`` is
+    honoured everywhere (on a CPU without native bf16 it is emulated; a warning is logged).
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(_PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_is_faster(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        log.warning("precision='bf16': %s has no native bf16; this will be slow", device)
+    return precision
+
+
+def resolve_channels_last(
+    channels_last: bool | Literal["auto"], spatial_dims: int, device: torch.device | str = "cpu"
+) -> bool:
+    """Whether to run in channels_last: ``"auto"`` means yes for 2D and 3D on CPU and CUDA."""
+    if channels_last == "auto":
+        return spatial_dims in (2, 3) and torch.device(device).type in ("cpu", "cuda")
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last: expected True, False or 'auto', got {channels_last!r}")
+    if channels_last and spatial_dims not in (2, 3):
+        raise ValueError(
+            f"channels_last: only 2D and 3D models have a channels_last format "
+            f"(spatial_dims={spatial_dims})"
+        )
+    return channels_last
+
+
+def memory_format(spatial_dims: int) -> torch.memory_format:
+    """``torch.channels_last`` for 2D, ``torch.channels_last_3d`` for 3D."""
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+
+
+# --- batch-norm folding ------------------------------------------------------------------------
+
+
+def _foldable(norm: nn.Module) -> bool:
+    return (
+        isinstance(norm, _BATCHNORMS)
+        and norm.track_running_stats
+        and norm.running_mean is not None
+        and norm.running_var is not None
+    )
+
+
+def bn_affine(norm: nn.Module) -> tuple[Tensor, Tensor]:
+    """The eval-mode batch norm as ``y = scale * x + shift``; ``(C,)`` each, float64."""
+    var = norm.running_var.double()  # type: ignore[union-attr]
+    mean = norm.running_mean.double()  # type: ignore[union-attr]
+    scale = torch.rsqrt(var + norm.eps)  # type: ignore[operator]
+    if norm.affine:  # type: ignore[union-attr]
+        scale = scale * norm.weight.double()  # type: ignore[union-attr]
+        shift = norm.bias.double() - mean * scale  # type: ignore[union-attr]
+    else:
+        shift = -mean * scale
+    return scale, shift
+
+
+@torch.no_grad()
+def scale_output_channels(conv: nn.Module, scale: Tensor, shift: Tensor) -> None:
+    """In place: make ``conv`` compute ``scale * conv(x) + shift`` per output channel.
+
+    Works for ``Conv{1,2,3}d`` (weight ``(C_out, C_in/g, *k)``) and ``ConvTranspose{1,2,3}d``
+    (weight ``(C_in, C_out/g, *k)``, groups 1). A missing bias is created.
+    """
+    weight = conv.weight  # type: ignore[union-attr]
+    if isinstance(conv, _CONV_TRANSPOSE):
+        if conv.groups != 1:
+            raise ValueError(
+                "scale_output_channels: grouped transposed convolutions are not folded"
+            )
+        view = (1, -1) + (1,) * (weight.ndim - 2)
+    else:
+        view = (-1,) + (1,) * (weight.ndim - 1)
+    weight.copy_((weight.double() * scale.view(view)).to(weight.dtype))
+    bias = conv.bias  # type: ignore[union-attr]
+    old = bias.double() if bias is not None else torch.zeros_like(scale)
+    new = (old * scale + shift).to(weight.dtype)
+    if bias is None:
+        conv.bias = nn.Parameter(new, requires_grad=weight.requires_grad)  # type: ignore[union-attr]
+    else:
+        bias.copy_(new)
+
+
+@torch.no_grad()
+def scale_input_channels(conv: nn.Module, scale: Tensor, shift: Tensor) -> None:
+    """In place: make an unpadded 1x1 ``conv`` compute ``conv(scale * x + shift)`` exactly."""
+    weight = conv.weight  # type: ignore[union-attr]
+    w = weight.double().flatten(1)  # (C_out, C_in)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0])  # type: ignore[union-attr]
+    new_bias = bias + w @ shift
+    weight.copy_((w * scale).view_as(weight).to(weight.dtype))
+    if conv.bias is None:  # type: ignore[union-attr]
+        conv.bias = nn.Parameter(new_bias.to(weight.dtype), requires_grad=weight.requires_grad)
+    else:
+        conv.bias.copy_(new_bias.to(weight.dtype))  # type: ignore[union-attr]
+
+
+class FoldedFuse(nn.Module):
+    """The decoder's fusion after batch-norm folding: ``cat(up, scale * skip + shift)``.
+
+    ``up: (B, C, *S), skip: (B, C, *S_skip) -> (B, 2C or C, *S)``; the upsampled branch already
+    carries its normalisation (folded into the up-convolution), so only the skip branch needs a
+    per-channel multiply-add. ``fusion`` is ``"concat"``, ``"concat_1x1"`` or ``"add"``.
+    """
+
+    def __init__(
+        self,
+        fusion: str,
+        scale: Tensor | None,
+        shift: Tensor | None,
+        reduce: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.fusion = fusion
+        self.affine = scale is not None
+        if scale is not None and shift is not None:
+            self.register_buffer("scale", scale.float().view(1, -1))
+            self.register_buffer("shift", shift.float().view(1, -1))
+        self.reduce = reduce
+
+    def forward(self, up: Tensor, skip: Tensor | None) -> Tensor:
+        if skip is None:
+            return up
+        skip = center_crop(skip, up.shape[2:])  # valid mode: the paper's crop
+        if self.affine:
+            view = (1, -1) + (1,) * (skip.ndim - 2)
+            scale = self.scale.view(view).to(skip.dtype)
+            shift = self.shift.view(view).to(skip.dtype)
+            skip = torch.addcmul(shift, skip, scale)  # (B, C, *S)
+        if self.fusion == "add":
+            return up + skip.to(up.dtype)
+        y = torch.cat([up, skip.to(up.dtype)], dim=1)  # (B, 2C, *S)
+        return self.reduce(y) if self.reduce is not None else y
+
+
+def _fold_fuse(up: nn.Module, fuse: nn.Module) -> nn.Module:
+    """A :class:`FoldedFuse` equal to ``fuse`` (in eval mode), or ``fuse`` if it cannot fold."""
+    if not getattr(fuse, "use_norm", False) or fuse.fusion == "none":
+        return fuse
+    up_conv = up.conv
+    reduce = getattr(fuse, "reduce", None)
+    if fuse.placement == "before_concat":
+        if not (_foldable(fuse.norm_up) and _foldable(fuse.norm_skip)):
+            return fuse
+        scale_output_channels(up_conv, *bn_affine(fuse.norm_up))
+        skip_scale, skip_shift = bn_affine(fuse.norm_skip)
+        if fuse.fusion == "concat_1x1":
+            channels = skip_scale.numel()
+            ones, zeros = torch.ones(channels).double(), torch.zeros(channels).double()
+            scale_input_channels(
+                reduce, torch.cat([ones, skip_scale]), torch.cat([zeros, skip_shift])
+            )
+            return FoldedFuse(fuse.fusion, None, None, reduce)
+        return FoldedFuse(fuse.fusion, skip_scale, skip_shift, reduce)
+    if not _foldable(fuse.norm_joint):
+        return fuse
+    scale, shift = bn_affine(fuse.norm_joint)
+    if fuse.fusion == "concat_1x1":  # norm then an unpadded 1x1 conv: fold it forward, exactly
+        scale_input_channels(reduce, scale, shift)
+        return FoldedFuse(fuse.fusion, None, None, reduce)
+    if fuse.fusion == "add":  # scale * (up + skip) + shift
+        scale_output_channels(up_conv, scale, shift)
+        return FoldedFuse(fuse.fusion, scale, torch.zeros_like(shift), None)
+    channels = scale.numel() // 2  # concat: [up channels | skip channels]
+    scale_output_channels(up_conv, scale[:channels], shift[:channels])
+    return FoldedFuse(fuse.fusion, scale[channels:], shift[channels:], None)
+
+
+@torch.no_grad()
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """In place: fold every eval-mode batch norm of a unetkit U-Net into a convolution.
+
+    ``model`` must be in eval mode (folding uses the running statistics). Returns ``model``,
+    whose eval-mode outputs equal the original's up to float rounding. Norms that cannot fold
+    (instance, group, batch norm without running statistics) are left in place.
+    """
+    if model.training:
+        raise ValueError("fold_batch_norms: the model must be in eval mode (call model.eval())")
+    blocks = [m for m in model.modules() if isinstance(m, ConvNormAct)]
+    decoders = [m for m in model.modules() if isinstance(m, Decoder)]
+    for block in blocks:
+        if _foldable(block.norm):
+            scale_output_channels(block.conv, *bn_affine(block.norm))
+            block.norm = nn.Identity()
+    for decoder in decoders:
+        for i, (up, fuse) in enumerate(zip(decoder.ups, decoder.fuses, strict=True)):
+            decoder.fuses[i] = _fold_fuse(up, fuse)
+    return model
+
+
+def _relu_in_place(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.ReLU | nn.LeakyReLU):
+            m.inplace = True
+
+
+class _Float32(nn.Module):
+    """Runs ``module`` in fp32 with autocast off: ``(B, C, *S)`` any float -> float32."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.module(x.float())
+
+
+# --- the optimised model -----------------------------------------------------------------------
+
+
+class OptimizedModel(nn.Module):
+    """An inference-only copy of a model: ``x: (B, C, *S) float32 -> (B, K, *S') float32``.
+
+    Attributes say what was applied: ``precision`` (``"fp32"``/``"bf16"``), ``channels_last``,
+    ``folded`` (number of batch norms folded), ``compiled``; ``config`` is the wrapped model's
+    config (``None`` for a model without one). The output is contiguous in the standard format.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        precision: str,
+        channels_last: bool,
+        spatial_dims: int,
+        folded: int,
+        compiled: bool,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = getattr(model, "config", None)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.spatial_dims = spatial_dims
+        self.folded = folded
+        self.compiled = compiled
+        self._run: nn.Module = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.ndim == self.spatial_dims + 2:
+            x = x.contiguous(memory_format=memory_format(self.spatial_dims))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            y = self._run(x)  # (B, K, *S')
+        return y.float().contiguous()
+
+    def extra_repr(self) -> str:
+        return (
+            f"precision={self.precision}, channels_last={self.channels_last}, "
+            f"folded={self.folded}, compiled={self.compiled}"
+        )
+
+
+def _count_batch_norms(model: nn.Module) -> int:
+    return sum(1 for m in model.modules() if isinstance(m, _BATCHNORMS))
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    precision: Precision = "auto",
+    channels_last: bool | Literal["auto"] = "auto",
+    fold_norm: bool = True,
+    compile: bool = False,
+) -> OptimizedModel:
+    """A faster, inference-only copy of ``model``; ``model`` itself is not changed.
+
+    ``forward``: ``x: (B, C, *S) float32 -> (B, K, *S') float32 logits``, as ``model`` in eval
+    mode, within float rounding (fp32: ~1e-5 relative; bf16: label maps that agree with fp32).
+
+    Args:
+        model: a unetkit :class:`~unetkit.model.UNet` (or any module taking ``(B, C, *S)``;
+            batch-norm folding then applies only to unetkit blocks inside it).
+        precision: ``"auto"`` (bf16 where the processor runs it natively, else fp32),
+            ``"fp32"`` or ``"bf16"``.
+        channels_last: ``"auto"`` (yes for 2D/3D), ``True`` or ``False``.
+        fold_norm: fold eval-mode batch norms into the convolutions.
+        compile: wrap the network in ``torch.compile`` (compiles on the first call of each new
+            input shape, which takes tens of seconds on a CPU).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    config = getattr(model, "config", None)
+    spatial_dims = int(getattr(config, "spatial_dims", 2))
+    chosen = resolve_precision(precision, device)
+    use_cl = resolve_channels_last(channels_last, spatial_dims, device)
+
+    net = copy.deepcopy(model).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    before = _count_batch_norms(net)
+    if fold_norm:
+        fold_batch_norms(net)
+    folded = before - _count_batch_norms(net)
+    _relu_in_place(net)
+    if chosen == "bf16" and isinstance(getattr(net, "head", None), nn.Module):
+        net.head = _Float32(net.head)  # logits from bf16 features, computed in fp32
+    if use_cl:
+        net = net.to(memory_format=memory_format(spatial_dims))
+    wrapped = OptimizedModel(
+        net,
+        precision=chosen,
+        channels_last=use_cl,
+        spatial_dims=spatial_dims,
+        folded=folded,
+        compiled=compile,
+    )
+    if compile:
+        wrapped._run = torch.compile(net)  # type: ignore[assignment]
+    return wrapped
+
+
+# --- a cached fast path for callers that receive a plain model ----------------------------------
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _state_key(model: nn.Module) -> tuple[int, ...]:
+    """Changes whenever a parameter or buffer of ``model`` is replaced or changed in place."""
+    key: list[int] = []
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        key += [t.data_ptr(), t._version]
+    return tuple(key)
+
+
+def fast_model(model: nn.Module) -> nn.Module:
+    """``optimize_for_inference(model)`` with defaults, cached per model and rebuilt when its
+    weights or statistics change (e.g. between validations during training).
+
+    An :class:`OptimizedModel` comes back as it is. A model the optimiser cannot copy (e.g. a
+    scripted module) comes back unchanged, so callers can always use the result as ``model``.
+    ``forward``: ``(B, C, *S) -> (B, K, *S')`` float32, as ``model`` in eval mode.
+    """
+    if isinstance(model, OptimizedModel):
+        return model
+    key = _state_key(model)
+    hit = _CACHE.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        fast: nn.Module = optimize_for_inference(model)
+    except (TypeError, RuntimeError, ValueError) as err:
+        log.debug("fast_model: using the model as it is (%s)", err)
+        fast = model
+    _CACHE[model] = (key, fast)
+    return fast
