@@ -79,7 +79,7 @@ def run(settings: LabSettings) -> ExperimentResult:
         n_train, n_val, size, widths, steps, batch = 32, 8, 48, (8, 16, 32), 60, 8
     else:
         block_widths = (16, 32, 64, 128, 256)
-        n_train, n_val, size, widths, steps, batch = 128, 32, 64, (16, 32, 64, 128), 300, 8
+        n_train, n_val, size, widths, steps, batch = 128, 32, 64, (16, 32, 64, 128), 200, 8
     blocks = {f: {c: block_cost(f, c) for c in block_widths} for f in FUSIONS}
     model_widths = tuple(block_widths[0] * 2**i for i in range(4))
     totals = {}

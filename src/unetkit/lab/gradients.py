@@ -135,7 +135,7 @@ def run(settings: LabSettings) -> ExperimentResult:
     if settings.quick:
         depths, size, batch, steps = (2, 4, 6), 64, 4, 5
     else:
-        depths, size, batch, steps = tuple(range(2, 9)), 128, 8, 20
+        depths, size, batch, steps = tuple(range(2, 9)), 128, 4, 10
     images, masks, source = segmentation_data(4 * batch, size, 2, settings.seed)
     x, y = images[:batch], masks[:batch]
     rows: list[dict[str, Any]] = []

@@ -118,7 +118,7 @@ def run(settings: LabSettings) -> ExperimentResult:
     if settings.quick:
         sizes, batch, repeats = (64, 128), 2, 2
     else:
-        sizes, batch, repeats = (64, 128, 192, 256, 384), 4, 3
+        sizes, batch, repeats = (64, 128, 192, 256), 4, 3
     rows: list[dict[str, Any]] = []
     for size in sizes:
         gen = torch.Generator().manual_seed(settings.seed)

@@ -114,7 +114,7 @@ def run(settings: LabSettings) -> ExperimentResult:
     if settings.quick:
         widths, size, batch, steps, train_names = (8, 16, 32, 64), 64, 4, 30, QUICK_TRAIN
     else:
-        widths, size, batch, steps = (16, 32, 64, 128, 256), 128, 8, 200
+        widths, size, batch, steps = (16, 32, 64, 128, 256), 64, 8, 120
         train_names = tuple(FUSION_CONFIGS)
     images, masks, source = segmentation_data(8 * batch, size, 2, settings.seed)
     x_img, image_source = image_patches(settings, batch, size, settings.seed)

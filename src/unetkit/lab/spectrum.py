@@ -66,7 +66,7 @@ def run(settings: LabSettings) -> ExperimentResult:
     if settings.quick:
         n_train, n_val, size, widths, steps, batch = 32, 8, 64, (8, 16, 32, 64), 60, 8
     else:
-        n_train, n_val, size, widths, steps, batch = 192, 32, 128, (16, 32, 64, 128), 300, 8
+        n_train, n_val, size, widths, steps, batch = 128, 32, 96, (16, 32, 64, 128), 200, 8
     train_x, source = image_patches(settings, n_train, size, settings.seed)
     val_x, _ = image_patches(settings, n_val, size, settings.seed + 1, held_out=True)
     target = val_x[:, 0].numpy()
