@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unetkit.model import layers
-from unetkit.model.config import LayerSpec
+from unetkit.model.config import LayerSpec, UNetConfig
 
 
 def tag_conv(module: nn.Module, *, gain: float, fan_in: int) -> nn.Module:
@@ -147,6 +147,24 @@ class ConvBlock(nn.Module):
             )
             self.out_act: nn.Module = layers.act(act)
         self.dropout = layers.DROPOUT[spatial_dims](dropout) if dropout > 0 else nn.Identity()
+
+    @classmethod
+    def from_config(
+        cls, config: UNetConfig, in_ch: int, out_ch: int, *, dropout: float = 0.0
+    ) -> ConvBlock:
+        """The block of one encoder or decoder level, as ``config`` describes it."""
+        return cls(
+            config.spatial_dims,
+            in_ch,
+            out_ch,
+            n_convs=config.convs_per_block,
+            kernel_size=config.kernel_size,
+            padding=config.padding,
+            norm=config.norm,
+            act=config.act,
+            kind=config.block,
+            dropout=dropout,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         y = x

@@ -38,18 +38,7 @@ class Decoder(nn.Module):
             for i in levels
         )
         self.blocks = nn.ModuleList(
-            ConvBlock(
-                c.spatial_dims,
-                self.fuses[i].out_channels,
-                c.widths[i],
-                n_convs=c.convs_per_block,
-                kernel_size=c.kernel_size,
-                padding=c.padding,
-                norm=c.norm,
-                act=c.act,
-                kind=c.block,
-            )
-            for i in levels
+            ConvBlock.from_config(c, self.fuses[i].out_channels, c.widths[i]) for i in levels
         )
 
     def _level(self, i: int, x: Tensor, skip: Tensor) -> Tensor:

@@ -68,17 +68,11 @@ class Encoder(nn.Module):
             Down(c.spatial_dims, c.widths[i - 1], c.down) for i in range(1, c.depth)
         )
         self.blocks = nn.ModuleList(
-            ConvBlock(
-                c.spatial_dims,
+            ConvBlock.from_config(
+                c,
                 c.in_channels if i == 0 else c.widths[i - 1],
                 c.widths[i],
-                n_convs=c.convs_per_block,
-                kernel_size=c.kernel_size,
-                padding=c.padding,
-                norm=c.norm,
-                act=c.act,
-                kind=c.block,
-                dropout=c.dropout if i == c.depth - 1 else 0.0,
+                dropout=c.dropout if i == c.depth - 1 else 0.0,  # the paper's bottleneck dropout
             )
             for i in range(c.depth)
         )
