@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,12 @@ def write_checkpoint(
     """Write a complete checkpoint to ``folder`` (replaced atomically as a whole)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _make_tmp_dir(folder.parent, f".{folder.name}.")
-    try:
+    full = (
+        f"{folder}: cannot write the checkpoint: no space left on device; the previous "
+        f"checkpoint is kept. Free space, then continue with: unetkit train --resume "
+        f"{folder.parent}"
+    )
+    with _staged_folder(folder, f".{folder.name}.", full) as tmp:
         save(model, tmp / MODEL_FILE, metadata=metadata)
         opt_tensors, opt_meta = _split_optimizer(optimizer)
         rng_tensors, rng_meta = rng_states()
@@ -182,15 +187,23 @@ def write_checkpoint(
             {**opt_tensors, **rng_tensors},
             {"format": "unetkit-train-state", "json": json.dumps(payload)},
         )
-        _replace_dir(tmp, folder)
+
+
+@contextlib.contextmanager
+def _staged_folder(dest: Path, prefix: str, disk_full_message: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``dest`` that replaces ``dest`` when the block succeeds.
+
+    On any error the temporary folder is removed and ``dest`` is left as it was; a full disk
+    becomes a :class:`UnetkitError` with ``disk_full_message`` (the original error as cause).
+    """
+    tmp = _make_tmp_dir(dest.parent, prefix)
+    try:
+        yield tmp
+        _replace_dir(tmp, dest)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if _disk_full(exc):
-            raise UnetkitError(
-                f"{folder}: cannot write the checkpoint: no space left on device; the previous "
-                f"checkpoint is kept. Free space, then continue with: unetkit train --resume "
-                f"{folder.parent}"
-            ) from exc
+            raise UnetkitError(disk_full_message) from exc
         raise
 
 
@@ -316,20 +329,14 @@ def keep_ring(run: Path, epoch: int, keep: int) -> None:
         return
     ring = Path(run) / CHECKPOINTS
     ring.mkdir(parents=True, exist_ok=True)
-    tmp = _make_tmp_dir(ring, ".epoch.")
-    try:
+    dest = ring / f"epoch-{epoch:04d}"
+    full = (
+        f"{dest}: cannot copy the checkpoint: no space left on device; {Path(run) / LAST} is "
+        f"complete. Free space, then continue with: unetkit train --resume {run}"
+    )
+    with _staged_folder(dest, ".epoch.", full) as tmp:
         for name in (MODEL_FILE, STATE_FILE):
             shutil.copy2(Path(run) / LAST / name, tmp / name)
-        _replace_dir(tmp, ring / f"epoch-{epoch:04d}")
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if _disk_full(exc):
-            raise UnetkitError(
-                f"{ring / f'epoch-{epoch:04d}'}: cannot copy the checkpoint: no space left on "
-                f"device; {Path(run) / LAST} is complete. Free space, then continue with: "
-                f"unetkit train --resume {run}"
-            ) from exc
-        raise
     old = sorted(p for p in ring.iterdir() if p.name.startswith("epoch-"))
     for p in old[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
