@@ -27,9 +27,11 @@ fp32).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from unetkit.hardware import cpu_features
 from unetkit.infer.optimize import FoldedFuse, fold_batch_norms, memory_format
 from unetkit.model import UNet
-from unetkit.model.blocks import ConvBlock, ConvNormAct, Fuse, center_crop, crop_to, pad_to_multiple
+from unetkit.model.blocks import ConvBlock, Fuse, center_crop, crop_to, pad_to_multiple
 from unetkit.model.layers import INTERP_MODE
 
 Ranges = dict[str, tuple[float, float]]
@@ -47,6 +49,15 @@ Ranges = dict[str, tuple[float, float]]
 #: The quantized engine used: PyTorch's x86 backend (fbgemm and oneDNN kernels).
 ENGINE = "x86"
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512vnni", "avxvnni")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence PyTorch's notice that quantized tensor types will move out of core PyTorch
+    (the pinned torch 2.13 has them; the notice is for developers, not for users)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions")
+        yield
 
 
 class Int8Unsupported(ValueError):
@@ -289,9 +300,7 @@ class _Runner:
         scale, zero = self.qparams[name]
         return torch.quantize_per_tensor(t.float(), scale, zero, torch.quint8)
 
-    def _conv(
-        self, name: str, layer: ConvNormAct | nn.Module, h: Tensor, observe: Any, relu: bool
-    ) -> Tensor:
+    def _conv(self, name: str, layer: nn.Module, h: Tensor, observe: Any) -> Tensor:
         if self.int8:
             return self.quantized[name](h)
         return self._point(name, layer(h), observe)
@@ -302,19 +311,23 @@ class _Runner:
         h = x
         for j, layer in enumerate(block.convs):
             point = f"{name}.conv{j}"
-            relu = not isinstance(layer.act, nn.Identity)
             if first and j == 0:  # the input convolution stays fp32
                 h = layer(h.dequantize() if h.is_quantized else h)
                 h = self._quantize(point, h) if self.int8 else self._point(point, h, observe)
             else:
-                h = self._conv(point, layer, h, observe, relu)
+                h = self._conv(point, layer, h, observe)
         if not block.residual:
             return h
-        if first:
-            raise Int8Unsupported("int8: a residual first block (its shortcut reads the input)")
         short = block.shortcut
-        if not isinstance(short, nn.Identity):
-            short_out = self._conv(f"{name}.shortcut", short, x, observe, False)
+        if first:  # the shortcut reads the float input: run it in fp32, then quantise
+            point = f"{name}.shortcut"
+            short_out = short(x)
+            if self.int8:
+                short_out = self._quantize(point, short_out)
+            else:
+                self._point(point, short_out, observe)
+        elif not isinstance(short, nn.Identity):
+            short_out = self._conv(f"{name}.shortcut", short, x, observe)
         else:
             short_out = x
         short_out = center_crop(short_out, h.shape[2:])
@@ -327,7 +340,7 @@ class _Runner:
         op = down.op
         if isinstance(op, _POOLS):  # quantized pooling keeps the input's range
             return op(h)
-        return self._conv(name, op, h, observe, False)  # strided convolution, no activation
+        return self._conv(name, op, h, observe)  # strided convolution, no activation
 
     def _level(self, i: int, h: Tensor, skip: Tensor, observe: Any) -> Tensor:
         dec = self.net.decoder
@@ -394,7 +407,8 @@ def _convs_to_quantize(net: UNet) -> Iterable[tuple[str, nn.Module, bool]]:
                 if prefix == "encoder" and i == 0 and j == 0:
                     continue  # the fp32 input convolution
                 yield f"{prefix}.{i}.conv{j}", layer.conv, not isinstance(layer.act, nn.Identity)
-            if block.residual and not isinstance(block.shortcut, nn.Identity):
+            first = prefix == "encoder" and i == 0  # its shortcut runs in fp32
+            if block.residual and not first and not isinstance(block.shortcut, nn.Identity):
                 yield f"{prefix}.{i}.shortcut", block.shortcut, False
     for i, down in enumerate(net.encoder.downs):
         if not isinstance(down.op, _POOLS):
@@ -427,7 +441,7 @@ class Int8UNet(nn.Module):
         previous = torch.backends.quantized.engine
         torch.backends.quantized.engine = ENGINE
         try:
-            with torch.autocast(x.device.type, enabled=False):
+            with torch.autocast(x.device.type, enabled=False), _quiet():
                 return self.runner.run(x.float())
         finally:
             torch.backends.quantized.engine = previous
@@ -454,7 +468,8 @@ def quantize_for_inference(
     previous = torch.backends.quantized.engine
     torch.backends.quantized.engine = ENGINE
     try:
-        return _build(model, ranges, reduce_range)
+        with _quiet():
+            return _build(model, ranges, reduce_range)
     finally:
         torch.backends.quantized.engine = previous
 
@@ -488,6 +503,8 @@ def _build(model: UNet, ranges: Mapping[str, Any], reduce_range: bool) -> Int8UN
     for i, block in enumerate(net.encoder.blocks):
         if block.residual:
             runner.qparams[f"encoder.{i}.out"] = qp(f"encoder.{i}.out")
+            if i == 0:
+                runner.qparams["encoder.0.shortcut"] = qp("encoder.0.shortcut")
     for i, (up, fuse, block) in enumerate(
         zip(net.decoder.ups, net.decoder.fuses, net.decoder.blocks, strict=True)
     ):
