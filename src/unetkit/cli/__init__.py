@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "predict",
     "evaluate",
     "export",
+    "calibrate",
     "lab",
 )
 

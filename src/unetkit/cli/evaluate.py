@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from unetkit.cli.predict import add_tiling_arguments, options_from_args
+from unetkit.cli.predict import add_tiling_arguments, check_precision, options_from_args
 from unetkit.infer.evaluation import BoundarySpec, Evaluation, evaluate_folders, evaluate_model
 from unetkit.io.atomic import atomic_save_bytes
 
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = options_from_args(args)
         model, metadata = load_with_metadata(args.model)
+        check_precision(model, metadata, options)
         evaluation = evaluate_model(
             model,
             metadata,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unetkit.infer.engine import PRECISIONS
 from unetkit.infer.files import FileResult, predict_files
 from unetkit.infer.predictor import PredictOptions
 from unetkit.infer.tiling import TileSpec
@@ -49,6 +50,13 @@ def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
         help="test-time augmentation: average over flips (and 90-degree rotations in 2D)",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per network call (default 4)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): int8 where the model's stored calibration agrees with fp32 and "
+        "the CPU has VNNI, else the fastest float path; or force fp32, bf16 or int8",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> PredictOptions:
@@ -58,8 +66,25 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
     if not 0.0 <= args.overlap < 1.0:
         raise ValueError(f"--overlap: expected a fraction in [0, 1), got {args.overlap}")
     return PredictOptions(
-        tile=parse_tile(args.tile), overlap=args.overlap, tta=args.tta, batch_size=args.batch_size
+        tile=parse_tile(args.tile),
+        overlap=args.overlap,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        precision=args.precision,
     )
+
+
+def check_precision(model: object, metadata: dict, options: PredictOptions) -> None:
+    """Fail before any output is written when ``--precision`` cannot be honoured."""
+    from torch import nn
+
+    from unetkit.infer.engine import inference_network
+
+    if options.precision in ("int8", "bf16") and isinstance(model, nn.Module):
+        try:
+            inference_network(model, options.precision, metadata.get("int8"))
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -95,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     model, metadata = load_with_metadata(args.model)
+    check_precision(model, metadata, options)
 
     def report(result: FileResult) -> None:
         if result.status == "skipped":

@@ -7,10 +7,18 @@ batch norm; see ``unetkit.infer.optimize``) can be routed in here without touchi
 
 from __future__ import annotations
 
+import json
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from unetkit.infer.optimize import fast_model
+from unetkit.infer.optimize import _state_key, fast_model, optimize_for_inference
+
+log = logging.getLogger(__name__)
 
 
 def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor:
@@ -33,3 +41,82 @@ def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor
         if was_training:
             model.train()
     return out.float()
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+_NET_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def inference_network(
+    model: nn.Module, precision: str = "auto", int8: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """The network that prediction runs for ``model``: ``(B, C, *S) -> (B, K, *S')`` float32.
+
+    ``precision``:
+
+    * ``"auto"``: int8 (:mod:`unetkit.infer.int8`) where ``int8`` (the model file's
+      ``metadata["int8"]`` calibration) was measured to agree with fp32 (foreground Dice at
+      least :data:`unetkit.infer.calibration.AUTO_AGREEMENT`), was made for these weights, and
+      the CPU has VNNI; otherwise the optimised float path (:func:`fast_model`: folded batch
+      norm, channels-last, bf16 only where it is faster).
+    * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision.
+    * ``"int8"``: int8 regardless of the measured agreement or the CPU; needs ``int8``.
+
+    Built once per model, calibration and precision, and rebuilt when the weights change.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision in ("auto", "int8"):
+        net = _int8_network(model, int8, explicit=precision == "int8")
+        if net is not None:
+            return net
+    if precision == "auto":
+        return fast_model(model)
+    key = (_state_key(model), precision)
+    hit = _NET_CACHE.get(model)
+    if hit is None or hit[0] != key:
+        hit = (key, optimize_for_inference(model, precision=precision))  # type: ignore[arg-type]
+        _NET_CACHE[model] = hit
+    return hit[1]
+
+
+def _int8_network(
+    model: nn.Module, entry: Mapping[str, Any] | None, *, explicit: bool
+) -> nn.Module | None:
+    from unetkit.infer import int8 as q
+    from unetkit.infer.calibration import AUTO_AGREEMENT, agreement_of, weights_digest
+
+    def refuse(why: str) -> None:
+        if explicit:
+            raise ValueError(f"precision int8: {why}")
+        log.debug("int8 not used: %s", why)
+
+    reason = q.unsupported_reason(model)
+    if reason is not None:
+        return refuse(reason)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("ranges"), Mapping):
+        return refuse(
+            "the model has no int8 calibration; run 'unetkit calibrate --model MODEL --data DIR' "
+            "(models trained by 'unetkit train' carry one)"
+        )
+    if not explicit:
+        agreement = agreement_of(entry)
+        if agreement is None or not agreement >= AUTO_AGREEMENT:
+            return refuse(f"measured agreement with fp32 {agreement} < {AUTO_AGREEMENT}")
+        if not q.has_vnni():
+            return refuse("this CPU has no VNNI, int8 would not be faster")
+    key = (_state_key(model), "int8", json.dumps(entry["ranges"], sort_keys=True, default=str))
+    hit = _NET_CACHE.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    recorded = entry.get("weights_sha256")
+    if recorded is not None and recorded != weights_digest(model):  # type: ignore[arg-type]
+        return refuse(
+            "the int8 calibration was made for other weights; run 'unetkit calibrate' again"
+        )
+    net = q.quantize_for_inference(model, entry["ranges"])  # type: ignore[arg-type]
+    _NET_CACHE[model] = (key, net)
+    return net

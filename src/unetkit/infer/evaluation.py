@@ -222,6 +222,7 @@ def evaluate_model(
                 normalization=norm,
                 default_tile=tile_default,
                 progress=progress,
+                int8=metadata.get("int8"),
             )
         except ValueError as exc:
             raise DataError(f"{data_dir}: image {s.stem}: {exc}") from None

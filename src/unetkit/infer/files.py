@@ -180,6 +180,7 @@ def prediction_identity(model: UNet, options: PredictOptions) -> dict[str, Any]:
         "tile": repr(options.tile),
         "overlap": float(options.overlap),
         "tta": bool(options.tta),
+        "precision": options.precision,
     }
 
 
@@ -230,8 +231,11 @@ def predict_file(
     normalization: Normalization,
     tile_default: Sequence[int],
     progress: bool = False,
+    int8: Mapping[str, Any] | None = None,
 ) -> None:
-    """Predict one file and write its outputs (probabilities and overlay first, labels last)."""
+    """Predict one file and write its outputs (probabilities and overlay first, labels last).
+
+    ``int8``: the model's int8 calibration, used as ``options.precision`` says."""
     dims = model.config.spatial_dims
     try:
         image = read_image(source, spatial_dims=dims)
@@ -252,6 +256,7 @@ def predict_file(
             keep_probabilities=outputs.probabilities is not None,
             label_dtype=np.uint8 if model.config.out_channels <= 256 else np.int64,
             progress=progress,
+            int8=int8,
         )
     except ValueError as exc:
         raise DataError(f"{source}: {exc}") from None
@@ -326,6 +331,7 @@ def predict_files(
                 normalization=norm,
                 tile_default=tile_default,
                 progress=progress,
+                int8=metadata.get("int8"),
             )
             result = FileResult(source, paths, "predicted")
         results.append(result)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from unetkit.infer import tta as tta_mod
-from unetkit.infer.engine import run_network
+from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.tiling import DEFAULT_TILE, TilePlan, TileSpec, plan_tiles
 from unetkit.model import UNet
@@ -57,14 +57,22 @@ class PredictOptions:
         overlap: fraction of a same-mode tile shared with each neighbour, in ``[0, 1)``.
         tta: average over flips (and 90-degree rotations in 2D), see :mod:`unetkit.infer.tta`.
         batch_size: tiles per network call.
+        precision: ``"auto"`` (int8 where the model's stored calibration agrees with fp32 and
+            the CPU has VNNI, else the fastest float path), ``"fp32"``, ``"bf16"`` or
+            ``"int8"``; see :func:`unetkit.infer.engine.inference_network`.
     """
 
     tile: TileSpec = "auto"
     overlap: float = 0.5
     tta: bool = False
     batch_size: int = 4
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
         if not isinstance(self.overlap, int | float) or not 0.0 <= float(self.overlap) < 1.0:
@@ -187,6 +195,7 @@ def predict_array(
     keep_probabilities: bool = False,
     label_dtype: np.dtype | type = np.int64,
     progress: bool = False,
+    int8: Mapping[str, Any] | None = None,
 ) -> Prediction:
     """Predict one image with tiles, in bounded memory (see the module doc).
 
@@ -199,6 +208,8 @@ def predict_array(
         keep_probabilities: also return ``(num_classes, *spatial)`` float32 probabilities.
         label_dtype: dtype of the label map (``np.uint8`` saves memory for huge images).
         progress: show a progress bar over tiles (on stderr).
+        int8: the model's int8 calibration (``metadata["int8"]``), used per
+            ``options.precision``.
 
     Returns:
         :class:`Prediction` with ``labels (*spatial)`` and optional probabilities.
@@ -219,8 +230,10 @@ def predict_array(
     device = next(iter(model.parameters()), torch.empty(0)).device
     row_starts = plan.axes[0].starts
 
+    runner = inference_network(model, opts.precision, int8)
+
     def network(batch: Tensor) -> Tensor:
-        return run_network(model, batch)
+        return run_network(runner, batch, fast=False)
 
     from tqdm.auto import tqdm
 
@@ -266,13 +279,18 @@ def predict_full(
     metadata: Mapping[str, Any] | None = None,
     probabilities: bool = True,
     progress: bool = False,
+    precision: str = "auto",
 ) -> Prediction:
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
     net, meta = _resolve_model(model, metadata)
+    options = PredictOptions(
+        tile=tile, overlap=overlap, tta=tta, batch_size=batch_size, precision=precision
+    )
     return predict_array(
         net,
         image,
-        options=PredictOptions(tile=tile, overlap=overlap, tta=tta, batch_size=batch_size),
+        int8=meta.get("int8"),
+        options=options,
         normalization=Normalization.from_metadata(meta.get("normalization")),
         default_tile=default_tile(net.config.spatial_dims, meta),
         keep_probabilities=probabilities,
@@ -290,6 +308,7 @@ def predict(
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Label map of one image: ``(C, *spatial)`` or ``(*spatial)`` -> int64 ``(*spatial)``.
 
@@ -304,6 +323,8 @@ def predict(
         metadata: a trained model's metadata (``load_with_metadata``); its ``normalization``
             is applied. ``None`` with a UNet object means per-image z-score normalisation.
         progress: show a progress bar over tiles.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (see
+            :class:`PredictOptions`); int8 needs the calibration in the model's metadata.
 
     Use :func:`predict_probabilities` for class probabilities, or :func:`predict_full` for both.
     """
@@ -317,6 +338,7 @@ def predict(
         metadata=metadata,
         probabilities=False,
         progress=progress,
+        precision=precision,
     ).labels
 
 
@@ -330,6 +352,7 @@ def predict_probabilities(
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Class probabilities ``(num_classes, *spatial)`` float32; arguments as :func:`predict`."""
     result = predict_full(
@@ -342,6 +365,7 @@ def predict_probabilities(
         metadata=metadata,
         probabilities=True,
         progress=progress,
+        precision=precision,
     )
     if result.probabilities is None:  # pragma: no cover - requested above
         raise RuntimeError("probabilities were requested but not computed")

@@ -762,4 +762,58 @@ def train(
     result = trainer.run(
         resume_from=resume_from, started=started, stop_after=stop_after, adaptive=adaptive
     )
+    if (
+        info.is_main
+        and config.train.int8_calibration
+        and result.signal is None
+        and result.stopped != "paused"
+    ):
+        add_int8_calibration(
+            out / "model.safetensors", prepared, echo=echo if not quiet else lambda _m: None
+        )
+    barrier(info)
     return result, config
+
+
+def add_int8_calibration(
+    path: Path, prepared: PreparedData, *, echo: Callable[[str], None] = print
+) -> None:
+    """Calibrate the saved best model for int8 and store the result in its metadata.
+
+    Ranges come from training patches, the agreement from the validation images. A model the
+    int8 path does not cover is left as it is, with a note.
+    """
+    from unetkit.infer.calibration import AUTO_AGREEMENT, int8_calibration
+    from unetkit.infer.int8 import Int8Unsupported, has_vnni
+    from unetkit.modelfile import load_with_metadata
+
+    if not path.is_file():
+        return
+    model, metadata = load_with_metadata(path)
+    patch = metadata.get("patch_size") or [128] * model.config.spatial_dims
+    try:
+        entry = int8_calibration(
+            model,
+            [s.image for s in prepared.train],
+            [s.image for s in prepared.val],
+            patch=patch,
+        )
+    except Int8Unsupported as exc:
+        echo(f"int8: not calibrated ({str(exc).removeprefix('int8: ')}); prediction uses fp32")
+        return
+    save(model, path, metadata={**metadata, "int8": entry})
+    agreement = entry.get("agreement", {}).get("foreground_dice")
+    if agreement is None:
+        echo("int8: calibrated; no validation images to measure agreement, prediction uses fp32")
+        return
+    used = agreement >= AUTO_AGREEMENT and has_vnni()
+    echo(
+        f"int8: calibrated on {entry['patches']} training patches; label maps agree with fp32 at "
+        f"foreground Dice {agreement:.4f} on {entry['agreement']['images']} validation images; "
+        + (
+            "prediction uses int8 by default on this CPU"
+            if used
+            else "prediction uses fp32 by default"
+            + ("" if has_vnni() else " (no VNNI on this CPU)")
+        )
+    )

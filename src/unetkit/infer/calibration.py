@@ -1,0 +1,160 @@
+"""int8 calibration of a trained model, stored with it, and the check that decides its use.
+
+:func:`int8_calibration` measures activation ranges on training patches
+(:func:`unetkit.infer.int8.calibrate`), then predicts held-out images in fp32 and in int8 and
+records how well the two label maps agree. The result is the ``"int8"`` entry of a model
+file's metadata::
+
+    {"ranges": {point: [low, high]}, "percentile": 99.999, "patches": 8,
+     "agreement": {"foreground_dice": 0.998, "images": 6}, "weights_sha256": "..."}
+
+``unetkit train`` stores it at the end of a run; ``unetkit calibrate`` adds it to an existing
+model. Prediction uses int8 by default (:func:`unetkit.infer.engine.inference_network`) only
+where the agreement is at least :data:`AUTO_AGREEMENT`, the weights are the calibrated ones
+and the CPU has VNNI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from unetkit.infer.int8 import calibrate
+from unetkit.model import UNet
+
+#: Mean foreground Dice between int8 and fp32 label maps needed for int8 to be the default.
+AUTO_AGREEMENT = 0.995
+#: Calibration patches (a few hundred thousand pixels are enough for stable ranges).
+CALIBRATION_PATCHES = 8
+#: Held-out images on which agreement is measured.
+AGREEMENT_IMAGES = 8
+
+
+def weights_digest(model: UNet) -> str:
+    """SHA-256 of the model's tensors, as recorded in its file (ties a calibration to them)."""
+    from unetkit.modelfile import tensors_digest
+
+    return tensors_digest(model.state_dict())
+
+
+def calibration_patches(
+    model: UNet,
+    images: Sequence[np.ndarray],
+    patch: Sequence[int],
+    *,
+    n: int = CALIBRATION_PATCHES,
+    batch: int = 4,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Up to ``n`` random crops of normalised ``images`` (``(C, *S)`` each), batched.
+
+    Crops are ``patch`` (clipped to the image) and, for a valid-padding model, shrunk to the
+    nearest input size it accepts. Deterministic for a given ``seed``.
+    """
+    if not images:
+        raise ValueError("calibration: no images to calibrate on")
+    rng = np.random.default_rng(seed)
+    crops: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for k in range(n):
+        image = images[int(rng.integers(len(images)))] if k >= len(images) else images[k]
+        size = [min(int(p), int(s)) for p, s in zip(patch, image.shape[1:], strict=True)]
+        if model.config.padding == "valid":
+            size = [_largest_valid(model, s) for s in size]
+        shape = image.shape[1:]
+        starts = [int(rng.integers(0, s - c + 1)) for s, c in zip(shape, size, strict=True)]
+        region = (slice(None), *(slice(a, a + c) for a, c in zip(starts, size, strict=True)))
+        crops.setdefault(tuple(size), []).append(np.ascontiguousarray(image[region]))
+    out: list[torch.Tensor] = []
+    for same in crops.values():
+        for i in range(0, len(same), batch):
+            out.append(torch.from_numpy(np.stack(same[i : i + batch]).astype(np.float32)))
+    return out
+
+
+def _largest_valid(model: UNet, size: int) -> int:
+    sizes = model.valid_input_sizes(1, size)
+    if not sizes:
+        raise ValueError(
+            f"calibration: images of {size} pixels are smaller than the smallest input this "
+            f"valid-padding model accepts"
+        )
+    return sizes[-1]
+
+
+def foreground_agreement(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], num_classes: int
+) -> float:
+    """Mean over images of the mean Dice over foreground classes between two label maps.
+
+    A class absent from both maps of an image is skipped; an image with no foreground in
+    either counts as full agreement.
+    """
+    from unetkit.metrics import dice
+
+    scores = []
+    for x, y in zip(a, b, strict=True):
+        per_class = dice(x, y, max(num_classes, 2))[1:]
+        present = per_class[~np.isnan(per_class)]
+        scores.append(float(present.mean()) if present.size else 1.0)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _label_maps(model: UNet, images: Sequence[np.ndarray], precision: str, int8: Any) -> list:
+    from unetkit.infer.normalization import Normalization
+    from unetkit.infer.predictor import PredictOptions, predict_array
+
+    channels = model.config.in_channels
+    identity = Normalization(mode="dataset", mean=(0.0,) * channels, std=(1.0,) * channels)
+    options = PredictOptions(precision=precision)
+    return [
+        predict_array(model, im, options=options, normalization=identity, int8=int8).labels
+        for im in images
+    ]
+
+
+def int8_calibration(
+    model: UNet,
+    calibration_images: Sequence[np.ndarray],
+    check_images: Sequence[np.ndarray],
+    *,
+    patch: Sequence[int],
+    percentile: float = 99.999,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The ``"int8"`` metadata entry for ``model`` (see the module doc).
+
+    ``calibration_images`` and ``check_images``: normalised ``(C, *S)`` arrays, the second
+    ideally held out (validation images). Raises
+    :class:`unetkit.infer.int8.Int8Unsupported` for a model without an int8 path.
+    """
+    model = model.eval()
+    patches = calibration_patches(model, calibration_images, patch, seed=seed)
+    ranges = calibrate(model, patches, percentile=percentile)
+    entry: dict[str, Any] = {
+        "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(ranges.items())},
+        "percentile": percentile,
+        "patches": sum(int(p.shape[0]) for p in patches),
+        "weights_sha256": weights_digest(model),
+    }
+    check = list(check_images[:AGREEMENT_IMAGES])
+    if check:
+        k = int(model.config.out_channels)
+        reference = _label_maps(model, check, "fp32", None)
+        quantised = _label_maps(model, check, "int8", entry)
+        entry["agreement"] = {
+            "foreground_dice": foreground_agreement(quantised, reference, 2 if k == 1 else k),
+            "images": len(check),
+        }
+    return entry
+
+
+def agreement_of(entry: Mapping[str, Any] | None) -> float | None:
+    """The measured int8/fp32 agreement of a calibration entry, or ``None``."""
+    if not isinstance(entry, Mapping):
+        return None
+    value = entry.get("agreement", {})
+    dice = value.get("foreground_dice") if isinstance(value, Mapping) else None
+    return float(dice) if isinstance(dice, int | float) else None
