@@ -26,6 +26,7 @@ from unetkit.train.speed import autocast, to_channels_last, training_precision, 
 INFER_IMPLS = (
     "monai-basicunet",
     "unetkit-eager-fp32",
+    "unetkit-float",
     "unetkit-default",
     "unetkit-bf16",
     "unetkit-compile",
@@ -162,10 +163,23 @@ def build_infer(
     model = model.eval()
     if impl in ("monai-basicunet", "unetkit-eager-fp32"):
         return model, notes
-    if impl == "unetkit-default":
+    if impl == "unetkit-float":  # the optimised float path (what auto runs without int8)
         fast = optimize_for_inference(model)
         notes.update(precision=fast.precision, channels_last=fast.channels_last)
         return fast, notes
+    if impl == "unetkit-default":  # what `unetkit predict` runs for a calibrated trained model
+        from unetkit.infer.engine import inference_network
+        from unetkit.infer.int8 import calibrate, has_vnni
+
+        if not has_vnni():  # auto stays on the float path
+            fast = optimize_for_inference(model)
+            notes.update(precision=fast.precision)
+            return fast, notes
+        spatial = tuple(x.shape[2:])
+        ranges = calibrate(model, calibration_batches(x.shape[0], spatial))
+        entry = {"ranges": ranges}
+        notes["precision"] = "int8"
+        return inference_network(model, "int8", entry), notes
     if impl == "unetkit-bf16":
         return optimize_for_inference(model, precision="bf16"), notes
     if impl == "unetkit-compile":

@@ -108,6 +108,8 @@ def child_agreement(case: dict[str, Any]) -> dict[str, Any]:
     import torch.nn.functional as F
     from impls import OrtModel, export_onnx, new_workdir, quantize_int8
 
+    from unetkit.infer.calibration import int8_calibration
+    from unetkit.infer.engine import inference_network
     from unetkit.infer.optimize import optimize_for_inference
     from unetkit.io.images import read_image, read_mask
     from unetkit.model import UNet, UNetConfig
@@ -143,9 +145,14 @@ def child_agreement(case: dict[str, Any]) -> dict[str, Any]:
     workdir = new_workdir()
     export_onnx(model, batches[0], workdir / "m.onnx")
     quantize_int8(workdir / "m.onnx", workdir / "m8.onnx", batches[:2])
+    # the calibration `unetkit train` stores: training patches, agreement on held-out images
+    train_images = [images[i] for i in train_idx]
+    entry = int8_calibration(model, train_images, images[-4:], patch=(128, 128))
     runners = {
         "fp32": model,
-        "default": optimize_for_inference(model),
+        "float": optimize_for_inference(model),
+        "default": inference_network(model, "auto", entry),
+        "int8": inference_network(model, "int8", entry),
         "bf16": optimize_for_inference(model, precision="bf16"),
         "ort-int8": OrtModel(workdir / "m8.onnx", case["threads"]),
     }
@@ -153,7 +160,12 @@ def child_agreement(case: dict[str, Any]) -> dict[str, Any]:
     with torch.inference_mode():
         for name, run in runners.items():
             labels[name] = torch.cat([run(b).argmax(1) for b in batches]).numpy()
-    out: dict[str, Any] = {"train_steps": case["steps"], "train_s": train_s}
+    out: dict[str, Any] = {
+        "train_steps": case["steps"],
+        "train_s": train_s,
+        "default_is": type(runners["default"]).__name__,
+        "stored_agreement_held_out": entry["agreement"],
+    }
     for name in runners:
         out[f"dice_{name}_vs_fp32"] = _mean_dice(labels[name], labels["fp32"])
         out[f"dice_{name}_vs_truth"] = _mean_dice(labels[name], masks)
