@@ -1118,6 +1118,20 @@ def _train(
     return args
 
 
+def _with_model(*args: str) -> Callable[[Path], list[str]]:
+    """A tiny saved model ``m.safetensors`` and a dataset ``ds``, then ``args``."""
+
+    def build(tmp: Path) -> list[str]:
+        from unetkit.model import UNet, UNetConfig
+        from unetkit.modelfile import save
+
+        save(UNet(UNetConfig(widths=(4, 8))).eval(), tmp / "m.safetensors")
+        _cli_dataset()(tmp)
+        return list(args)
+
+    return build
+
+
 CLI_CASES: list[CliCase] = [
     CliCase(
         "cli check-data",
@@ -1418,6 +1432,50 @@ CLI_CASES: list[CliCase] = [
         "--resume of a folder that is not a run",
         _train("--resume", "ds", build=_cli_dataset()),
         ("--resume: ds: no config.yaml",),
+    ),
+    CliCase(
+        "cli predict",
+        "--precision int8 for a model without an int8 calibration (nothing written)",
+        _with_model(
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            "ds",
+            "--output",
+            "out",
+            "--precision",
+            "int8",
+        ),
+        ("--precision int8: the model has no int8 calibration; run 'unetkit calibrate",),
+    ),
+    CliCase(
+        "cli predict",
+        "--precision not a known precision",
+        _with_model(
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            "ds",
+            "--output",
+            "out",
+            "--precision",
+            "fp16",
+        ),
+        ("argument --precision: invalid choice: 'fp16'",),
+    ),
+    CliCase(
+        "cli calibrate",
+        "--percentile out of range",
+        _with_model("calibrate", "--model", "m.safetensors", "--data", "ds", "--percentile", "5"),
+        ("--percentile: expected a value in [50, 100], got 5.0",),
+    ),
+    CliCase(
+        "cli calibrate",
+        "--data does not exist",
+        _with_model("calibrate", "--model", "m.safetensors", "--data", "nope"),
+        ("nope: no such file or folder",),
     ),
 ]
 

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from unetkit.errors import UnetkitError
 
@@ -28,11 +29,20 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other unetkit error:
+    ``unetkit: error: argument --precision: invalid choice: 'fp16' (choose from ...)``;
+    ``unetkit COMMAND --help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"unetkit: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     from unetkit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="unetkit",
         description="Build, train, run, evaluate, explain and export U-Nets.",
     )
@@ -55,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``unetkit`` console script; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command in ("train", "predict", "evaluate"):
         from unetkit.hardware import keep_freed_memory
 
