@@ -293,15 +293,15 @@ def markdown(record: dict[str, Any]) -> str:
         f"| matmul 2048² | {fmt(peaks['matmul_fp32'], 0)} | {fmt(peaks['matmul_bf16'], 0)} | — |",
         "",
         "| case | mode | implementation | params (M) | GFLOP/img | img/s (median) | spread "
-        "| peak mem (MB) | % fp32 peak | % bf16 peak | × MONAI | × unetkit eager |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak mem (MB) | % fp32 peak | % bf16 peak | % int8 peak | × MONAI | × unetkit eager |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in record["rows"]:
         r = row["result"]
         if "error" in r:
             lines.append(
                 f"| {row['case']} | {row['mode']} | {row['impl']} | error: {r['error']} "
-                "| | | | | | | | |"
+                "| | | | | | | | | |"
             )
             continue
         extra = ""
@@ -314,7 +314,8 @@ def markdown(record: dict[str, Any]) -> str:
             f"| {r['gflop_per_image']:.1f} | {r['img_per_s']:.3f} "
             f"| {100 * r['timing']['spread']:.0f}% | {r['peak_over_base_mb']:.0f} "
             f"| {fmt(row.get('share_fp32'), 0)} | {fmt(row.get('share_bf16'), 0)} "
-            f"| {fmt(row.get('x_monai-basicunet'))} | {fmt(row.get('x_unetkit-eager-fp32'))} |"
+            f"| {fmt(row.get('share_int8'), 0)} | {fmt(row.get('x_monai-basicunet'))} "
+            f"| {fmt(row.get('x_unetkit-eager-fp32'))} |"
         )
     for key in ("agreement", "curves"):
         if record.get(key):
@@ -362,6 +363,8 @@ def parent_main(args: argparse.Namespace) -> int:
                 if "error" not in r:
                     row["share_fp32"] = 100 * r["gflops_per_s"] / conv32
                     row["share_bf16"] = 100 * r["gflops_per_s"] / conv16
+                    if r.get("precision") == "int8" and peaks.get("conv_int8_gops"):
+                        row["share_int8"] = 100 * r["gflops_per_s"] / peaks["conv_int8_gops"]
                 record["rows"].append(row)
                 msg = r.get("error") or (
                     f"{r['img_per_s']:.3f} img/s (spread {100 * r['timing']['spread']:.0f}%), "

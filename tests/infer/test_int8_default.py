@@ -15,6 +15,7 @@ from unetkit.data import make_synthetic, normalize
 from unetkit.infer import engine, int8
 from unetkit.infer.calibration import (
     AUTO_AGREEMENT,
+    CALIBRATION_PATCHES,
     calibration_patches,
     foreground_agreement,
     int8_calibration,
@@ -55,7 +56,8 @@ def entry(trained) -> dict:
 def test_calibration_entry_records_ranges_agreement_and_weights(trained, entry) -> None:
     model = trained[0]
     assert set(entry) >= {"ranges", "percentile", "patches", "agreement", "weights_sha256"}
-    assert entry["patches"] == 8 and entry["agreement"]["images"] == 3
+    assert entry["patches"] == CALIBRATION_PATCHES and entry["agreement"]["images"] == 3
+    assert entry["headroom"] == int8.HEADROOM
     assert entry["agreement"]["foreground_dice"] >= AUTO_AGREEMENT
     assert entry["weights_sha256"] == engine_digest(model)
     json.dumps(entry)  # stored as JSON metadata
@@ -119,6 +121,23 @@ def test_agreement_counts_empty_foreground_as_agreement_and_misses_as_zero() -> 
     assert foreground_agreement([empty], [empty], 2) == 1.0
     assert foreground_agreement([empty], [full], 2) == 0.0
     assert foreground_agreement([full, empty], [full, full], 2) == 0.5
+
+
+def test_calibration_patches_take_every_image_before_repeating_any() -> None:
+    model = UNet(UNetConfig(widths=(4, 8))).eval()
+    images = [np.full((1, 40, 40), float(i), np.float32) for i in range(5)]
+    patches = calibration_patches(model, images, (16, 16), n=12)
+    values = [float(p[0, 0, 0]) for batch in patches for p in batch]
+    assert len(values) == 12 and set(values[:5]) == {0.0, 1.0, 2.0, 3.0, 4.0}
+
+
+def test_calibrated_ranges_carry_the_headroom() -> None:
+    model = UNet(UNetConfig(widths=(4, 8))).eval()
+    x = [torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))]
+    plain = int8.calibrate(model, x, headroom=1.0)
+    wide = int8.calibrate(model, x, headroom=1.5)
+    for name, (lo, hi) in plain.items():
+        assert wide[name] == pytest.approx((1.5 * lo, 1.5 * hi))
 
 
 def test_calibration_patches_fit_a_valid_padding_model() -> None:

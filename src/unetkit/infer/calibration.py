@@ -5,7 +5,7 @@
 records how well the two label maps agree. The result is the ``"int8"`` entry of a model
 file's metadata::
 
-    {"ranges": {point: [low, high]}, "percentile": 99.999, "patches": 8,
+    {"ranges": {point: [low, high]}, "percentile": 99.999, "headroom": 1.25, "patches": 32,
      "agreement": {"foreground_dice": 0.998, "images": 6}, "weights_sha256": "..."}
 
 ``unetkit train`` stores it at the end of a run; ``unetkit calibrate`` adds it to an existing
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetkit.infer.int8 import calibrate
+from unetkit.infer.int8 import HEADROOM, calibrate
 from unetkit.model import UNet
 
 #: Mean foreground Dice between int8 and fp32 label maps needed for int8 to be the default.
 AUTO_AGREEMENT = 0.995
 #: Calibration patches (a few hundred thousand pixels are enough for stable ranges).
-CALIBRATION_PATCHES = 8
+CALIBRATION_PATCHES = 32
 #: Held-out images on which agreement is measured.
 AGREEMENT_IMAGES = 8
 
@@ -136,6 +136,7 @@ def int8_calibration(
     entry: dict[str, Any] = {
         "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(ranges.items())},
         "percentile": percentile,
+        "headroom": HEADROOM,
         "patches": sum(int(p.shape[0]) for p in patches),
         "weights_sha256": weights_digest(model),
     }

@@ -113,21 +113,34 @@ class _Observer:
 
     def __call__(self, name: str, t: Tensor) -> None:
         flat = t.detach().float().reshape(-1)
-        if flat.numel() > 1 << 20:  # a fixed random subsample: quantile cost stays bounded
-            idx = torch.randint(flat.numel(), (1 << 20,), generator=self.generator)
-            flat = flat[idx]
-        lo = float(torch.quantile(flat, 1.0 - self.q)) if self.q < 1.0 else float(flat.min())
-        hi = float(torch.quantile(flat, self.q)) if self.q < 1.0 else float(flat.max())
+        k = max(1, int(flat.numel() * (1.0 - self.q)))  # values above the percentile, plus one
+        hi = float(torch.topk(flat, k, sorted=True).values[-1])
+        lo = -float(torch.topk(-flat, k, sorted=True).values[-1])
         old = self.ranges.get(name)
         self.ranges[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
 
-def calibrate(model: UNet, batches: Iterable[Tensor], *, percentile: float = 99.999) -> Ranges:
+#: Calibrated ranges are widened by this factor. Measured on held-out images of four real
+#: datasets: images unlike the calibration patches (another microscope, in DSB 2018) drive
+#: deep maps up to twice past the calibrated range, and clipping there flipped whole nuclei
+#: (agreement with fp32 down to 0.57 on such images); 1.25 kept the worst held-out image of
+#: DSB 2018 at 0.984 while costing at most 0.003 of mean agreement elsewhere.
+HEADROOM = 1.25
+
+
+def calibrate(
+    model: UNet,
+    batches: Iterable[Tensor],
+    *,
+    percentile: float = 99.999,
+    headroom: float = HEADROOM,
+) -> Ranges:
     """Activation ranges of ``model`` (eval mode, batch norm folded) on ``batches``.
 
     ``batches``: normalised inputs ``(B, C, *S)`` as the model sees them at prediction time
-    (tiles or patches of real images; a few hundred thousand pixels are enough).
-    Returns ``{point name: (low, high)}`` for :func:`quantize_for_inference`.
+    (patches of real images; one or more from each of a few dozen images).
+    Returns ``{point name: (low, high)}`` for :func:`quantize_for_inference`: per point, the
+    ``percentile`` of each batch, the widest over batches, times ``headroom``.
     """
     reason = unsupported_reason(model)
     if reason is not None:
@@ -139,7 +152,7 @@ def calibrate(model: UNet, batches: Iterable[Tensor], *, percentile: float = 99.
             runner.run(x.float(), observer)
     if not observer.ranges:
         raise ValueError("calibrate: no calibration batches were given")
-    return observer.ranges
+    return {k: (lo * headroom, hi * headroom) for k, (lo, hi) in observer.ranges.items()}
 
 
 # --- the quantised network ---------------------------------------------------------------------
