@@ -52,7 +52,7 @@ def child_peaks(case: dict[str, Any]) -> dict[str, Any]:
 def child_model(case: dict[str, Any]) -> dict[str, Any]:
     import torch
     from impls import build_infer, build_train, new_workdir, reference_model
-    from measure import forward_flops, peak_rss_mb, rss_mb, time_it
+    from measure import forward_flops, peak_rss_mb, reset_peak_rss, rss_mb, time_it
 
     from unetkit.model.summary import count_parameters
 
@@ -66,12 +66,14 @@ def child_model(case: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"params": params, "gflop_per_image": flops / 1e9}
     if case["mode"] == "infer":
         fn, notes = build_infer(case["impl"], model, x, case["threads"], new_workdir())
+        reset_peak_rss()  # the peak of running it, not of exporting or calibrating it
         base = rss_mb()
         with torch.inference_mode():
             timing = time_it(lambda: fn(x), warmup=case["warmup"], repeats=case["repeats"])
     else:
         step, notes = build_train(case["impl"], model, d)
         y = torch.randint(0, 2, (batch,) + (size,) * d)
+        reset_peak_rss()
         base = rss_mb()
         timing = time_it(lambda: step(x, y), warmup=case["warmup"], repeats=case["repeats"])
     result.update(notes)
@@ -410,8 +412,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--infer", nargs="+", default=None, help="inference implementations")
-    p.add_argument("--train", nargs="+", default=None, help="training implementations")
+    p.add_argument("--infer", nargs="*", default=None, help="inference implementations")
+    p.add_argument("--train", nargs="*", default=None, help="training implementations")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     p.add_argument("--no-3d", action="store_true")
     p.add_argument("--allocator", choices=("default", "tuned"), default="default")
