@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fitting import fit
 from unetkit.data import make_synthetic, normalize
 from unetkit.io.images import read_mask, write_image, write_mask
 from unetkit.model import UNet, UNetConfig
@@ -24,11 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = UNet(UNetConfig(widths=(8, 16), norm="batch"))
     x = torch.from_numpy(np.stack([normalize(s.image) for s in samples[:6]]))
     y = torch.from_numpy(np.stack([s.mask for s in samples[:6]]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    fit(model, x, y, steps=40)
     meta = {
         "num_classes": 2,
         "ignore_index": None,

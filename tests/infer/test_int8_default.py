@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fitting import fit
 from unetkit.data import make_synthetic, normalize
 from unetkit.infer import engine, int8
 from unetkit.infer.calibration import (
@@ -39,12 +40,7 @@ def trained() -> tuple[UNet, list[np.ndarray], list[np.ndarray]]:
     model = UNet(UNetConfig(widths=(8, 16, 32)))
     x = torch.from_numpy(np.stack(images[:7]))
     y = torch.from_numpy(np.stack([s.mask for s in samples[:7]]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), images[:7], images[7:]
+    return fit(model, x, y, steps=40), images[:7], images[7:]
 
 
 @pytest.fixture(scope="module")

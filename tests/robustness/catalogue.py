@@ -1118,6 +1118,9 @@ def _train(
     return args
 
 
+PREDICT = ("predict", "--model", "m.safetensors", "--input", "ds", "--output", "out")
+
+
 def _with_model(*args: str) -> Callable[[Path], list[str]]:
     """A tiny saved model ``m.safetensors`` and a dataset ``ds``, then ``args``."""
 
@@ -1436,33 +1439,13 @@ CLI_CASES: list[CliCase] = [
     CliCase(
         "cli predict",
         "--precision int8 for a model without an int8 calibration (nothing written)",
-        _with_model(
-            "predict",
-            "--model",
-            "m.safetensors",
-            "--input",
-            "ds",
-            "--output",
-            "out",
-            "--precision",
-            "int8",
-        ),
+        _with_model(*PREDICT, "--precision", "int8"),
         ("--precision int8: the model has no int8 calibration; run 'unetkit calibrate",),
     ),
     CliCase(
         "cli predict",
         "--precision not a known precision",
-        _with_model(
-            "predict",
-            "--model",
-            "m.safetensors",
-            "--input",
-            "ds",
-            "--output",
-            "out",
-            "--precision",
-            "fp16",
-        ),
+        _with_model(*PREDICT, "--precision", "fp16"),
         ("argument --precision: invalid choice: 'fp16'",),
     ),
     CliCase(
