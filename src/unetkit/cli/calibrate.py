@@ -36,9 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unetkit.infer.calibration import AUTO_AGREEMENT, int8_calibration
+    from unetkit.infer.calibration import default_precision_note, int8_calibration
     from unetkit.infer.files import find_inputs
-    from unetkit.infer.int8 import has_vnni
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import as_image
     from unetkit.io.images import read_image
@@ -62,12 +61,9 @@ def run(args: argparse.Namespace) -> int:
     patch = metadata.get("patch_size") or [256] * model.config.spatial_dims
     entry = int8_calibration(model, calib, check, patch=patch, percentile=args.percentile)
     save(model, path, metadata={**metadata, "int8": entry})
-    agreement = entry["agreement"]["foreground_dice"]
-    default = agreement >= AUTO_AGREEMENT and has_vnni()
     print(
         f"calibrated {path} on {entry['patches']} patches of {len(calib)} image(s); int8 label "
-        f"maps agree with fp32 at foreground Dice {agreement:.4f} on {len(check)} image(s); "
-        f"predict uses {'int8' if default else 'fp32'} by default"
-        + ("" if has_vnni() else " (no VNNI on this CPU)")
+        f"maps agree with fp32 at foreground Dice {entry['agreement']['foreground_dice']:.4f} "
+        f"on {len(check)} image(s); {default_precision_note(entry)}"
     )
     return 0

@@ -9,6 +9,7 @@ from unetkit.infer.engine import PRECISIONS
 from unetkit.infer.files import FileResult, predict_files
 from unetkit.infer.predictor import PredictOptions
 from unetkit.infer.tiling import TileSpec
+from unetkit.model import UNet
 
 
 def parse_tile(values: list[str] | None) -> TileSpec:
@@ -74,13 +75,11 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
     )
 
 
-def check_precision(model: object, metadata: dict, options: PredictOptions) -> None:
-    """Fail before any output is written when ``--precision`` cannot be honoured."""
-    from torch import nn
-
+def check_precision(model: UNet, metadata: dict, options: PredictOptions) -> None:
+    """Fail before any output is written when ``--precision int8`` cannot be honoured."""
     from unetkit.infer.engine import inference_network
 
-    if options.precision in ("int8", "bf16") and isinstance(model, nn.Module):
+    if options.precision == "int8":
         try:
             inference_network(model, options.precision, metadata.get("int8"))
         except ValueError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetkit.infer import int8
 from unetkit.infer.int8 import HEADROOM, calibrate
 from unetkit.model import UNet
 
@@ -159,3 +160,13 @@ def agreement_of(entry: Mapping[str, Any] | None) -> float | None:
     value = entry.get("agreement", {})
     dice = value.get("foreground_dice") if isinstance(value, Mapping) else None
     return float(dice) if isinstance(dice, int | float) else None
+
+
+def default_precision_note(entry: Mapping[str, Any] | None) -> str:
+    """What ``--precision auto`` runs with this calibration on this CPU, for the user."""
+    agreement = agreement_of(entry)
+    if not int8.has_vnni():
+        return "prediction uses fp32 by default (no VNNI on this CPU)"
+    if agreement is not None and agreement >= AUTO_AGREEMENT:
+        return "prediction uses int8 by default on this CPU"
+    return "prediction uses fp32 by default"

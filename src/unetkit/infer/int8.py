@@ -182,9 +182,6 @@ def _quantize_weight(weight: Tensor, axis: int) -> Tensor:
     return torch.quantize_per_channel(weight.float(), scale, zero, axis, torch.qint8)
 
 
-_QCONV: dict[tuple[int, bool], Callable[..., nn.Module]] = {}
-
-
 def _quantized_conv(conv: nn.Module, relu: bool, qp: tuple[float, int]) -> nn.Module:
     """A quantized copy of ``conv`` (Conv{1,2,3}d, groups 1), ReLU fused when ``relu``."""
     import torch.ao.nn.intrinsic.quantized as nniq
@@ -500,6 +497,12 @@ def _range(ranges: Mapping[str, Any], name: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _drop_float_weights(conv: nn.Module) -> None:
+    """Free the float copy of a layer that now runs quantised (calling it would fail loudly)."""
+    conv.weight = None  # type: ignore[assignment]
+    conv.bias = None  # type: ignore[assignment]
+
+
 def _build(model: UNet, ranges: Mapping[str, Any], reduce_range: bool) -> Int8UNet:
     runner = _Runner(_folded_copy(model))
     net = runner.net
@@ -512,6 +515,7 @@ def _build(model: UNet, ranges: Mapping[str, Any], reduce_range: bool) -> Int8UN
     for name, conv, relu in _convs_to_quantize(net):
         runner.qparams[name] = qp(name)
         runner.quantized[name] = _quantized_conv(conv, relu, runner.qparams[name])
+        _drop_float_weights(conv)
     runner.qparams["encoder.0.conv0"] = qp("encoder.0.conv0")
     for i, block in enumerate(net.encoder.blocks):
         if block.residual:
@@ -532,6 +536,7 @@ def _build(model: UNet, ranges: Mapping[str, Any], reduce_range: bool) -> Int8UN
             runner.quantized[f"{name}.up"] = _quantized_conv(up.conv, False, out)
         else:
             runner.quantized[f"{name}.up"] = _QuantizedUp(up.conv, out)
+        _drop_float_weights(up.conv)
         if isinstance(fuse, FoldedFuse) and fuse.affine:
             channels = fuse.scale.numel()
             runner.unit[name] = (torch.ones(channels), torch.zeros(channels))

@@ -783,8 +783,8 @@ def add_int8_calibration(
     Ranges come from training patches, the agreement from the validation images. A model the
     int8 path does not cover is left as it is, with a note.
     """
-    from unetkit.infer.calibration import AUTO_AGREEMENT, int8_calibration
-    from unetkit.infer.int8 import Int8Unsupported, has_vnni
+    from unetkit.infer.calibration import agreement_of, default_precision_note, int8_calibration
+    from unetkit.infer.int8 import Int8Unsupported
     from unetkit.modelfile import load_with_metadata
 
     if not path.is_file():
@@ -802,18 +802,12 @@ def add_int8_calibration(
         echo(f"int8: not calibrated ({str(exc).removeprefix('int8: ')}); prediction uses fp32")
         return
     save(model, path, metadata={**metadata, "int8": entry})
-    agreement = entry.get("agreement", {}).get("foreground_dice")
+    agreement = agreement_of(entry)
     if agreement is None:
         echo("int8: calibrated; no validation images to measure agreement, prediction uses fp32")
         return
-    used = agreement >= AUTO_AGREEMENT and has_vnni()
     echo(
         f"int8: calibrated on {entry['patches']} training patches; label maps agree with fp32 at "
         f"foreground Dice {agreement:.4f} on {entry['agreement']['images']} validation images; "
-        + (
-            "prediction uses int8 by default on this CPU"
-            if used
-            else "prediction uses fp32 by default"
-            + ("" if has_vnni() else " (no VNNI on this CPU)")
-        )
+        f"{default_precision_note(entry)}"
     )
