@@ -51,8 +51,20 @@ def run_variant(
     cli = [sys.executable, "-m", "unetkit"]
     start = time.perf_counter()
     subprocess.run(
-        [*cli, "train", "--data", str(train), "--out", str(run), "--max-minutes", str(minutes),
-         "--seed", str(seed), "--quiet", *extra],
+        [
+            *cli,
+            "train",
+            "--data",
+            str(train),
+            "--out",
+            str(run),
+            "--max-minutes",
+            str(minutes),
+            "--seed",
+            str(seed),
+            "--quiet",
+            *extra,
+        ],
         check=True,
     )
     seconds = time.perf_counter() - start
@@ -103,9 +115,7 @@ def main() -> None:
     for dataset, row in results.items():
         dice = [row[n]["dice"] for n, _ in variants]
         cells = [f"{d:.4f}" if d is not None else "-" for d in dice]
-        ratios = [
-            f"{d / dice[0]:.3f}" if d is not None and dice[0] else "-" for d in dice[1:]
-        ]
+        ratios = [f"{d / dice[0]:.3f}" if d is not None and dice[0] else "-" for d in dice[1:]]
         print(f"| {dataset} | " + " | ".join(cells + ratios) + " |")
     out = Path(__file__).resolve().parent / "results" / "encoder_budget.json"
     out.parent.mkdir(exist_ok=True)
