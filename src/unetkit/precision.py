@@ -48,31 +48,34 @@ T = TypeVar("T", Tensor, nn.Module)
 
 @dataclass(frozen=True)
 class Bf16Timing:
-    """Seconds for the same work in fp32 and in bf16 autocast (best of a few rounds each)."""
+    """The same work timed in fp32 and in bf16 autocast, in alternating rounds.
+
+    Attributes:
+        fp32_seconds, bf16_seconds: the best time of each.
+        ratio: bf16 time over fp32 time in the round least favourable to bf16 (each round
+            times both back to back, so a machine that gets busier does not favour either);
+            below 1, bf16 was faster in every round.
+    """
 
     fp32_seconds: float
     bf16_seconds: float
-
-    @property
-    def ratio(self) -> float:
-        """bf16 time over fp32 time (below 1: bf16 is faster)."""
-        return self.bf16_seconds / max(self.fp32_seconds, 1e-12)
+    ratio: float
 
 
 #: Seconds one call of the work takes in the given precision (the caller's own step).
 Measure = Callable[[FloatPrecision], float]
 
 
-def time_both(measure: Measure, rounds: int = 2) -> Bf16Timing:
-    """Call ``measure`` once per precision to warm up, then ``rounds`` times alternately; the
-    best time of each (alternating keeps a machine that gets busier from favouring one)."""
-    best = {"fp32": float("inf"), "bf16": float("inf")}
+def time_both(measure: Measure, rounds: int = 3) -> Bf16Timing:
+    """Call ``measure`` once per precision to warm up, then ``rounds`` times alternately."""
     for precision in ("fp32", "bf16"):
         measure(precision)  # type: ignore[arg-type]  # kernel selection, JIT
-    for _ in range(rounds):
-        for precision in ("fp32", "bf16"):
-            best[precision] = min(best[precision], measure(precision))  # type: ignore[arg-type]
-    return Bf16Timing(fp32_seconds=best["fp32"], bf16_seconds=best["bf16"])
+    pairs = [(measure("fp32"), measure("bf16")) for _ in range(rounds)]
+    return Bf16Timing(
+        fp32_seconds=min(f for f, _ in pairs),
+        bf16_seconds=min(b for _, b in pairs),
+        ratio=max(b / max(f, 1e-12) for f, b in pairs),
+    )
 
 
 def conv_measure(device: torch.device | str = "cpu") -> Measure:
@@ -126,7 +129,8 @@ def bf16_timing(
 def bf16_is_faster(
     device: torch.device | str = "cpu", measure: Measure | None = None, key: str = "conv"
 ) -> bool:
-    """Whether bf16 autocast was measured faster than fp32 (:func:`bf16_timing`), by a margin."""
+    """Whether bf16 autocast was measured faster than fp32 (:func:`bf16_timing`) in every round,
+    by the margin :data:`FASTER_BELOW`."""
     timing = bf16_timing(device, measure, key)
     return timing is not None and timing.ratio < FASTER_BELOW
 

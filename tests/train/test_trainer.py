@@ -201,9 +201,9 @@ def test_precision_auto_trains_in_what_the_measurement_chose(
     monkeypatch.setattr(policy, "_MEASURED", {})
     timed: list[str] = []
 
-    def injected(measure, rounds=2):
+    def injected(measure, rounds=3):
         timed.append("yes")
-        return policy.Bf16Timing(fp32_seconds=1.0, bf16_seconds=bf16_seconds)
+        return policy.Bf16Timing(fp32_seconds=1.0, bf16_seconds=bf16_seconds, ratio=bf16_seconds)
 
     monkeypatch.setattr(policy, "time_both", injected)
     used: list[str] = []

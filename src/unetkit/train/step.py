@@ -69,8 +69,9 @@ def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
 class StepRunner:
     """The model, optimiser, loss and batches of one run, and its optimiser step.
 
-    Precision and memory format come from :mod:`unetkit.precision`: ``train.precision=auto``
-    times this run's own step in fp32 and in bf16 (on throwaway copies) and keeps the faster;
+    Precision and memory format come from :mod:`unetkit.precision`: with
+    ``train.precision=auto``, :meth:`choose_precision` times this run's own step in fp32 and in
+    bf16 (on throwaway copies) and keeps bf16 only if it was clearly faster in every round;
     :attr:`precision_note` says which was chosen and why.
     """
 
@@ -129,11 +130,9 @@ class StepRunner:
                 )
                 for s in prepared.val
             ]
+        # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
-        self.precision = self._choose_precision()
-        self.precision_note = policy.describe_choice(
-            t.precision, self.precision, self.device, key=self._timing_key()
-        )
+        self.precision_note = "precision: fp32"
 
     # -- precision ------------------------------------------------------------------------------
 
@@ -141,15 +140,19 @@ class StepRunner:
         t = self.config.train
         return f"train:{self.config.model!r}:{t.batch_size}:{self.config.data.patch_size}"
 
-    def _choose_precision(self) -> policy.FloatPrecision:
-        """The policy's choice; under DDP every rank takes rank 0's (timings differ by rank)."""
+    def choose_precision(self) -> policy.FloatPrecision:
+        """Set :attr:`precision` from ``train.precision`` by the policy (``auto``: this step
+        timed in both) and :attr:`precision_note`; under DDP every rank takes rank 0's choice.
+        """
+        requested = self.config.train.precision
         chosen = policy.training_precision(
-            self.config.train.precision,
-            self.device,
-            measure=self._time_step_in,
-            key=self._timing_key(),
+            requested, self.device, measure=self._time_step_in, key=self._timing_key()
         )
-        return broadcast_object(self.info, chosen)  # type: ignore[return-value]
+        self.precision = broadcast_object(self.info, chosen)  # type: ignore[assignment]
+        self.precision_note = policy.describe_choice(
+            requested, self.precision, self.device, key=self._timing_key()
+        )
+        return self.precision
 
     def _time_step_in(self, precision: policy.FloatPrecision) -> float:
         """Seconds of one training step of a throwaway copy in ``precision``."""

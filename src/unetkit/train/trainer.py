@@ -327,10 +327,6 @@ def train(
     trainer = Trainer(
         config, prepared, out, info, echo=echo, quiet=quiet, progress_bar=progress_bar
     )
-    if config.train.precision == "auto":
-        say(trainer.steps.precision_note)
-    config = replace(config, train=replace(config.train, precision=trainer.steps.precision))
-    trainer.config = trainer.steps.config = config
     threads = config.train.threads
     if threads == 0 and (config.train.deterministic or info.distributed):
         threads = torch.get_num_threads() if info.distributed else 1
@@ -339,6 +335,11 @@ def train(
     else:
         threads = trainer.steps.choose_threads()
         say(f"threads: {threads} (measured fastest on this machine now)")
+    precision = trainer.steps.choose_precision()
+    if config.train.precision == "auto":
+        say(trainer.steps.precision_note)
+    config = replace(config, train=replace(config.train, precision=precision))
+    trainer.config = trainer.steps.config = config
     adaptive = config.train.auto_epochs and config.train.max_minutes is not None
     if adaptive and not resume:
         step_s, val_s = trainer.steps.measure()
