@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from unetkit import precision as policy
 from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration
 from unetkit.infer.optimize import _state_key, fast_model, optimize_for_inference
 from unetkit.modelfile import weights_digest
@@ -45,7 +46,8 @@ def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor
     return out.float()
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: What prediction accepts: the float choices of :mod:`unetkit.precision`, and int8.
+PRECISIONS = (*policy.PRECISIONS, "int8")
 
 _NET_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
     weakref.WeakKeyDictionary()
@@ -64,7 +66,8 @@ def inference_network(
       least :data:`unetkit.infer.calibration_entry.AUTO_AGREEMENT`), was made for these weights, and
       the CPU has VNNI; otherwise the optimised float path (:func:`fast_model`: folded batch
       norm, channels-last, bf16 only where it is faster).
-    * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision.
+    * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision (float decisions,
+      ``auto``'s included, are :func:`unetkit.precision.inference_precision`'s).
     * ``"int8"``: int8 regardless of the measured agreement or the CPU; needs ``int8``.
 
     Built once per model, calibration and precision, and rebuilt when the weights change.
