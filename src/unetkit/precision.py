@@ -10,7 +10,7 @@ Every consumer asks this module, so they all make the same decision on the same 
   (``int8`` is decided by :func:`unetkit.infer.engine.inference_network`, which needs the
   model's calibration). ``auto`` follows the instruction set (AMX-BF16 CPUs, CUDA) without
   timing, so predictions are reproducible; an explicit ``bf16`` is honoured everywhere.
-* **memory format** (:func:`use_channels_last`, :func:`memory_format`, :func:`to_memory_format`):
+* **memory format** (:func:`use_channels_last`, :func:`memory_format`, :func:`to_channels_last`):
   channels_last for 2D and channels_last_3d for 3D, on CPU and CUDA; 1D has no such format.
 * :func:`autocast`: the context in which the forward pass runs for a chosen precision.
 
@@ -242,7 +242,7 @@ def use_channels_last(
     return enabled and spatial_dims in (2, 3)
 
 
-def to_memory_format(obj: T, spatial_dims: int) -> T:
+def to_channels_last(obj: T, spatial_dims: int) -> T:
     """A model or a batch ``(B, C, *S)`` in channels_last (3D: channels_last_3d) format.
 
     1D models and batches, which have no such format, come back unchanged. A module is
@@ -260,10 +260,6 @@ def to_memory_format(obj: T, spatial_dims: int) -> T:
         )
     return obj.contiguous(memory_format=fmt)
 
-
-#: The name the training code and the benchmarks used.
-to_channels_last = to_memory_format
-
 __all__ = [
     "PRECISIONS",
     "Bf16Timing",
@@ -277,7 +273,6 @@ __all__ = [
     "memory_format",
     "time_both",
     "to_channels_last",
-    "to_memory_format",
     "training_precision",
     "use_channels_last",
 ]

@@ -87,7 +87,7 @@ class StepRunner:
         self.device = next(self.model.parameters()).device
         self.channels_last = policy.use_channels_last(t.channels_last, m.spatial_dims, self.device)
         if self.channels_last:
-            self.model = policy.to_memory_format(self.model, m.spatial_dims)
+            self.model = policy.to_channels_last(self.model, m.spatial_dims)
         if t.sync_batchnorm and info.distributed:
             from unetkit.train.syncbn import convert_sync_batchnorm
 
@@ -184,7 +184,7 @@ class StepRunner:
         batch = self.batches.batch(epoch, index)
         x = batch.images
         if self.channels_last:
-            x = policy.to_memory_format(x, self.config.model.spatial_dims)
+            x = policy.to_channels_last(x, self.config.model.spatial_dims)
         with policy.autocast(self.precision, self.device):
             outputs = self.forward_module(x)
         loss = self._loss(outputs, batch.masks, batch.weights)

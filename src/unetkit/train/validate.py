@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from unetkit.data.sample import Sample
 from unetkit.metrics import confusion_matrix, dice_from_confusion, iou_from_confusion
-from unetkit.precision import FloatPrecision, autocast, to_memory_format
+from unetkit.precision import FloatPrecision, autocast, to_channels_last
 from unetkit.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -74,7 +74,7 @@ def validate(
         s = samples[i]
         x = torch.from_numpy(s.image).unsqueeze(0)  # (1, C, *spatial)
         if channels_last:
-            x = to_memory_format(x, x.ndim - 2)
+            x = to_channels_last(x, x.ndim - 2)
         with autocast(precision, x.device):
             logits = model(x)
         logits = logits.float()  # (1, K, *spatial)
