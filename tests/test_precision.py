@@ -175,3 +175,29 @@ def test_use_channels_last_choices() -> None:
     assert not use_channels_last(False, 2)
     with pytest.raises(ValueError, match="channels_last"):
         use_channels_last("on", 2)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed, "_MEASURED", {})
+    assert use_channels_last("auto", 2, "cuda") and use_channels_last("auto", 3, "cuda")
+    chosen = training_precision("auto", "cuda")
+    timing = speed.bf16_timing("cuda")
+    if hardware.native_bf16("cuda"):
+        assert timing is not None and chosen == ("bf16" if timing.ratio < 0.9 else "fp32")
+    else:
+        assert timing is None and chosen == "fp32"
+    expected = "bf16" if hardware.native_bf16("cuda") else "fp32"
+    assert inference_precision("auto", "cuda") == expected
+    x, w = torch.randn(1, 2, 8, 8, device="cuda"), torch.randn(3, 2, 3, 3, device="cuda")
+    with autocast("bf16", "cuda"):
+        y = torch.nn.functional.conv2d(x, w)
+    assert y.dtype == torch.bfloat16
+
+
+def test_use_channels_last_strict_refuses_1d() -> None:
+    assert not use_channels_last(True, 1)
+    with pytest.raises(ValueError, match="channels_last: only 2D and 3D"):
+        use_channels_last(True, 1, strict=True)
+    assert speed.memory_format(2) == torch.channels_last
+    assert speed.memory_format(3) == torch.channels_last_3d
