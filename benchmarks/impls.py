@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unetkit.config import TrainConfig
 from unetkit.infer.optimize import optimize_for_inference
 from unetkit.model import UNet, UNetConfig
-from unetkit.train.speed import autocast, to_channels_last, training_precision, use_channels_last
+from unetkit.precision import autocast, to_channels_last, training_precision, use_channels_last
 
 INFER_IMPLS = (
     "monai-basicunet",
@@ -207,29 +208,66 @@ def build_infer(
 def build_train(
     impl: str, model: nn.Module, spatial_dims: int
 ) -> tuple[Callable[[Tensor, Tensor], None], dict[str, Any]]:
-    """One training step (forward, cross-entropy, backward, SGD update) of ``impl``."""
+    """One training step (forward, cross-entropy, backward, SGD update) of ``impl``.
+
+    The unetkit-default/ckpt steps run in the precision and memory format that ``unetkit
+    train`` chooses with its default config (:class:`unetkit.config.TrainConfig`), decided by
+    the same policy (:mod:`unetkit.precision`); with ``precision: auto`` this very step is
+    timed in fp32 and bf16 to choose, as the trainer times its own.
+    """
     model.train()
     precision, channels_last = "fp32", False
-    if impl in ("unetkit-default", "unetkit-ckpt-encoder", "unetkit-ckpt-all"):
-        precision = training_precision("auto")
-        channels_last = use_channels_last("auto", spatial_dims)
-    elif impl == "unetkit-bf16":
-        precision, channels_last = "bf16", use_channels_last("auto", spatial_dims)
-    if channels_last:
-        model = to_channels_last(model, spatial_dims)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    state = {"precision": precision, "channels_last": channels_last}
 
     def step(x: Tensor, y: Tensor) -> None:
-        if channels_last:
+        if state["channels_last"]:
             x = to_channels_last(x, spatial_dims)
         opt.zero_grad(set_to_none=True)
-        with autocast(precision):
+        with autocast(str(state["precision"])):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
 
+    if impl in ("unetkit-default", "unetkit-ckpt-encoder", "unetkit-ckpt-all"):
+        defaults = TrainConfig()
+        channels_last = use_channels_last(defaults.channels_last, spatial_dims)
+        state["channels_last"] = channels_last
+        if channels_last:
+            model = to_channels_last(model, spatial_dims)
+        if defaults.precision == "auto":
+            precision = training_precision("auto", measure=_timer(model, spatial_dims))
+        else:
+            precision = training_precision(defaults.precision)
+    elif impl == "unetkit-bf16":
+        precision, channels_last = "bf16", use_channels_last("auto", spatial_dims)
+        if channels_last:
+            model = to_channels_last(model, spatial_dims)
+    state.update(precision=precision, channels_last=channels_last)
     return step, {"precision": precision, "channels_last": channels_last}
+
+
+def _timer(model: nn.Module, spatial_dims: int) -> Callable[[str], float]:
+    """Seconds of one forward and backward of a small batch in a precision (for ``auto``);
+    the weights and statistics are restored afterwards."""
+    import copy
+    import time
+
+    def measure(precision: str) -> float:
+        x = torch.randn(1, 1, *([64] * spatial_dims))
+        y = torch.zeros(1, *([64] * spatial_dims), dtype=torch.long)
+        saved = copy.deepcopy(model.state_dict())
+        start = time.perf_counter()
+        with autocast(precision):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+        seconds = time.perf_counter() - start
+        model.load_state_dict(saved)
+        model.zero_grad(set_to_none=True)
+        return seconds
+
+    return measure
 
 
 def new_workdir() -> Path:

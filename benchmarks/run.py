@@ -183,7 +183,7 @@ def child_curves(case: dict[str, Any]) -> dict[str, Any]:
 
     from unetkit.data.synthetic import make_synthetic
     from unetkit.model import UNet, UNetConfig
-    from unetkit.train.speed import autocast
+    from unetkit.precision import autocast
 
     train = make_synthetic(32, size=96, seed=0)
     val = make_synthetic(8, size=96, seed=100)

@@ -2,7 +2,8 @@
 
 The public API: the model (:class:`UNet`, :class:`UNetConfig`, :func:`create_model`,
 :func:`list_models`, :func:`summarize`), model files (:func:`save`, :func:`load`) and
-prediction of a NumPy image of any size (:func:`predict`).
+prediction of a NumPy image of any size (:func:`predict`), and a whole training run as
+``unetkit train`` does it (:func:`fit`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from unetkit.infer import predict
 from unetkit.model import UNet, UNetConfig, create_model, list_models, summarize
 from unetkit.modelfile import load, save
+from unetkit.workflow import fit
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,7 @@ __all__ = [
     "UNetConfig",
     "__version__",
     "create_model",
+    "fit",
     "list_models",
     "load",
     "predict",

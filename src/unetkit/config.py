@@ -1,5 +1,10 @@
 """Run configuration: ``RunConfig(model, data, train)`` as frozen dataclasses, YAML in and out.
 
+Why this module exists: it holds what a *training run* needs beyond the network (data and
+optimisation), and the run's YAML file. The network's own config is
+:mod:`unetkit.model.config` (so that ``model/`` needs nothing else); the generic dataclass <->
+dict/YAML machinery both use is :mod:`unetkit.configtools`.
+
 A run folder's ``config.yaml`` is ``dump_yaml(run_config)``; :func:`load_run_config` reads it
 back (every key checked, errors name the dotted key), and ``key=value`` overrides use the same
 dotted names (``train.lr=0.001``, ``model.widths=[16,32,64]``, ``data.patch_size=[128,128]``).
@@ -23,11 +28,11 @@ from unetkit.configtools import (
 )
 from unetkit.data.augment import AugmentConfig
 from unetkit.model import UNetConfig
+from unetkit.precision import Precision
 
 Normalization = Literal["per_image", "dataset"]
 Optimizer = Literal["adamw", "sgd"]
 Schedule = Literal["poly", "cosine", "constant"]
-Precision = Literal["auto", "fp32", "bf16"]
 LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
 ClassWeighting = Literal["none", "balanced"]
 Flips = Literal["all", "last_axis"]
@@ -50,7 +55,9 @@ class DataConfig:
         num_classes: number of classes ``K`` (labels ``0..K-1``); ``None`` infers it.
         ignore_index: a label excluded from loss and metrics (e.g. CamVid's void 0), or ``None``.
         class_names: one name per class, or ``None``.
-        spatial_dims: 1, 2 or 3; ``None`` infers it from the files.
+        spatial_dims: 1, 2 or 3; ``None`` infers it from the files (the synthetic dataset is
+            then 2D). Also the dimensionality of the synthetic dataset (older configs called
+            that ``synthetic_dims``; they still load).
         val_fraction: share of the images held out for validation (seeded split, at least 1).
         split_seed: seed of the train/validation split.
         patch_size: training patch, one size per spatial axis; ``None`` chooses from the data.
@@ -64,7 +71,6 @@ class DataConfig:
         augment: augmentation probabilities and strengths.
         synthetic_count: images in the synthetic dataset.
         synthetic_size: side length of a synthetic image.
-        synthetic_dims: spatial dims of the synthetic dataset.
     """
 
     path: str | None = None
@@ -82,7 +88,6 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic_count: int = 40
     synthetic_size: int = 128
-    synthetic_dims: int = 2
 
     def __post_init__(self) -> None:
         if self.class_names is not None:
@@ -95,8 +100,6 @@ class DataConfig:
             raise ValueError(f"num_classes: expected at least 2, got {self.num_classes}")
         if self.spatial_dims is not None and self.spatial_dims not in (1, 2, 3):
             raise ValueError(f"spatial_dims: expected 1, 2 or 3, got {self.spatial_dims}")
-        if self.synthetic_dims not in (1, 2, 3):
-            raise ValueError(f"synthetic_dims: expected 1, 2 or 3, got {self.synthetic_dims}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a share in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.foreground_share <= 1.0:
@@ -148,8 +151,11 @@ class TrainConfig:
         border_w0, border_sigma: the paper's border weight map parameters (``weighted_ce``).
         deep_supervision_weights: loss weight per deep-supervision output (needs
             ``model.deep_supervision``); ``None`` = ``1/2**i``.
-        precision: ``bf16`` autocast, ``fp32``, or ``auto`` (bf16 where measured faster).
-        channels_last: use the channels-last memory layout (2D/3D).
+        precision: ``bf16`` autocast, ``fp32``, or ``auto``: this run's training step is timed
+            in both (a few steps on a throwaway copy) and the faster is kept, bf16 only when it
+            takes under 0.9x the fp32 time (:mod:`unetkit.precision`). The run says which it
+            chose, and its ``config.yaml`` records the choice (so a resume keeps it).
+        channels_last: use the channels-last memory layout (2D/3D; ignored for 1D).
         seed: seed of the weights, patches and augmentation.
         deterministic: deterministic algorithms and one thread order, so reruns and resumes
             give identical weights.
@@ -246,10 +252,27 @@ class RunConfig:
         return dump_yaml(self)
 
 
+def _upgrade(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Plain run-config data with older keys mapped to today's names.
+
+    ``data.synthetic_dims`` (the synthetic dataset's dimensionality, once held apart from
+    ``data.spatial_dims``) becomes ``data.spatial_dims`` when the run uses synthetic data and
+    is dropped when it reads a folder (where it never had an effect).
+    """
+    section = data.get("data")
+    if not isinstance(section, Mapping) or "synthetic_dims" not in section:
+        return data
+    section = dict(section)
+    dims = section.pop("synthetic_dims")
+    if section.get("path") is None:
+        section["spatial_dims"] = dims
+    return {**data, "data": section}
+
+
 def run_config_from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
     """Build a :class:`RunConfig` from plain data; errors name ``source`` and the dotted key."""
     try:
-        return from_dict(RunConfig, data)
+        return from_dict(RunConfig, _upgrade(data))
     except ConfigValueError as exc:
         raise ConfigValueError(f"{source}: {exc}") from None
 

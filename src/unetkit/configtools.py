@@ -1,5 +1,9 @@
 """Frozen dataclasses to and from plain dicts and YAML, with validation that names the key.
 
+Why this module exists: the generic machinery under both config modules
+(:mod:`unetkit.model.config` for the network, :mod:`unetkit.config` for a training run), kept
+apart so that ``model/`` can use it without importing anything about training.
+
 Every configuration in unetkit is a frozen dataclass whose fields carry type hints. This module
 turns nested plain data (from YAML, JSON or ``key=value`` overrides) into those dataclasses,
 checking unknown keys, types and ``Literal`` choices, and back again. It imports nothing from the

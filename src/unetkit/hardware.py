@@ -1,7 +1,7 @@
 """What the processor can do fast: native bf16, int8 dot products, core counts.
 
-A leaf module (imports only torch), shared by the inference optimiser, the training speed
-options and the benchmarks, so that all three make the same decision on the same machine.
+A leaf module (imports only torch). It says what the processor *can* do; the decisions built on
+it (precision, memory format) are made in one place, :mod:`unetkit.precision`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 
 def bf16_is_faster(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 convolutions beat fp32 on ``device``, so that "auto" should choose bf16.
+    """Whether the instruction set makes bf16 convolutions beat fp32 on ``device`` (what
+    inference's ``precision="auto"`` follows; training's ``auto`` times its own step instead).
 
     Measured, not assumed (``benchmarks/README.md``): on a CPU with AVX-512 BF16 but no AMX (a
     Xeon whose AMX a hypervisor hides), oneDNN's bf16 convolutions and matmuls run at about half

@@ -41,6 +41,12 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's tensors (:func:`tensors_digest` of its state dict), as recorded in
+    its file; an int8 calibration records it to stay tied to the weights it was made for."""
+    return tensors_digest(model.state_dict())
+
+
 def metadata_digest(metadata: Mapping[str, str]) -> str:
     """SHA-256 over the metadata entries (the stored config among them), checksums excluded."""
     h = hashlib.sha256()

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit import hardware
-from unetkit.infer import optimize
 from unetkit.infer.optimize import (
     OptimizedModel,
     fast_model,
@@ -118,10 +117,10 @@ def test_fold_batch_norms_refuses_a_training_model() -> None:
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(optimize, "bf16_is_faster", lambda device="cpu": False)
+    monkeypatch.setattr(hardware, "bf16_is_faster", lambda device="cpu": False)
     assert resolve_precision("auto") == "fp32"
     assert optimize_for_inference(_model()).precision == "fp32"
-    monkeypatch.setattr(optimize, "bf16_is_faster", lambda device="cpu": True)
+    monkeypatch.setattr(hardware, "bf16_is_faster", lambda device="cpu": True)
     assert resolve_precision("auto") == "bf16"
     assert resolve_precision("fp32") == "fp32"
 

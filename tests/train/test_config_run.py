@@ -39,3 +39,37 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
 
 def test_defaults_are_valid() -> None:
     assert RunConfig().train == TrainConfig()
+
+
+def test_one_spatial_dims_and_old_synthetic_dims_still_loads(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from unetkit.config import DataConfig
+    from unetkit.train.prepare import prepare_data
+
+    assert [f.name for f in fields(DataConfig)].count("spatial_dims") == 1
+    assert "synthetic_dims" not in {f.name for f in fields(DataConfig)}
+    old = tmp_path / "config.yaml"
+    old.write_text("data:\n  synthetic_dims: 3\n  synthetic_count: 2\n  synthetic_size: 8\n")
+    config = load_run_config(old)
+    assert config.data.spatial_dims == 3
+    assert prepare_data(config.data).spatial_dims == 3  # the synthetic data is 3D
+    # with a dataset folder the old key never had an effect; it is dropped
+    old.write_text("data:\n  path: somewhere\n  synthetic_dims: 3\n")
+    assert load_run_config(old).data.spatial_dims is None
+    assert load_run_config(None, ["data.synthetic_dims=1"]).data.spatial_dims == 1
+    assert "synthetic_dims" not in RunConfig().to_yaml()
+    # synthetic data follows data.spatial_dims, 2D when unset
+    assert prepare_data(DataConfig(synthetic_count=2, synthetic_size=8)).spatial_dims == 2
+    one_d = DataConfig(synthetic_count=2, synthetic_size=16, spatial_dims=1)
+    assert prepare_data(one_d).spatial_dims == 1
+
+
+def test_the_three_config_modules_say_why_they_exist() -> None:
+    import unetkit.config
+    import unetkit.configtools
+    import unetkit.model.config
+
+    for module in (unetkit.config, unetkit.configtools, unetkit.model.config):
+        first_lines = "\n".join((module.__doc__ or "").splitlines()[:8])
+        assert "Why this module exists" in first_lines, module.__name__

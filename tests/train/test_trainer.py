@@ -109,9 +109,9 @@ def test_resume_falls_back_to_an_earlier_checkpoint(tmp_path: Path) -> None:
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path: Path, monkeypatch) -> None:
-    from unetkit.train import trainer as trainer_module
+    from unetkit.train import step as step_module
 
-    real = trainer_module.Trainer._loss
+    real = step_module.StepRunner._loss
     calls = {"n": 0}
 
     def poisoned(self, outputs, y, w):
@@ -119,7 +119,7 @@ def test_non_finite_loss_stops_without_saving(tmp_path: Path, monkeypatch) -> No
         loss = real(self, outputs, y, w)
         return loss * float("nan") if calls["n"] > 4 else loss
 
-    monkeypatch.setattr(trainer_module.Trainer, "_loss", poisoned)
+    monkeypatch.setattr(step_module.StepRunner, "_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 2, step 5"):
         run(tiny_config(epochs=3), tmp_path)
     # the model written after epoch 1 is intact and finite
@@ -150,9 +150,9 @@ def test_time_budget_plan_is_recorded_for_reproduction(tmp_path: Path) -> None:
 
 def test_non_finite_weights_are_never_saved_as_best(tmp_path: Path, monkeypatch) -> None:
     """A finite loss but a weight that overflowed on the epoch's last step: nothing is written."""
-    from unetkit.train import trainer as trainer_module
+    from unetkit.train import step as step_module
 
-    real = trainer_module.Trainer.train_step
+    real = step_module.StepRunner.train_step
 
     def overflowing(self, epoch, index, step):
         out = real(self, epoch, index, step)
@@ -161,7 +161,7 @@ def test_non_finite_weights_are_never_saved_as_best(tmp_path: Path, monkeypatch)
                 next(self.model.parameters()).fill_(float("inf"))
         return out
 
-    monkeypatch.setattr(trainer_module.Trainer, "train_step", overflowing)
+    monkeypatch.setattr(step_module.StepRunner, "train_step", overflowing)
     with pytest.raises(NonFiniteLossError, match=r"\(epoch 2, step 6\): parameter .* not finite"):
         run(tiny_config(epochs=3), tmp_path)
     model, _ = load_with_metadata(tmp_path)
@@ -188,3 +188,35 @@ def test_resume_before_the_first_checkpoint_starts_from_step_0(tmp_path: Path) -
     a, _ = read_tensors(tmp_path / "a" / "last" / "model.safetensors")
     b, _ = read_tensors(tmp_path / "b" / "last" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("bf16_seconds", "chosen"), [(0.5, "bf16"), (1.8, "fp32")])
+def test_precision_auto_trains_in_what_the_measurement_chose(
+    tmp_path: Path, monkeypatch, bf16_seconds: float, chosen: str
+) -> None:
+    """train.precision=auto: the step, validation and config.yaml follow the (injected) timing."""
+    from unetkit import precision as policy
+
+    monkeypatch.setattr(policy, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(policy, "_MEASURED", {})
+    timed: list[str] = []
+
+    def injected(measure, rounds=3):
+        timed.append("yes")
+        return policy.Bf16Timing(fp32_seconds=1.0, bf16_seconds=bf16_seconds, ratio=bf16_seconds)
+
+    monkeypatch.setattr(policy, "time_both", injected)
+    used: list[str] = []
+    real_autocast = policy.autocast
+    monkeypatch.setattr(
+        policy, "autocast", lambda p, device="cpu": used.append(p) or real_autocast(p, device)
+    )
+    said: list[str] = []
+    config = tiny_config(epochs=1, precision="auto")
+    prepared = prepare_data(config.data, seed=config.train.seed)
+    result, used_config = train(config, prepared, tmp_path, DistInfo(), echo=said.append)
+    assert timed == ["yes"] and result.steps == 3
+    assert set(used) == {chosen}  # every training step and validation ran in the chosen one
+    assert used_config.train.precision == chosen
+    assert load_run_config(tmp_path / "config.yaml").train.precision == chosen
+    assert any(line.startswith(f"precision: {chosen} (auto: bf16 measured") for line in said)

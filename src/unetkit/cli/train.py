@@ -3,7 +3,8 @@
 With no options it trains on synthetic cells within two minutes. With ``--data DIR
 --max-minutes M`` and nothing else, the recipe (patch, batch, widths, depth, loss,
 augmentation, normalisation, schedule) is chosen from the data and the budget. Works unchanged
-under ``torchrun --nproc-per-node N -m unetkit train ...``.
+under ``torchrun --nproc-per-node N -m unetkit train ...``. The run itself is
+:func:`unetkit.workflow.fit`, which Python callers use directly; this module only parses.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any
 
 from unetkit.configtools import apply_overrides, parse_override, to_dict
 from unetkit.errors import UnetkitError
-
-SYNTHETIC_MINUTES = 2.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,15 +85,6 @@ def _explicit_options(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def _flatten(data: Any, prefix: str = "") -> set[str]:
-    if isinstance(data, dict):
-        keys = set()
-        for k, v in data.items():
-            keys |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return keys
-    return {prefix}
-
-
 def _check_positive(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "stop_after"):
         value = getattr(args, name)
@@ -110,9 +100,10 @@ def _check_positive(args: argparse.Namespace) -> None:
 
 def build_config(args: argparse.Namespace) -> tuple[Any, set[str]]:
     """The requested :class:`RunConfig` (before the recipe) and the keys the user set."""
-    from unetkit.config import RunConfig, run_config_from_dict
+    from unetkit.config import RunConfig, _merge, run_config_from_dict
     from unetkit.configtools import load_yaml
     from unetkit.model import preset_config
+    from unetkit.workflow import flat_keys
 
     base: dict[str, Any] = to_dict(RunConfig())
     explicit: set[str] = set()
@@ -120,10 +111,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, set[str]]:
         if not Path(args.config).is_file():
             raise UnetkitError(f"--config: {args.config}: no such file")
         data = load_yaml(args.config)
-        from unetkit.config import _merge
-
         base = _merge(base, data)
-        explicit |= _flatten(data)
+        explicit |= flat_keys(data)
     if args.preset:
         base["model"] = to_dict(preset_config(args.preset))
         explicit |= {f"model.{f.name}" for f in dataclasses.fields(preset_config(args.preset))}
@@ -140,25 +129,6 @@ def build_config(args: argparse.Namespace) -> tuple[Any, set[str]]:
     return run_config_from_dict(data, source), explicit
 
 
-def small_image_note(samples: Any, patch_size: Any) -> str | None:
-    """A note when training images are smaller than the patch along some axis (they are
-    padded, not refused); ``None`` otherwise."""
-    if not patch_size:
-        return None
-    small = [
-        s.stem
-        for s in samples
-        if any(n < p for n, p in zip(s.image.shape[1:], patch_size, strict=False))
-    ]
-    if not small:
-        return None
-    names = ", ".join(small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
-    return (
-        f"{len(small)} training image(s) smaller than the patch size {list(patch_size)} "
-        f"({names}); their patches are padded"
-    )
-
-
 def process_age() -> float:
     """Seconds since this process started (Linux; 0 elsewhere), so imports count in budgets."""
     try:
@@ -172,18 +142,9 @@ def process_age() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unetkit.config import load_run_config
-    from unetkit.train.distributed import (
-        barrier,
-        broadcast_object,
-        init_from_env,
-        restart_count,
-        shutdown,
-    )
-    from unetkit.train.prepare import prepare_data
-    from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
-    from unetkit.train.runfolder import check_new_run_folder, check_writable, discard_old_run
-    from unetkit.train.trainer import train
+    """Parse, then one :func:`unetkit.workflow.fit` (the same run a Python caller gets)."""
+    from unetkit.train.distributed import init_from_env, restart_count, shutdown
+    from unetkit.workflow import fit
 
     started = time.monotonic() - process_age()  # --max-minutes counts from the command's start
     _check_positive(args)
@@ -197,81 +158,24 @@ def run(args: argparse.Namespace) -> int:
         restarted = resume_dir is None and args.out and restart_count() > 0
         if restarted and (Path(args.out) / "last").is_dir():
             resume_dir = args.out  # torchrun restarted the workers: continue the run
+        common: dict[str, Any] = {
+            "stop_after": args.stop_after,
+            "quiet": quiet,
+            "info": info,
+            "started": started,
+        }
         if resume_dir is not None:
-            run_dir = Path(resume_dir)
-            if not (run_dir / "config.yaml").is_file():
-                raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
-            check_writable(run_dir, "--resume")
-            keep = list(args.overrides)
             extra = []
             if args.epochs is not None:
                 extra += [f"train.epochs={args.epochs}", "train.total_steps=null"]
             if args.max_minutes is not None:
                 extra.append(f"train.max_minutes={args.max_minutes}")
-            config = load_run_config(run_dir / "config.yaml", extra + keep)
-            prepared = prepare_data(config.data, seed=config.train.seed)
-            say(f"resuming {run_dir}")
-            result, config = train(
-                config,
-                prepared,
-                run_dir,
-                info,
-                resume=True,
-                stop_after=args.stop_after,
-                quiet=quiet,
-                started=started,
+            result = fit(
+                out=resume_dir, overrides=extra + list(args.overrides), resume=True, **common
             )
         else:
             config, explicit = build_config(args)
-            out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-            out = Path(str(broadcast_object(info, str(out))))
-            check_new_run_folder(out, overwrite=args.overwrite)  # every rank: all stop together
-            if (
-                config.data.path is None
-                and "train.max_minutes" not in explicit
-                and ("train.epochs" not in explicit)
-            ):
-                config = dataclasses.replace(
-                    config, train=dataclasses.replace(config.train, max_minutes=SYNTHETIC_MINUTES)
-                )
-            if "train.epochs" not in explicit and config.train.max_minutes is not None:
-                config = dataclasses.replace(
-                    config, train=dataclasses.replace(config.train, auto_epochs=True)
-                )
-            prepared = prepare_data(config.data, seed=config.train.seed)
-            for note in prepared.notes:
-                say(f"note: {note}")
-            summary = summarize_data(prepared.raw_train, prepared.num_classes)
-            config, chosen = apply_recipe(config, summary, explicit)
-            note = small_image_note(prepared.raw_train, config.data.patch_size)
-            if note:
-                say(f"note: {note}")
-            if args.overwrite and info.is_main and discard_old_run(out) is not None:
-                say(f"--overwrite: deleted the previous run in {out}")
-            barrier(info)
-            say(
-                f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
-                f"validation images, {prepared.in_channels} channel(s), "
-                f"{prepared.num_classes} classes, median size {list(summary.median_shape)}"
-            )
-            if chosen:
-                say(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
-            gb = config.train.batch_size * info.world_size
-            say(
-                f"processes: {info.world_size} ({info.backend or 'single'}); batch "
-                f"{config.train.batch_size} per process, global batch {gb}"
-            )
-            say("config:\n" + config.to_yaml().rstrip())
-            say(f"run folder: {out}")
-            result, config = train(
-                config,
-                prepared,
-                out,
-                info,
-                stop_after=args.stop_after,
-                quiet=quiet,
-                started=started,
-            )
+            result = fit(config, args.out, explicit=explicit, overwrite=args.overwrite, **common)
         per_class = ", ".join(f"{d:.3f}" for d in result.last_dice_per_class)
         say(
             f"{result.stopped}: {result.epochs} epochs, {result.steps} steps in "

@@ -11,34 +11,30 @@ file's metadata::
 ``unetkit train`` stores it at the end of a run; ``unetkit calibrate`` adds it to an existing
 model. Prediction uses int8 by default (:func:`unetkit.infer.engine.inference_network`) only
 where the agreement is at least :data:`AUTO_AGREEMENT`, the weights are the calibrated ones
-and the CPU has VNNI.
+and the CPU has VNNI. The entry's fields are
+:class:`~unetkit.infer.calibration_entry.Int8Calibration` (a leaf module, so that the engine
+reads entries without importing this one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from unetkit.infer import int8
+from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration, agreement_of
 from unetkit.infer.int8 import HEADROOM, calibrate
 from unetkit.model import UNet
+from unetkit.modelfile import weights_digest
 
-#: Mean foreground Dice between int8 and fp32 label maps needed for int8 to be the default.
-AUTO_AGREEMENT = 0.995
 #: Calibration patches (a few hundred thousand pixels are enough for stable ranges).
 CALIBRATION_PATCHES = 32
 #: Held-out images on which agreement is measured.
 AGREEMENT_IMAGES = 8
-
-
-def weights_digest(model: UNet) -> str:
-    """SHA-256 of the model's tensors, as recorded in its file (ties a calibration to them)."""
-    from unetkit.modelfile import tensors_digest
-
-    return tensors_digest(model.state_dict())
 
 
 def calibration_patches(
@@ -134,32 +130,24 @@ def int8_calibration(
     model = model.eval()
     patches = calibration_patches(model, calibration_images, patch, seed=seed)
     ranges = calibrate(model, patches, percentile=percentile)
-    entry: dict[str, Any] = {
-        "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(ranges.items())},
-        "percentile": percentile,
-        "headroom": HEADROOM,
-        "patches": sum(int(p.shape[0]) for p in patches),
-        "weights_sha256": weights_digest(model),
-    }
+    calibration = Int8Calibration(
+        ranges=ranges,
+        percentile=percentile,
+        headroom=HEADROOM,
+        patches=sum(int(p.shape[0]) for p in patches),
+        weights_sha256=weights_digest(model),
+    )
     check = list(check_images[:AGREEMENT_IMAGES])
     if check:
         k = int(model.config.out_channels)
         reference = _label_maps(model, check, "fp32", None)
-        quantised = _label_maps(model, check, "int8", entry)
-        entry["agreement"] = {
-            "foreground_dice": foreground_agreement(quantised, reference, 2 if k == 1 else k),
-            "images": len(check),
-        }
-    return entry
-
-
-def agreement_of(entry: Mapping[str, Any] | None) -> float | None:
-    """The measured int8/fp32 agreement of a calibration entry, or ``None``."""
-    if not isinstance(entry, Mapping):
-        return None
-    value = entry.get("agreement", {})
-    dice = value.get("foreground_dice") if isinstance(value, Mapping) else None
-    return float(dice) if isinstance(dice, int | float) else None
+        quantised = _label_maps(model, check, "int8", calibration.to_metadata())
+        calibration = replace(
+            calibration,
+            agreement=foreground_agreement(quantised, reference, 2 if k == 1 else k),
+            agreement_images=len(check),
+        )
+    return calibration.to_metadata()
 
 
 def default_precision_note(entry: Mapping[str, Any] | None) -> str:
@@ -170,3 +158,16 @@ def default_precision_note(entry: Mapping[str, Any] | None) -> str:
     if agreement is not None and agreement >= AUTO_AGREEMENT:
         return "prediction uses int8 by default on this CPU"
     return "prediction uses fp32 by default"
+
+
+__all__ = [
+    "AGREEMENT_IMAGES",
+    "AUTO_AGREEMENT",
+    "CALIBRATION_PATCHES",
+    "agreement_of",
+    "calibration_patches",
+    "default_precision_note",
+    "foreground_agreement",
+    "int8_calibration",
+    "weights_digest",
+]

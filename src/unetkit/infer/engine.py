@@ -16,7 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from unetkit import precision as policy
+from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration
 from unetkit.infer.optimize import _state_key, fast_model, optimize_for_inference
+from unetkit.modelfile import weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor
     return out.float()
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: What prediction accepts: the float choices of :mod:`unetkit.precision`, and int8.
+PRECISIONS = (*policy.PRECISIONS, "int8")
 
 _NET_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
     weakref.WeakKeyDictionary()
@@ -59,10 +63,11 @@ def inference_network(
 
     * ``"auto"``: int8 (:mod:`unetkit.infer.int8`) where ``int8`` (the model file's
       ``metadata["int8"]`` calibration) was measured to agree with fp32 (foreground Dice at
-      least :data:`unetkit.infer.calibration.AUTO_AGREEMENT`), was made for these weights, and
+      least :data:`unetkit.infer.calibration_entry.AUTO_AGREEMENT`), was made for these weights, and
       the CPU has VNNI; otherwise the optimised float path (:func:`fast_model`: folded batch
       norm, channels-last, bf16 only where it is faster).
-    * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision.
+    * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision (float decisions,
+      ``auto``'s included, are :func:`unetkit.precision.inference_precision`'s).
     * ``"int8"``: int8 regardless of the measured agreement or the CPU; needs ``int8``.
 
     Built once per model, calibration and precision, and rebuilt when the weights change.
@@ -87,7 +92,6 @@ def _int8_network(
     model: nn.Module, entry: Mapping[str, Any] | None, *, explicit: bool
 ) -> nn.Module | None:
     from unetkit.infer import int8 as q
-    from unetkit.infer.calibration import AUTO_AGREEMENT, agreement_of, weights_digest
 
     def refuse(why: str) -> None:
         if explicit:
@@ -97,26 +101,29 @@ def _int8_network(
     reason = q.unsupported_reason(model)
     if reason is not None:
         return refuse(reason)
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("ranges"), Mapping):
+    calibration = Int8Calibration.from_metadata(entry)
+    if calibration is None:
         return refuse(
             "the model has no int8 calibration; run 'unetkit calibrate --model MODEL --data DIR' "
             "(models trained by 'unetkit train' carry one)"
         )
     if not explicit:
-        agreement = agreement_of(entry)
-        if agreement is None or not agreement >= AUTO_AGREEMENT:
-            return refuse(f"measured agreement with fp32 {agreement} < {AUTO_AGREEMENT}")
+        if not calibration.agrees:
+            return refuse(
+                f"measured agreement with fp32 {calibration.agreement} < {AUTO_AGREEMENT}"
+            )
         if not q.has_vnni():
             return refuse("this CPU has no VNNI, int8 would not be faster")
-    key = (_state_key(model), "int8", json.dumps(entry["ranges"], sort_keys=True, default=str))
+    ranges = calibration.to_metadata()["ranges"]
+    key = (_state_key(model), "int8", json.dumps(ranges, sort_keys=True, default=str))
     hit = _NET_CACHE.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
-    recorded = entry.get("weights_sha256")
-    if recorded is not None and recorded != weights_digest(model):  # type: ignore[arg-type]
+    recorded = calibration.weights_sha256
+    if recorded is not None and recorded != weights_digest(model):
         return refuse(
             "the int8 calibration was made for other weights; run 'unetkit calibrate' again"
         )
-    net = q.quantize_for_inference(model, entry["ranges"])  # type: ignore[arg-type]
+    net = q.quantize_for_inference(model, ranges)  # type: ignore[arg-type]
     _NET_CACHE[model] = (key, net)
     return net

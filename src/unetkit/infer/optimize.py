@@ -29,54 +29,31 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from unetkit.hardware import bf16_is_faster, native_bf16
+from unetkit import precision as policy
 from unetkit.model.blocks import ConvNormAct, center_crop
 from unetkit.model.decoder import Decoder
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
-_PRECISIONS = ("auto", "fp32", "bf16")
+Precision = policy.Precision
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """``"fp32"`` or ``"bf16"`` for a requested ``precision`` on ``device``.
-
-    ``"auto"`` gives ``"bf16"`` only where :func:`unetkit.hardware.bf16_is_faster` says bf16
-    beats fp32 on the device (AMX-BF16 CPUs, CUDA), else ``"fp32"``. An explicit ``"bf16"`` is
-    honoured everywhere (on a CPU without native bf16 it is emulated; a warning is logged).
-    """
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(_PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if bf16_is_faster(device) else "fp32"
-    if precision == "bf16" and not native_bf16(device):
-        log.warning("precision='bf16': %s has no native bf16; this will be slow", device)
-    return precision
+    """``"fp32"`` or ``"bf16"``: :func:`unetkit.precision.inference_precision` (the one policy)."""
+    return policy.inference_precision(precision, device)
 
 
 def resolve_channels_last(
     channels_last: bool | Literal["auto"], spatial_dims: int, device: torch.device | str = "cpu"
 ) -> bool:
-    """Whether to run in channels_last: ``"auto"`` means yes for 2D and 3D on CPU and CUDA."""
-    if channels_last == "auto":
-        return spatial_dims in (2, 3) and torch.device(device).type in ("cpu", "cuda")
-    if not isinstance(channels_last, bool):
-        raise ValueError(f"channels_last: expected True, False or 'auto', got {channels_last!r}")
-    if channels_last and spatial_dims not in (2, 3):
-        raise ValueError(
-            f"channels_last: only 2D and 3D models have a channels_last format "
-            f"(spatial_dims={spatial_dims})"
-        )
-    return channels_last
+    """Whether to run in channels_last (:func:`unetkit.precision.use_channels_last`, strict)."""
+    return policy.use_channels_last(channels_last, spatial_dims, device, strict=True)
 
 
-def memory_format(spatial_dims: int) -> torch.memory_format:
-    """``torch.channels_last`` for 2D, ``torch.channels_last_3d`` for 3D."""
-    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+memory_format = policy.memory_format
 
 
 # --- batch-norm folding ------------------------------------------------------------------------

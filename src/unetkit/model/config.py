@@ -1,5 +1,9 @@
 """`UNetConfig`: the frozen dataclass that fully determines a U-Net.
 
+Why this module exists: the network's config lives inside ``model/`` so that ``model/`` imports
+nothing above it; a training run's config (data, optimisation) is :mod:`unetkit.config`, and
+the dataclass <-> YAML machinery both use is :mod:`unetkit.configtools`.
+
 Field names are public API and are the one vocabulary used everywhere (CLI overrides, YAML,
 saved models). Closed choices are ``Literal`` types, checked in ``__post_init__`` with a message
 that names the field.

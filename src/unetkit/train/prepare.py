@@ -48,7 +48,7 @@ def load_samples(data: DataConfig, seed: int = 0) -> tuple[list[Sample], str, li
     if data.path is None:
         samples = make_synthetic(
             data.synthetic_count,
-            spatial_dims=data.synthetic_dims,
+            spatial_dims=data.spatial_dims or 2,
             size=data.synthetic_size,
             seed=seed,
         )

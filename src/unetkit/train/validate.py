@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from unetkit.data.sample import Sample
 from unetkit.metrics import confusion_matrix, dice_from_confusion, iou_from_confusion
+from unetkit.precision import FloatPrecision, autocast, to_channels_last
 from unetkit.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -53,7 +54,7 @@ def validate(
     info: DistInfo,
     *,
     weights: Sequence[np.ndarray | None] | None = None,
-    autocast: bool = False,
+    precision: FloatPrecision = "fp32",
     channels_last: bool = False,
     keep_predictions: int = 0,
 ) -> ValResult:
@@ -61,7 +62,8 @@ def validate(
 
     ``samples``: normalised images ``(C, *spatial)`` with masks. ``weights``: per-image pixel
     weights for the loss (``weighted_ce``), or ``None``. Confusion matrices and losses are summed
-    over processes, so every rank returns the same numbers.
+    over processes, so every rank returns the same numbers. ``precision`` and ``channels_last``
+    are the ones the training step runs with (decided by :mod:`unetkit.precision`).
     """
     was_training = model.training
     model.eval()
@@ -71,11 +73,9 @@ def validate(
     for i in range(info.rank, len(samples), info.world_size):
         s = samples[i]
         x = torch.from_numpy(s.image).unsqueeze(0)  # (1, C, *spatial)
-        if channels_last and x.ndim in (4, 5):
-            x = x.contiguous(
-                memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d
-            )
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        if channels_last:
+            x = to_channels_last(x, x.ndim - 2)
+        with autocast(precision, x.device):
             logits = model(x)
         logits = logits.float()  # (1, K, *spatial)
         target = torch.from_numpy(s.mask).unsqueeze(0)

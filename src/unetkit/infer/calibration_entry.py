@@ -1,0 +1,92 @@
+"""The int8 calibration entry a model file carries, as a frozen dataclass (a leaf module).
+
+Read by the inference engine (which decides whether int8 runs) and written by the calibration
+(:mod:`unetkit.infer.calibration`); neither needs the other's code, so both import this. In a
+model file's metadata it is the plain mapping :meth:`Int8Calibration.to_metadata` returns::
+
+    {"ranges": {point: [low, high]}, "percentile": 99.999, "headroom": 1.25, "patches": 32,
+     "weights_sha256": "...", "agreement": {"foreground_dice": 0.998, "images": 6}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Mean foreground Dice between int8 and fp32 label maps needed for int8 to be the default.
+AUTO_AGREEMENT = 0.995
+
+
+@dataclass(frozen=True)
+class Int8Calibration:
+    """Activation ranges of a model and how well int8 agreed with fp32 on held-out images.
+
+    Attributes:
+        ranges: calibration point name -> ``(low, high)`` activation range.
+        percentile, headroom: how the ranges were taken (percentile of values, widening).
+        patches: number of calibration patches.
+        weights_sha256: digest of the calibrated weights
+            (:func:`unetkit.modelfile.weights_digest`); ``None`` in older entries.
+        agreement: mean foreground Dice of int8 against fp32 label maps, or ``None`` when no
+            held-out image was available; ``agreement_images``: on how many images.
+    """
+
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    percentile: float | None = None
+    headroom: float | None = None
+    patches: int = 0
+    weights_sha256: str | None = None
+    agreement: float | None = None
+    agreement_images: int = 0
+
+    @classmethod
+    def from_metadata(cls, entry: Any) -> Int8Calibration | None:
+        """The entry of a model file's ``metadata["int8"]``; ``None`` when there is none or its
+        ranges are not ``{name: [low, high]}``."""
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("ranges"), Mapping):
+            return None
+        try:
+            ranges = {str(k): (float(v[0]), float(v[1])) for k, v in entry["ranges"].items()}
+        except (TypeError, ValueError, IndexError, KeyError):
+            return None
+        images = entry.get("agreement", {})
+        return cls(
+            ranges=ranges,
+            percentile=entry.get("percentile"),
+            headroom=entry.get("headroom"),
+            patches=int(entry.get("patches", 0) or 0),
+            weights_sha256=entry.get("weights_sha256"),
+            agreement=agreement_of(entry),
+            agreement_images=int(images.get("images", 0)) if isinstance(images, Mapping) else 0,
+        )
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The plain mapping stored in a model file (see the module doc)."""
+        out: dict[str, Any] = {
+            "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(self.ranges.items())},
+            "percentile": self.percentile,
+            "headroom": self.headroom,
+            "patches": self.patches,
+            "weights_sha256": self.weights_sha256,
+        }
+        if self.agreement is not None:
+            out["agreement"] = {
+                "foreground_dice": self.agreement,
+                "images": self.agreement_images,
+            }
+        return out
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the measured agreement is enough for int8 to be the default."""
+        return self.agreement is not None and self.agreement >= AUTO_AGREEMENT
+
+
+def agreement_of(entry: Mapping[str, Any] | None) -> float | None:
+    """The measured int8/fp32 agreement of a metadata entry, or ``None``."""
+    if not isinstance(entry, Mapping):
+        return None
+    value = entry.get("agreement", {})
+    dice = value.get("foreground_dice") if isinstance(value, Mapping) else None
+    return float(dice) if isinstance(dice, int | float) else None

@@ -1,0 +1,281 @@
+"""One training run from start to finish, the same for Python and for ``unetkit train``.
+
+:func:`fit` is the whole run: build the config -> check the run folder -> read the data ->
+choose the recipe -> build the model and train (:func:`unetkit.train.trainer.train`) ->
+calibrate the best model for int8. ``unetkit train`` parses its arguments and calls it; a
+Python caller gets the same run folder::
+
+    from unetkit import fit
+    from unetkit.config import RunConfig, DataConfig
+
+    result = fit(RunConfig(data=DataConfig(path="data/cells")), "runs/cells",
+                 overrides=["train.max_minutes=10"])
+
+This module sits above ``train/`` and ``infer/`` (the int8 calibration is inference code), so
+that ``train/`` never imports ``infer/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from unetkit.config import RunConfig, load_run_config, run_config_from_dict
+from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_dict
+from unetkit.errors import UnetkitError
+from unetkit.train.distributed import DistInfo, barrier, broadcast_object
+from unetkit.train.prepare import PreparedData, prepare_data
+from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
+from unetkit.train.runfolder import check_new_run_folder, check_writable, discard_old_run
+from unetkit.train.trainer import TrainResult, train
+
+#: Budget of a run on the built-in synthetic data when neither epochs nor minutes are given.
+SYNTHETIC_MINUTES = 2.0
+
+Echo = Callable[[str], None]
+
+
+def flat_keys(data: Any, prefix: str = "") -> set[str]:
+    """Dotted keys of the leaves of nested plain data (``{"train": {"lr": 1}}`` -> ``train.lr``)."""
+    if isinstance(data, Mapping):
+        keys: set[str] = set()
+        for k, v in data.items():
+            keys |= flat_keys(v, f"{prefix}.{k}" if prefix else str(k))
+        return keys
+    return {prefix}
+
+
+def _flat_values(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat_values(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def resolve_config(
+    config: RunConfig | str | os.PathLike[str] | None, overrides: Sequence[str] = ()
+) -> tuple[RunConfig, set[str]]:
+    """The requested config (before the recipe) and the dotted keys the caller set.
+
+    ``config``: a :class:`RunConfig` (keys that differ from the defaults count as set), a YAML
+    file (its keys count as set) or ``None`` (the defaults); then ``key=value`` overrides.
+    """
+    base: dict[str, Any] = to_dict(RunConfig())
+    explicit: set[str] = set()
+    source = "config"
+    if isinstance(config, RunConfig):
+        data = to_dict(config)
+        defaults = _flat_values(base)
+        explicit |= {k for k, v in _flat_values(data).items() if defaults.get(k, object()) != v}
+        base = data
+    elif config is not None:
+        if not Path(config).is_file():
+            raise UnetkitError(f"--config: {config}: no such file")
+        data = load_yaml(str(config))
+        from unetkit.config import _merge
+
+        base = _merge(base, data)
+        explicit |= flat_keys(data)
+        source = str(config)
+    for text in overrides:
+        path, _ = parse_override(text)
+        explicit.add(".".join(path))
+    return run_config_from_dict(apply_overrides(base, list(overrides)), source), explicit
+
+
+def small_image_note(samples: Any, patch_size: Any) -> str | None:
+    """A note when training images are smaller than the patch along some axis (they are
+    padded, not refused); ``None`` otherwise."""
+    if not patch_size:
+        return None
+    small = [
+        s.stem
+        for s in samples
+        if any(n < p for n, p in zip(s.image.shape[1:], patch_size, strict=False))
+    ]
+    if not small:
+        return None
+    names = ", ".join(small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
+    return (
+        f"{len(small)} training image(s) smaller than the patch size {list(patch_size)} "
+        f"({names}); their patches are padded"
+    )
+
+
+def with_run_defaults(config: RunConfig, explicit: set[str]) -> RunConfig:
+    """Synthetic data without epochs or minutes gets :data:`SYNTHETIC_MINUTES`; a budget
+    without epochs plans its epochs (``train.auto_epochs``)."""
+    t = config.train
+    if config.data.path is None and not {"train.max_minutes", "train.epochs"} & explicit:
+        t = dataclasses.replace(t, max_minutes=SYNTHETIC_MINUTES)
+    if "train.epochs" not in explicit and t.max_minutes is not None:
+        t = dataclasses.replace(t, auto_epochs=True)
+    return dataclasses.replace(config, train=t)
+
+
+def fit(
+    config: RunConfig | str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    explicit: Iterable[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    quiet: bool = False,
+    echo: Echo = print,
+    info: DistInfo | None = None,
+    started: float | None = None,
+) -> TrainResult:
+    """Train a U-Net and write the run folder ``out``, as ``unetkit train`` does.
+
+    Args:
+        config: a :class:`~unetkit.config.RunConfig`, a YAML file, or ``None`` for the
+            defaults (built-in synthetic data). Settings the caller did not set (see
+            :func:`resolve_config`) are chosen by the recipe from the data and the budget.
+        out: the run folder to create (default ``runs/<time>``); with ``resume``, the run to
+            continue (``config`` is then ignored: the run's own ``config.yaml`` is used).
+        overrides: ``key=value`` strings with the config.yaml names (``train.lr=0.001``).
+        explicit: the dotted keys the caller set, when the caller knows better than
+            :func:`resolve_config` (the CLI passes its own).
+        resume: continue ``out`` from its newest good checkpoint.
+        overwrite: replace the unetkit run already in ``out`` (deleted only after the new
+            config and data check out; a folder that is not a run is never deleted).
+        stop_after: pause after this epoch (continue later with ``resume``).
+        quiet: no output; ``echo`` receives every line otherwise (rank 0 only).
+        info: the process group (default: one process); ``started``: ``time.monotonic()`` at
+            the start of the command, so a budget counts the setup.
+
+    Returns:
+        How the run ended (:class:`~unetkit.train.trainer.TrainResult`); ``model.safetensors``
+        in ``out`` holds the best model, int8-calibrated unless ``train.int8_calibration`` is
+        off or the run was paused or interrupted.
+    """
+    info = info or DistInfo()
+    started = time.monotonic() if started is None else started
+    say: Echo = echo if (info.is_main and not quiet) else (lambda _m: None)
+    if resume and overwrite:
+        raise UnetkitError("--resume and --overwrite: choose one (continue or replace)")
+    # 1. build the config  2. check the run folder
+    if resume:
+        if out is None:
+            raise UnetkitError("--resume: give the run folder to continue")
+        run_dir = Path(out)
+        if not (run_dir / "config.yaml").is_file():
+            raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
+        check_writable(run_dir, "--resume")
+        run_config = load_run_config(run_dir / "config.yaml", list(overrides))
+    else:
+        run_config, found = resolve_config(config, overrides)
+        keys = set(explicit) if explicit is not None else found
+        run_dir = Path(out) if out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(str(broadcast_object(info, str(run_dir))))
+        check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
+        run_config = with_run_defaults(run_config, keys)
+    # 3. read the data (and choose the recipe from it)
+    prepared = prepare_data(run_config.data, seed=run_config.train.seed)
+    if resume:
+        say(f"resuming {run_dir}")
+    else:
+        run_config, lines = _recipe(run_config, prepared, keys, info, say)
+        if overwrite and info.is_main and discard_old_run(run_dir) is not None:
+            say(f"--overwrite: deleted the previous run in {run_dir}")
+        barrier(info)
+        for line in lines:
+            say(line)
+        say("config:\n" + run_config.to_yaml().rstrip())
+        say(f"run folder: {run_dir}")
+    # 4. build the model and train
+    result, run_config = train(
+        run_config,
+        prepared,
+        run_dir,
+        info,
+        resume=resume,
+        stop_after=stop_after,
+        quiet=quiet,
+        echo=echo,
+        started=started,
+    )
+    # 5. calibrate the best model for int8
+    if (
+        info.is_main
+        and run_config.train.int8_calibration
+        and result.signal is None
+        and result.stopped != "paused"
+    ):
+        add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
+    barrier(info)
+    return result
+
+
+def _recipe(
+    config: RunConfig, prepared: PreparedData, explicit: set[str], info: DistInfo, say: Echo
+) -> tuple[RunConfig, list[str]]:
+    """The config with the recipe's choices for what the caller left open (data notes are
+    said now), and the summary lines to show once the run folder is ready."""
+    for note in prepared.notes:
+        say(f"note: {note}")
+    summary = summarize_data(prepared.raw_train, prepared.num_classes)
+    config, chosen = apply_recipe(config, summary, explicit)
+    note = small_image_note(prepared.raw_train, config.data.patch_size)
+    if note:
+        say(f"note: {note}")
+    lines = [
+        f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
+        f"validation images, {prepared.in_channels} channel(s), "
+        f"{prepared.num_classes} classes, median size {list(summary.median_shape)}"
+    ]
+    if chosen:
+        lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
+    gb = config.train.batch_size * info.world_size
+    lines.append(
+        f"processes: {info.world_size} ({info.backend or 'single'}); batch "
+        f"{config.train.batch_size} per process, global batch {gb}"
+    )
+    return config, lines
+
+
+def add_int8_calibration(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:
+    """Calibrate the saved best model for int8 and store the result in its metadata.
+
+    Ranges come from training patches, the agreement from the validation images. A model the
+    int8 path does not cover is left as it is, with a note.
+    """
+    from unetkit.infer.calibration import agreement_of, default_precision_note, int8_calibration
+    from unetkit.infer.int8 import Int8Unsupported
+    from unetkit.modelfile import load_with_metadata, save
+
+    if not path.is_file():
+        return
+    model, metadata = load_with_metadata(path)
+    patch = metadata.get("patch_size") or [128] * model.config.spatial_dims
+    try:
+        entry = int8_calibration(
+            model,
+            [s.image for s in prepared.train],
+            [s.image for s in prepared.val],
+            patch=patch,
+        )
+    except Int8Unsupported as exc:
+        echo(f"int8: not calibrated ({str(exc).removeprefix('int8: ')}); prediction uses fp32")
+        return
+    save(model, path, metadata={**metadata, "int8": entry})
+    agreement = agreement_of(entry)
+    if agreement is None:
+        echo("int8: calibrated; no validation images to measure agreement, prediction uses fp32")
+        return
+    echo(
+        f"int8: calibrated on {entry['patches']} training patches; label maps agree with fp32 at "
+        f"foreground Dice {agreement:.4f} on {entry['agreement']['images']} validation images; "
+        f"{default_precision_note(entry)}"
+    )
+
+
+__all__ = ["SYNTHETIC_MINUTES", "add_int8_calibration", "fit", "resolve_config"]
