@@ -16,7 +16,8 @@ from unetkit.infer.int8 import (
     quantize_for_inference,
     unsupported_reason,
 )
-from unetkit.infer.optimize import optimize_for_inference
+from unetkit.infer.int8_layers import QuantizedUp, qparams
+from unetkit.infer.optimize import memory_format, optimize_for_inference
 from unetkit.metrics import dice
 from unetkit.model import UNet, UNetConfig
 
@@ -96,11 +97,11 @@ def test_transposed_conv_rewrite_matches_the_float_layer(dims: int) -> None:
     conv = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[dims - 1](12, 6, 2, 2)
     x = torch.rand(2, 12, *([5] * dims))
     if dims > 1:
-        x = x.contiguous(memory_format=int8.memory_format(dims))
+        x = x.contiguous(memory_format=memory_format(dims))
     with torch.no_grad():
         ref = conv(x)
     lo, hi = float(ref.min()), float(ref.max())
-    up = int8._QuantizedUp(conv, int8._qparams(lo, hi, reduce_range=False))
+    up = QuantizedUp(conv, qparams(lo, hi, reduce_range=False))
     xq = torch.quantize_per_tensor(x, 1 / 255, 0, torch.quint8)
     got = up(xq).dequantize()
     assert got.shape == ref.shape
@@ -139,10 +140,10 @@ def test_int8_label_maps_agree_with_fp32_on_real_images(shared_data) -> None:
 def test_calibration_ranges_cover_relu_maps_from_zero() -> None:
     model = _settled_model()
     ranges = calibrate(model, [_input(model)])
-    assert "encoder.0.conv0" in ranges and "decoder.0.up" in ranges
+    assert "encoder.blocks.0.convs.0" in ranges and "decoder.ups.0" in ranges
     for name, (lo, hi) in ranges.items():
         assert lo <= hi, name
-        if ".conv" in name:  # after a ReLU
+        if ".convs." in name:  # after a ReLU
             assert lo >= 0.0, name
 
 
@@ -157,15 +158,15 @@ def test_a_percentile_range_ignores_one_hot_pixel() -> None:
 def test_missing_calibration_point_is_named() -> None:
     model = _settled_model()
     ranges = calibrate(model, [_input(model)])
-    del ranges["decoder.0.conv1"]
-    with pytest.raises(ValueError, match=r"decoder\.0\.conv1.*calibrate"):
+    del ranges["decoder.blocks.0.convs.1"]
+    with pytest.raises(ValueError, match=r"decoder\.blocks\.0\.convs\.1.*calibrate"):
         quantize_for_inference(model, ranges)
 
 
 def test_reduce_range_uses_seven_bits() -> None:
-    assert int8._qparams(0.0, 127.0, reduce_range=True) == (1.0, 0)
-    assert int8._qparams(0.0, 255.0, reduce_range=False) == (1.0, 0)
-    scale, zero = int8._qparams(-1.0, 1.0, reduce_range=False)
+    assert qparams(0.0, 127.0, reduce_range=True) == (1.0, 0)
+    assert qparams(0.0, 255.0, reduce_range=False) == (1.0, 0)
+    scale, zero = qparams(-1.0, 1.0, reduce_range=False)
     assert zero == 128 and scale == pytest.approx(2 / 255)
 
 
