@@ -94,6 +94,8 @@ class Encoder(nn.Module):
         return points + block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i])
 
     def _blocks(self, i: int, step: Step, x: Tensor) -> Tensor:
+        if step is call:  # the level's own module (a stage runs its blocks in the same order)
+            return self.blocks[i](x)
         for point in block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i]):
             x = step(point, x)
         return x
