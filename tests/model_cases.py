@@ -79,9 +79,7 @@ CASES = [Case(d, o) for o in OPTIONS for d in DIMS]
 
 def cases(*, dims: tuple[int, ...] = DIMS, **wanted: Any) -> list[Any]:
     """``pytest.param`` rows of :data:`CASES` in ``dims`` whose config has ``wanted``."""
-    return [
-        pytest.param(c, id=c.id) for c in CASES if c.spatial_dims in dims and c.has(**wanted)
-    ]
+    return [pytest.param(c, id=c.id) for c in CASES if c.spatial_dims in dims and c.has(**wanted)]
 
 
 def make_model(case: Case | UNetConfig | str, *, seed: int = 0, settled: bool = False) -> UNet:

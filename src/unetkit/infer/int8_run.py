@@ -264,4 +264,3 @@ def build(runner: Runner, qp: QParams) -> Runner:
                 _add_conv(runner, f"{name}.reduce", reduce, False, qp)
     runner.int8 = True
     return runner
-
