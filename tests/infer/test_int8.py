@@ -3,11 +3,14 @@ fp32 on real images, exact transposed-conv rewrite, clear refusals."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from tests import model_cases
 from unetkit.infer import int8
 from unetkit.infer.int8 import (
     Int8UNet,
@@ -36,6 +39,8 @@ CASES = [
     {"spatial_dims": 3, "up": "interp", "padding": "valid"},
     {"spatial_dims": 1},
     {"spatial_dims": 1, "block": "residual", "up": "interp"},
+    {"encoder_blocks": (1, 2, 3), "block": "residual", "down": "strided"},
+    {"spatial_dims": 3, "encoder_blocks": (2, 1, 2), "block": "residual"},
 ]
 
 
@@ -80,6 +85,67 @@ def test_int8_logits_are_close_to_fp32_for_every_supported_layout(kw: dict) -> N
     # 8-bit activations through a dozen layers of an untrained net: several percent, not more
     assert _relative_error(got, ref) < 0.1
     assert float((got.argmax(1) == ref.argmax(1)).float().mean()) > 0.97
+
+
+@pytest.mark.parametrize("case", model_cases.cases(dims=(1, 2, 3)))
+def test_every_case_runs_in_int8_or_is_refused_with_the_reason(case: model_cases.Case) -> None:
+    model = model_cases.make_model(case, settled=True)
+    x = model_cases.make_input(model)
+    reason = unsupported_reason(model)
+    if reason is not None:
+        with pytest.raises(Int8Unsupported, match=re.escape(reason)):
+            calibrate(model, [x])
+        return
+    q = quantize_for_inference(model, calibrate(model, [x, model_cases.make_input(model, seed=2)]))
+    with torch.inference_mode():
+        ref = model(x)
+        got = q(x)
+    assert got.shape == ref.shape and torch.isfinite(got).all()
+    assert _relative_error(got, ref) < 0.2  # tiny untrained nets on a few pixels: loose
+
+
+def _old_name(name: str) -> str:
+    """The first naming of calibration points, written out independently of the code."""
+    rules = [
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.convs\.(\d+)$", r"\1.\2.conv\3"),
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.shortcut$", r"\1.\2.shortcut"),
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.out_act$", r"\1.\2.out"),
+        (r"^decoder\.ups\.(\d+)$", r"decoder.\1.up"),
+        (r"^decoder\.fuses\.(\d+)$", r"decoder.\1.fuse"),
+        (r"^decoder\.fuses\.(\d+)\.(skip|reduce)$", r"decoder.\1.\2"),
+    ]
+    m = re.match(r"^encoder\.downs\.(\d+)$", name)
+    if m:  # named by the level it leads into
+        return f"encoder.{int(m[1]) + 1}.down"
+    for pattern, replacement in rules:
+        if re.match(pattern, name):
+            return re.sub(pattern, replacement, name)
+    raise AssertionError(f"no first-naming rule for {name}")
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"block": "residual", "down": "strided", "fusion": "concat_1x1"}], ids=str
+)
+def test_a_calibration_stored_in_the_first_naming_is_read(kw: dict) -> None:
+    model = _settled_model(**kw)
+    ranges = calibrate(model, [_input(model)])
+    old = {_old_name(k): v for k, v in ranges.items()}
+    assert "encoder.1.down" in old or kw.get("down") != "strided"
+    x = _input(model)
+    with torch.inference_mode():
+        want = quantize_for_inference(model, ranges)(x)
+        got = quantize_for_inference(model, old)(x)
+    assert torch.equal(got, want)
+    assert int8.translate_ranges({"encoder.2.down": (0, 1)}) == {"encoder.downs.1": (0, 1)}
+
+
+def test_a_point_of_an_option_int8_does_not_implement_is_refused_by_name() -> None:
+    model = _settled_model(down="strided")
+    model.encoder.downs[1].down = "blurpool"  # an option written later in model/
+    reason = unsupported_reason(model) or ""
+    assert "encoder.downs.1" in reason and "'blurpool'" in reason
+    with pytest.raises(Int8Unsupported, match=r"encoder\.downs\.1"):
+        calibrate(model, [_input(model)])
 
 
 def test_quantising_leaves_the_float_model_unchanged() -> None:
