@@ -246,7 +246,7 @@ class UNetConfig:
         ):
             raise ValueError(
                 f"encoder_blocks: expected one positive integer per level of widths "
-                f"({len(self.widths)} levels), e.g. {(1, *(2,) * (len(self.widths) - 1))}, or "
+                f"({len(self.widths)} levels), e.g. {[1, *[2] * (len(self.widths) - 1)]}, or "
                 f"null for one block per level; got {blocks!r}"
             )
 
