@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests import model_cases
 from unetkit import UNet, UNetConfig, load, save
 from unetkit.errors import ModelFileError
 from unetkit.modelfile import import_state_dict, load_with_metadata
@@ -39,6 +40,44 @@ def test_save_load_gives_identical_output_and_config(tmp_path, config: UNetConfi
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert not loaded.training
+
+
+@pytest.mark.parametrize("case", model_cases.cases(dims=(2,)))
+def test_every_case_saves_and_loads_to_identical_output(tmp_path, case) -> None:
+    model = model_cases.make_model(case, settled=True)
+    loaded = load(save(model, tmp_path / "m.safetensors"))
+    assert loaded.config == model.config
+    x = model_cases.make_input(model)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", model_cases.PRESETS)
+def test_every_preset_config_round_trips_through_a_model_file(name: str) -> None:
+    import dataclasses
+    import json
+
+    from unetkit.model import preset_config
+    from unetkit.modelfile import config_from_json
+
+    config = preset_config(name)  # as save() stores it
+    assert config_from_json(json.dumps(dataclasses.asdict(config)), "m") == config
+
+
+def test_a_config_saved_before_encoder_blocks_existed_loads_unchanged() -> None:
+    from unetkit.modelfile import config_from_json
+
+    old = (
+        '{"spatial_dims": 2, "in_channels": 1, "out_channels": 2, "widths": [4, 8], '
+        '"kernel_size": 3, "convs_per_block": 2, "padding": "same", "down": "maxpool", '
+        '"up": "transpose", "fusion": "concat", "norm": "batch", "norm_placement": '
+        '"after_concat", "act": "relu", "block": "plain", "dropout": 0.0, "init": "kaiming", '
+        '"checkpointing": "off", "deep_supervision": false}'
+    )
+    config = config_from_json(old, "old.safetensors")
+    assert config == UNetConfig(widths=(4, 8)) and config.encoder_blocks is None
+    keys = list(UNet(config).state_dict())
+    assert "encoder.blocks.1.convs.0.conv.weight" in keys
 
 
 def test_pickles_are_refused_with_an_explanation(tmp_path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import model_cases
 from unetkit.errors import UnetkitError
 from unetkit.export import core as export_core
 from unetkit.export import export_model
@@ -87,3 +88,24 @@ def test_export_restores_training_mode(tmp_path) -> None:
     model = _model().train()
     export_model(model, tmp_path / "m.pt", "torchscript", {}, input_size=16)
     assert model.training
+
+
+#: The table's models take two channels.
+META2 = {**META, "normalization": {"mode": "dataset", "mean": [0.5] * 2, "std": [0.25] * 2}}
+
+
+@pytest.mark.parametrize("case", model_cases.cases(dims=(2,)))
+def test_every_case_exports_to_torchscript_matching_eager(tmp_path, case) -> None:
+    model = model_cases.make_model(case, settled=True)
+    report = export_model(model, tmp_path / "m.pt", "torchscript", META2, input_size=24)
+    # export_model runs the file against eager PyTorch at two shapes and raises on a mismatch
+    assert report.path.is_file() and len(report.checked_shapes) == 2
+
+
+@pytest.mark.parametrize("case", model_cases.cases(dims=(1, 3))[::4])
+def test_cases_in_1d_and_3d_export_to_onnx_matching_eager(tmp_path, case) -> None:
+    pytest.importorskip("onnxruntime")
+    model = model_cases.make_model(case, settled=True)
+    size = 40 if case.spatial_dims == 1 else 16
+    report = export_model(model, tmp_path / "m.onnx", "onnx", META2, input_size=size)
+    assert report.path.is_file() and len(report.checked_shapes) == 2

@@ -3,11 +3,14 @@ fp32 on real images, exact transposed-conv rewrite, clear refusals."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from tests import model_cases
 from unetkit.infer import int8
 from unetkit.infer.int8 import (
     Int8UNet,
@@ -16,7 +19,8 @@ from unetkit.infer.int8 import (
     quantize_for_inference,
     unsupported_reason,
 )
-from unetkit.infer.optimize import optimize_for_inference
+from unetkit.infer.int8_layers import QuantizedUp, qparams
+from unetkit.infer.optimize import memory_format, optimize_for_inference
 from unetkit.metrics import dice
 from unetkit.model import UNet, UNetConfig
 
@@ -35,6 +39,8 @@ CASES = [
     {"spatial_dims": 3, "up": "interp", "padding": "valid"},
     {"spatial_dims": 1},
     {"spatial_dims": 1, "block": "residual", "up": "interp"},
+    {"encoder_blocks": (1, 2, 3), "block": "residual", "down": "strided"},
+    {"spatial_dims": 3, "encoder_blocks": (2, 1, 2), "block": "residual"},
 ]
 
 
@@ -81,6 +87,67 @@ def test_int8_logits_are_close_to_fp32_for_every_supported_layout(kw: dict) -> N
     assert float((got.argmax(1) == ref.argmax(1)).float().mean()) > 0.97
 
 
+@pytest.mark.parametrize("case", model_cases.cases(dims=(1, 2, 3)))
+def test_every_case_runs_in_int8_or_is_refused_with_the_reason(case: model_cases.Case) -> None:
+    model = model_cases.make_model(case, settled=True)
+    x = model_cases.make_input(model)
+    reason = unsupported_reason(model)
+    if reason is not None:
+        with pytest.raises(Int8Unsupported, match=re.escape(reason)):
+            calibrate(model, [x])
+        return
+    q = quantize_for_inference(model, calibrate(model, [x, model_cases.make_input(model, seed=2)]))
+    with torch.inference_mode():
+        ref = model(x)
+        got = q(x)
+    assert got.shape == ref.shape and torch.isfinite(got).all()
+    assert _relative_error(got, ref) < 0.2  # tiny untrained nets on a few pixels: loose
+
+
+def _old_name(name: str) -> str:
+    """The first naming of calibration points, written out independently of the code."""
+    rules = [
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.convs\.(\d+)$", r"\1.\2.conv\3"),
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.shortcut$", r"\1.\2.shortcut"),
+        (r"^(encoder|decoder)\.blocks\.(\d+)\.out_act$", r"\1.\2.out"),
+        (r"^decoder\.ups\.(\d+)$", r"decoder.\1.up"),
+        (r"^decoder\.fuses\.(\d+)$", r"decoder.\1.fuse"),
+        (r"^decoder\.fuses\.(\d+)\.(skip|reduce)$", r"decoder.\1.\2"),
+    ]
+    m = re.match(r"^encoder\.downs\.(\d+)$", name)
+    if m:  # named by the level it leads into
+        return f"encoder.{int(m[1]) + 1}.down"
+    for pattern, replacement in rules:
+        if re.match(pattern, name):
+            return re.sub(pattern, replacement, name)
+    raise AssertionError(f"no first-naming rule for {name}")
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"block": "residual", "down": "strided", "fusion": "concat_1x1"}], ids=str
+)
+def test_a_calibration_stored_in_the_first_naming_is_read(kw: dict) -> None:
+    model = _settled_model(**kw)
+    ranges = calibrate(model, [_input(model)])
+    old = {_old_name(k): v for k, v in ranges.items()}
+    assert "encoder.1.down" in old or kw.get("down") != "strided"
+    x = _input(model)
+    with torch.inference_mode():
+        want = quantize_for_inference(model, ranges)(x)
+        got = quantize_for_inference(model, old)(x)
+    assert torch.equal(got, want)
+    assert int8.translate_ranges({"encoder.2.down": (0, 1)}) == {"encoder.downs.1": (0, 1)}
+
+
+def test_a_point_of_an_option_int8_does_not_implement_is_refused_by_name() -> None:
+    model = _settled_model(down="strided")
+    model.encoder.downs[1].down = "blurpool"  # an option written later in model/
+    reason = unsupported_reason(model) or ""
+    assert "encoder.downs.1" in reason and "'blurpool'" in reason
+    with pytest.raises(Int8Unsupported, match=r"encoder\.downs\.1"):
+        calibrate(model, [_input(model)])
+
+
 def test_quantising_leaves_the_float_model_unchanged() -> None:
     model = _settled_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -96,11 +163,11 @@ def test_transposed_conv_rewrite_matches_the_float_layer(dims: int) -> None:
     conv = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[dims - 1](12, 6, 2, 2)
     x = torch.rand(2, 12, *([5] * dims))
     if dims > 1:
-        x = x.contiguous(memory_format=int8.memory_format(dims))
+        x = x.contiguous(memory_format=memory_format(dims))
     with torch.no_grad():
         ref = conv(x)
     lo, hi = float(ref.min()), float(ref.max())
-    up = int8._QuantizedUp(conv, int8._qparams(lo, hi, reduce_range=False))
+    up = QuantizedUp(conv, qparams(lo, hi, reduce_range=False))
     xq = torch.quantize_per_tensor(x, 1 / 255, 0, torch.quint8)
     got = up(xq).dequantize()
     assert got.shape == ref.shape
@@ -139,10 +206,10 @@ def test_int8_label_maps_agree_with_fp32_on_real_images(shared_data) -> None:
 def test_calibration_ranges_cover_relu_maps_from_zero() -> None:
     model = _settled_model()
     ranges = calibrate(model, [_input(model)])
-    assert "encoder.0.conv0" in ranges and "decoder.0.up" in ranges
+    assert "encoder.blocks.0.convs.0" in ranges and "decoder.ups.0" in ranges
     for name, (lo, hi) in ranges.items():
         assert lo <= hi, name
-        if ".conv" in name:  # after a ReLU
+        if ".convs." in name:  # after a ReLU
             assert lo >= 0.0, name
 
 
@@ -157,15 +224,15 @@ def test_a_percentile_range_ignores_one_hot_pixel() -> None:
 def test_missing_calibration_point_is_named() -> None:
     model = _settled_model()
     ranges = calibrate(model, [_input(model)])
-    del ranges["decoder.0.conv1"]
-    with pytest.raises(ValueError, match=r"decoder\.0\.conv1.*calibrate"):
+    del ranges["decoder.blocks.0.convs.1"]
+    with pytest.raises(ValueError, match=r"decoder\.blocks\.0\.convs\.1.*calibrate"):
         quantize_for_inference(model, ranges)
 
 
 def test_reduce_range_uses_seven_bits() -> None:
-    assert int8._qparams(0.0, 127.0, reduce_range=True) == (1.0, 0)
-    assert int8._qparams(0.0, 255.0, reduce_range=False) == (1.0, 0)
-    scale, zero = int8._qparams(-1.0, 1.0, reduce_range=False)
+    assert qparams(0.0, 127.0, reduce_range=True) == (1.0, 0)
+    assert qparams(0.0, 255.0, reduce_range=False) == (1.0, 0)
+    scale, zero = qparams(-1.0, 1.0, reduce_range=False)
     assert zero == 128 and scale == pytest.approx(2 / 255)
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests import model_cases
 from unetkit import hardware
 from unetkit.infer.optimize import (
     OptimizedModel,
@@ -20,19 +21,10 @@ from unetkit.infer.optimize import (
 from unetkit.metrics import dice
 from unetkit.model import UNet, UNetConfig
 
+#: Every case of the shared table with batch norm, and a batch norm without affine parameters.
 FOLD_CASES = [
-    {},
-    {"norm_placement": "before_concat"},
-    {"fusion": "add"},
-    {"fusion": "add", "norm_placement": "before_concat"},
-    {"fusion": "concat_1x1"},
-    {"fusion": "concat_1x1", "norm_placement": "before_concat"},
-    {"fusion": "none"},
-    {"padding": "valid"},
-    {"block": "residual", "up": "interp", "down": "strided"},
-    {"norm": {"type": "batch", "affine": False}},
-    {"spatial_dims": 3},
-    {"spatial_dims": 1},
+    *model_cases.cases(norm="batch"),
+    pytest.param(model_cases.Case(2, {"norm": {"type": "batch", "affine": False}}), id="no-affine"),
 ]
 
 
@@ -65,12 +57,12 @@ def _input(model: UNet, size: int = 28, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, model.config.in_channels, *([size] * d))
 
 
-@pytest.mark.parametrize(
-    "kw", FOLD_CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "default"
-)
-def test_folded_fp32_model_equals_original(kw: dict) -> None:
-    model = _model(**kw)
-    x = _input(model)
+@pytest.mark.parametrize("case", FOLD_CASES)
+def test_folded_fp32_model_equals_original(case: model_cases.Case) -> None:
+    model = model_cases.make_model(case)
+    _randomise_norms(model)
+    model.eval()
+    x = model_cases.make_input(model)
     with torch.no_grad():
         ref = model(x)
     fast = optimize_for_inference(model, precision="fp32")
@@ -80,6 +72,39 @@ def test_folded_fp32_model_equals_original(kw: dict) -> None:
     assert fast.folded > 0
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("case", model_cases.cases(dims=(2,)))
+def test_every_case_optimised_in_fp32_gives_the_original_output(case: model_cases.Case) -> None:
+    model = model_cases.make_model(case, settled=True)
+    x = model_cases.make_input(model)
+    with torch.no_grad():
+        ref = model(x)
+        out = optimize_for_inference(model, precision="fp32")(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_folding_leaves_a_point_of_an_unknown_option_as_it_is() -> None:
+    class Gated(nn.Module):  # a fusion option written later, unknown to the folding
+        fusion = "gated"
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+            return self.inner(up, skip)
+
+    model = _model()
+    model.decoder.fuses[0] = Gated(model.decoder.fuses[0])
+    x = _input(model)
+    with torch.no_grad():
+        ref = model(x)
+        fast = optimize_for_inference(model, precision="fp32")
+        out = fast(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    left = [n for n, m in fast.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert left == ["model.decoder.fuses.0.inner.norm_joint"]
 
 
 def test_optimising_leaves_the_original_model_unchanged() -> None:

@@ -27,11 +27,19 @@ def test_flops_of_a_small_model_match_a_hand_count() -> None:
     assert summarize(c, n).total_flops == expected
 
 
+@pytest.mark.parametrize("blocks", [None, (1, 2, 2)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_receptive_field_matches_the_measured_gradient_support(padding: str) -> None:
+def test_receptive_field_matches_the_measured_gradient_support(
+    padding: str, blocks: tuple[int, ...] | None
+) -> None:
     torch.manual_seed(0)
     c = UNetConfig(
-        spatial_dims=1, widths=(4, 8, 16), padding=padding, norm="none", act="leaky_relu"
+        spatial_dims=1,
+        widths=(4, 8, 16),
+        padding=padding,
+        norm="none",
+        act="leaky_relu",
+        encoder_blocks=blocks,
     )
     model = UNet(c).double()
     n = 100 if padding == "valid" else 160
@@ -54,10 +62,12 @@ def test_checkpointing_lowers_the_activation_estimate() -> None:
     assert full.total_flops == plain.total_flops
 
 
-def test_valid_sizes_agree_with_running_the_model() -> None:
-    c = UNetConfig(spatial_dims=1, widths=(4, 8, 16), padding="valid")
+@pytest.mark.parametrize("blocks", [None, (2, 1, 1)])
+def test_valid_sizes_agree_with_running_the_model(blocks: tuple[int, ...] | None) -> None:
+    c = UNetConfig(spatial_dims=1, widths=(4, 8, 16), padding="valid", encoder_blocks=blocks)
     model = UNet(c).eval()
     valid = set(sz.valid_input_sizes(c, 1, 80))
+    assert valid, "some lengths up to 80 must be valid"
     for n in range(1, 81):
         x = torch.randn(1, 1, n)
         if n in valid:

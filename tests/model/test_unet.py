@@ -9,43 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from unetkit.model import UNet, UNetConfig, count_parameters, create_model, list_models
+from tests import model_cases
+from unetkit.model import UNet, UNetConfig, count_parameters, create_model
 
-BASE = {"widths": (4, 8, 16), "in_channels": 2, "out_channels": 3}
-OPTIONS = [
-    {},
-    {"down": "avgpool"},
-    {"down": "strided"},
-    {"up": "interp"},
-    {"fusion": "concat_1x1"},
-    {"fusion": "add"},
-    {"fusion": "none"},
-    {"norm": "instance"},
-    {"norm": {"type": "group", "groups": 2}},
-    {"norm": "none", "act": "leaky_relu"},
-    {"norm_placement": "before_concat"},
-    {"norm_placement": "before_concat", "fusion": "add", "norm": "group"},
-    {"block": "residual"},
-    {"act": "gelu", "dropout": 0.2},
-    {"act": {"type": "leaky_relu", "negative_slope": 0.2}, "block": "residual", "up": "interp"},
-    {"kernel_size": 5, "convs_per_block": 1},
-    {"checkpointing": "all", "deep_supervision": True},
-]
-ODD = {1: (37,), 2: (13, 22), 3: (7, 9, 11)}
+BASE = model_cases.BASE
+_id = model_cases.option_id
 
 
-def _id(opts: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in opts.items()) or "default"
-
-
-@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
-@pytest.mark.parametrize("options", OPTIONS, ids=_id)
-def test_same_mode_shape_and_gradients(spatial_dims: int, options: dict) -> None:
-    torch.manual_seed(0)
-    model = UNet(UNetConfig(spatial_dims=spatial_dims, **BASE, **options))
-    x = torch.randn(2, 2, *ODD[spatial_dims])
+@pytest.mark.parametrize("case", model_cases.cases(padding="same"))
+def test_same_mode_shape_and_gradients(case: model_cases.Case) -> None:
+    model = model_cases.make_model(case)
+    x = model_cases.make_input(model)
     y = model(x)
-    assert y.shape == (2, 3, *ODD[spatial_dims])
+    assert y.shape == (2, 3, *model_cases.ODD[case.spatial_dims])
     assert torch.isfinite(y).all()
     (y.square().mean()).backward()
     for name, p in model.named_parameters():
@@ -59,7 +35,12 @@ def test_same_mode_shape_and_gradients(spatial_dims: int, options: dict) -> None
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 @pytest.mark.parametrize(
     "options",
-    [{}, {"up": "interp", "down": "strided"}, {"block": "residual", "fusion": "add"}],
+    [
+        {},
+        {"up": "interp", "down": "strided"},
+        {"block": "residual", "fusion": "add"},
+        {"encoder_blocks": (1, 2, 1), "block": "residual"},
+    ],
     ids=_id,
 )
 def test_valid_mode_output_size_matches_arithmetic(spatial_dims: int, options: dict) -> None:
@@ -78,21 +59,17 @@ def test_valid_mode_output_size_matches_arithmetic(spatial_dims: int, options: d
         model(torch.randn(1, 2, *((bad,) * spatial_dims)))
 
 
-def test_every_preset_runs_forward_and_backward() -> None:
-    for name in list_models():
-        model = create_model(name)
-        c = model.config
-        if c.padding == "valid":
-            n = model.valid_input_sizes(1, 400)[0]
-        else:
-            n = 19 if c.spatial_dims < 3 else 9
-        if name in ("unet2d_ronneberger2015", "unet2d_classic"):
-            continue  # large: covered by the arithmetic and summary tests
-        x = torch.randn(2, c.in_channels, *((n,) * c.spatial_dims))
-        y = model(x)
-        assert y.shape[:2] == (2, c.out_channels)
-        y.mean().backward()
-        assert all(p.grad is not None for p in model.parameters())
+@pytest.mark.parametrize("name", model_cases.PRESETS)
+def test_every_preset_runs_forward_and_backward(name: str) -> None:
+    if name in model_cases.LARGE_PRESETS:
+        pytest.skip("large: covered by the arithmetic and summary tests")
+    model = model_cases.make_model(name)
+    c = model.config
+    x = model_cases.make_input(model)
+    y = model(x)
+    assert y.shape[:2] == (2, c.out_channels)
+    y.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_paper_preset_572_to_388_with_23_convs_and_known_parameters() -> None:
@@ -283,6 +260,8 @@ def test_odd_sizes_keep_alignment_no_one_pixel_shift() -> None:
         ("init", "xavier"),
         ("in_channels", 0),
         ("checkpointing", "some"),
+        ("encoder_blocks", (1, 2)),
+        ("encoder_blocks", (1, 0, 2, 2)),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_field(field: str, value: object) -> None:

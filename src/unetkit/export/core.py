@@ -32,22 +32,20 @@ TOLERANCE = 1e-4
 
 
 class ExportableUNet(nn.Module):
-    """The network without the eager pad-and-crop step: ``head(decoder(encoder(x)))``.
+    """The network without the eager pad-and-crop step: :meth:`UNet.forward_core`.
 
     ``x: (B, C_in, *S) -> (B, K, *S_out)``. Identical to ``UNet.forward`` on inputs that need no
     padding (same mode: sizes multiple of ``downsample_factor``; valid mode: valid sizes), and
-    free of Python shape arithmetic, so a trace keeps the batch and spatial axes dynamic.
+    free of Python shape arithmetic, so a trace keeps the batch and spatial axes dynamic. The
+    model's own walk is traced, so every block, fusion and up/down option exports as it runs.
     """
 
     def __init__(self, model: UNet) -> None:
         super().__init__()
-        self.encoder = model.encoder
-        self.decoder = model.decoder
-        self.head = model.head
+        self.net = model
 
     def forward(self, x: Tensor) -> Tensor:
-        skips = self.encoder(x)  # [(B, w_i, *S_i)]
-        return self.head(self.decoder(skips))  # (B, K, *S_out)
+        return self.net.forward_core(x)  # (B, K, *S_out)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""The U-Net's blocks: ConvNormAct, ConvBlock, Down, Up, Fuse, and crop/pad helpers.
+"""The U-Net's blocks: ConvNormAct, ConvBlock, ConvStage, Down, Up, Fuse, crop/pad helpers.
 
-Each block's docstring shows its data flow in one line. Convolutions record the gain of what
+Each block's docstring shows its data flow in one line. Arguments use the config's names
+(``in_channels``, ``convs_per_block``, ``block``, ``down``, ``up``, ``norm_placement``), and each
+block keeps the option that chose it under the same name. Convolutions record the gain of what
 follows them and their true fan-in (``unetkit_gain``, ``unetkit_fan_in``) so that
 :func:`unetkit.model.init.init_weights` can apply He initialisation exactly.
 """
@@ -69,7 +71,7 @@ def crop_to(x: Tensor, size: Sequence[int]) -> Tensor:
 
 
 class ConvNormAct(nn.Module):
-    """``x -> conv(k) -> norm -> act``; ``(B, in_ch, *S) -> (B, out_ch, *S')``.
+    """``x -> conv(k) -> norm -> act``; ``(B, in_channels, *S) -> (B, out_channels, *S')``.
 
     ``S' = S`` with ``padding="same"`` and ``S - (k - 1)`` with ``"valid"``.
     """
@@ -77,8 +79,8 @@ class ConvNormAct(nn.Module):
     def __init__(
         self,
         spatial_dims: int,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         *,
         kernel_size: int,
         padding: str,
@@ -89,12 +91,15 @@ class ConvNormAct(nn.Module):
         super().__init__()
         pad = (kernel_size - 1) // 2 if padding == "same" else 0
         has_norm = layers.spec_name(norm) != "none"
-        self.conv = tag_conv(
-            layers.conv(spatial_dims, in_ch, out_ch, kernel_size, padding=pad, bias=not has_norm),
-            gain=layers.act_gain(act) if with_act else 1.0,
-            fan_in=in_ch * kernel_size**spatial_dims,
+        conv = layers.conv(
+            spatial_dims, in_channels, out_channels, kernel_size, padding=pad, bias=not has_norm
         )
-        self.norm = layers.norm(norm, spatial_dims, out_ch)
+        self.conv = tag_conv(
+            conv,
+            gain=layers.act_gain(act) if with_act else 1.0,
+            fan_in=in_channels * kernel_size**spatial_dims,
+        )
+        self.norm = layers.norm(norm, spatial_dims, out_channels)
         self.act = layers.act(act) if with_act else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -102,67 +107,72 @@ class ConvNormAct(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """``x -> [conv -> norm -> act] * n (+ shortcut(x)) [-> dropout]``.
+    """``x -> [conv -> norm -> act] * convs_per_block (+ shortcut(x)) [-> dropout]``.
 
-    ``(B, in_ch, *S) -> (B, out_ch, *S')``.
+    ``(B, in_channels, *S) -> (B, out_channels, *S')``.
 
-    ``kind="residual"`` adds a shortcut (identity, or a 1x1 convolution when channels change,
+    ``block="residual"`` adds a shortcut (identity, or a 1x1 convolution when channels change,
     centre-cropped in valid mode) before the last activation.
     """
 
     def __init__(
         self,
         spatial_dims: int,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         *,
-        n_convs: int,
+        convs_per_block: int,
         kernel_size: int,
         padding: str,
         norm: LayerSpec,
         act: LayerSpec,
-        kind: str = "plain",
+        block: str = "plain",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.residual = kind == "residual"
+        self.block = block
+        self.residual = block == "residual"
         self.convs = nn.ModuleList(
             ConvNormAct(
                 spatial_dims,
-                in_ch if i == 0 else out_ch,
-                out_ch,
+                in_channels if i == 0 else out_channels,
+                out_channels,
                 kernel_size=kernel_size,
                 padding=padding,
                 norm=norm,
                 act=act,
-                with_act=not (self.residual and i == n_convs - 1),
+                with_act=not (self.residual and i == convs_per_block - 1),
             )
-            for i in range(n_convs)
+            for i in range(convs_per_block)
         )
         if self.residual:
             self.shortcut: nn.Module = (
                 nn.Identity()
-                if in_ch == out_ch
-                else tag_conv(layers.conv(spatial_dims, in_ch, out_ch, 1), gain=1.0, fan_in=in_ch)
+                if in_channels == out_channels
+                else tag_conv(
+                    layers.conv(spatial_dims, in_channels, out_channels, 1),
+                    gain=1.0,
+                    fan_in=in_channels,
+                )
             )
             self.out_act: nn.Module = layers.act(act)
         self.dropout = layers.DROPOUT[spatial_dims](dropout) if dropout > 0 else nn.Identity()
 
     @classmethod
     def from_config(
-        cls, config: UNetConfig, in_ch: int, out_ch: int, *, dropout: float = 0.0
+        cls, config: UNetConfig, in_channels: int, out_channels: int, *, dropout: float = 0.0
     ) -> ConvBlock:
         """The block of one encoder or decoder level, as ``config`` describes it."""
         return cls(
             config.spatial_dims,
-            in_ch,
-            out_ch,
-            n_convs=config.convs_per_block,
+            in_channels,
+            out_channels,
+            convs_per_block=config.convs_per_block,
             kernel_size=config.kernel_size,
             padding=config.padding,
             norm=config.norm,
             act=config.act,
-            kind=config.block,
+            block=config.block,
             dropout=dropout,
         )
 
@@ -175,14 +185,50 @@ class ConvBlock(nn.Module):
         return self.dropout(y)
 
 
-class Down(nn.Module):
-    """``x -> pool 2 (max | avg) | conv 2x2 stride 2``; ``(B, C, *S) -> (B, C, *S/2)``."""
+class ConvStage(nn.Sequential):
+    """``x -> block_0 -> block_1 -> ... -> block_{n-1}``: one encoder level of ``n >= 2`` blocks.
 
-    def __init__(self, spatial_dims: int, channels: int, kind: str) -> None:
+    ``(B, in_channels, *S) -> (B, out_channels, *S')``; only the first block changes the
+    channels. Used where ``UNetConfig.encoder_blocks`` asks for more than one block at a level
+    (a level with one block is a bare :class:`ConvBlock`, so older state-dict keys stay).
+    """
+
+    @classmethod
+    def from_config(
+        cls,
+        config: UNetConfig,
+        in_channels: int,
+        out_channels: int,
+        blocks: int,
+        *,
+        dropout: float = 0.0,
+    ) -> ConvStage:
+        """``blocks`` blocks as ``config`` describes them; ``dropout`` ends the last one."""
+        return cls(
+            *(
+                ConvBlock.from_config(
+                    config,
+                    in_channels if j == 0 else out_channels,
+                    out_channels,
+                    dropout=dropout if j == blocks - 1 else 0.0,
+                )
+                for j in range(blocks)
+            )
+        )
+
+
+class Down(nn.Module):
+    """``x -> pool 2 (max | avg) | conv 2x2 stride 2``; ``(B, C, *S) -> (B, C, *S/2)``.
+
+    ``down`` is the config's option: ``"maxpool"``, ``"avgpool"`` or ``"strided"``.
+    """
+
+    def __init__(self, spatial_dims: int, channels: int, down: str) -> None:
         super().__init__()
-        if kind == "maxpool":
+        self.down = down
+        if down == "maxpool":
             self.op: nn.Module = layers.MAXPOOL[spatial_dims](2)
-        elif kind == "avgpool":
+        elif down == "avgpool":
             self.op = layers.AVGPOOL[spatial_dims](2)
         else:
             self.op = tag_conv(
@@ -198,27 +244,33 @@ class Down(nn.Module):
 class Up(nn.Module):
     """``x -> transposed conv 2x2 stride 2 | (interp x2 -> conv 1x1)``.
 
-    ``(B, in_ch, *S) -> (B, out_ch, *2S)``.
+    ``(B, in_channels, *S) -> (B, out_channels, *2S)``; ``up`` is the config's option
+    (``"transpose"`` or ``"interp"``).
 
-    The paper's "up-convolution" halves the channels: ``out_ch = in_ch / 2`` in a standard U-Net.
+    The paper's "up-convolution" halves the channels: ``out_channels = in_channels / 2`` in a
+    standard U-Net.
     """
 
-    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, kind: str) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, up: str) -> None:
         super().__init__()
-        self.kind = kind
+        self.up = up
         self.spatial_dims = spatial_dims
-        if kind == "transpose":
-            # Stride equals kernel: each output element sees in_ch inputs (one per channel).
+        if up == "transpose":
+            # Stride equals kernel: each output element sees in_channels inputs (one per channel).
             self.conv = tag_conv(
-                layers.CONV_T[spatial_dims](in_ch, out_ch, 2, stride=2), gain=1.0, fan_in=in_ch
+                layers.CONV_T[spatial_dims](in_channels, out_channels, 2, stride=2),
+                gain=1.0,
+                fan_in=in_channels,
             )
         else:
             self.conv = tag_conv(
-                layers.conv(spatial_dims, in_ch, out_ch, 1), gain=1.0, fan_in=in_ch
+                layers.conv(spatial_dims, in_channels, out_channels, 1),
+                gain=1.0,
+                fan_in=in_channels,
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.kind == "interp":
+        if self.up == "interp":
             x = F.interpolate(
                 x, scale_factor=2.0, mode=layers.INTERP_MODE[self.spatial_dims], align_corners=False
             )
@@ -231,8 +283,8 @@ class Fuse(nn.Module):
     ``up: (B, C, *S), skip: (B, C, *S_skip) -> (B, out_channels, *S)``, with ``out_channels``
     2C for ``concat``, C for ``concat_1x1``, ``add`` and ``none`` (skip ignored).
 
-    ``after_concat``: ``cat(up, skip) -> norm(2C)`` (the joint map). ``before_concat``:
-    ``cat(norm(up), norm(skip))``. For ``add`` the same with a sum.
+    ``norm_placement="after_concat"``: ``cat(up, skip) -> norm(2C)`` (the joint map).
+    ``"before_concat"``: ``cat(norm(up), norm(skip))``. For ``add`` the same with a sum.
     """
 
     def __init__(
@@ -242,15 +294,15 @@ class Fuse(nn.Module):
         *,
         fusion: str,
         norm: LayerSpec,
-        placement: str,
+        norm_placement: str,
     ) -> None:
         super().__init__()
         self.fusion = fusion
-        self.placement = placement
+        self.norm_placement = norm_placement
         joint = 2 * channels if fusion in ("concat", "concat_1x1") else channels
         self.out_channels = channels if fusion != "concat" else 2 * channels
         use_norm = fusion != "none" and layers.spec_name(norm) != "none"
-        if use_norm and placement == "before_concat":
+        if use_norm and norm_placement == "before_concat":
             self.norm_up: nn.Module = layers.norm(norm, spatial_dims, channels)
             self.norm_skip: nn.Module = layers.norm(norm, spatial_dims, channels)
         elif use_norm:
@@ -267,7 +319,7 @@ class Fuse(nn.Module):
         if self.fusion == "none" or skip is None:
             return up
         skip = center_crop(skip, up.shape[2:])  # valid mode: the paper's crop
-        before = self.use_norm and self.placement == "before_concat"
+        before = self.use_norm and self.norm_placement == "before_concat"
         if before:
             up, skip = self.norm_up(up), self.norm_skip(skip)
         y = up + skip if self.fusion == "add" else torch.cat([up, skip], dim=1)

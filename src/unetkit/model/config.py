@@ -137,6 +137,10 @@ class UNetConfig:
         act: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"silu"`` or ``{"type": ..., **kwargs}``.
         block: ``"plain"`` (conv-norm-act repeated) or ``"residual"`` (with an identity or 1x1
             shortcut around the block).
+        encoder_blocks: blocks per encoder level, shallow first (one entry per level), e.g.
+            ``(1, 3, 4, 6)`` as in nnU-Net's residual encoders: more blocks where maps are
+            small. ``None`` (the default) means one block per level. The decoder always has one
+            block per level.
         dropout: dropout probability at the end of the contracting path (the bottleneck block),
             as in the paper. 0 disables it.
         init: ``"kaiming"`` (He normal from each convolution's true fan-in, including the 2C
@@ -163,6 +167,7 @@ class UNetConfig:
     norm_placement: NormPlacement = "after_concat"
     act: LayerSpec = "relu"
     block: BlockKind = "plain"
+    encoder_blocks: tuple[int, ...] | None = None
     dropout: float = 0.0
     init: Init = "kaiming"
     checkpointing: Checkpointing | bool = "off"
@@ -174,6 +179,8 @@ class UNetConfig:
         elif self.checkpointing is False:
             object.__setattr__(self, "checkpointing", "off")
         object.__setattr__(self, "widths", tuple(self.widths))
+        if isinstance(self.encoder_blocks, list | tuple):
+            object.__setattr__(self, "encoder_blocks", tuple(self.encoder_blocks))
         if isinstance(self.norm, dict):
             object.__setattr__(self, "norm", dict(self.norm))
         if isinstance(self.act, dict):
@@ -215,6 +222,7 @@ class UNetConfig:
             ("checkpointing", Checkpointing),
         ):
             _check_choice(name, getattr(self, name), get_args(typ))
+        self._validate_encoder_blocks()
         if not isinstance(self.norm, str | dict):
             raise ValueError(f"norm: expected a name or a mapping, got {self.norm!r}")
         _check_choice("norm", spec_name(self.norm), NORMS)
@@ -230,6 +238,25 @@ class UNetConfig:
                 "deep_supervision: needs at least three levels in widths (a decoder level "
                 "below full resolution to put a head on)"
             )
+
+    def _validate_encoder_blocks(self) -> None:
+        blocks = self.encoder_blocks
+        if blocks is None:
+            return
+        if (
+            not isinstance(blocks, tuple)
+            or len(blocks) != len(self.widths)
+            or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in blocks)
+        ):
+            raise ValueError(
+                f"encoder_blocks: expected one positive integer per level of widths "
+                f"({len(self.widths)} levels), e.g. {[1, *[2] * (len(self.widths) - 1)]}, or "
+                f"null for one block per level; got {blocks!r}"
+            )
+
+    def blocks_at(self, level: int) -> int:
+        """Number of blocks of encoder level ``level`` (1 unless ``encoder_blocks`` says more)."""
+        return 1 if self.encoder_blocks is None else self.encoder_blocks[level]
 
     @property
     def depth(self) -> int:

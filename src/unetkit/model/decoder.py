@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from unetkit.model.blocks import ConvBlock, Fuse, Up
 from unetkit.model.config import UNetConfig
 from unetkit.model.encoder import maybe_checkpoint
+from unetkit.model.walk import Point, Step, block_points, call, option_of
 
 
 class Decoder(nn.Module):
@@ -33,7 +34,7 @@ class Decoder(nn.Module):
                 c.widths[i],
                 fusion=c.fusion,
                 norm=c.norm,
-                placement=c.norm_placement,
+                norm_placement=c.norm_placement,
             )
             for i in levels
         )
@@ -41,25 +42,40 @@ class Decoder(nn.Module):
             ConvBlock.from_config(c, self.fuses[i].out_channels, c.widths[i]) for i in levels
         )
 
-    def _level(self, i: int, x: Tensor, skip: Tensor) -> Tensor:
-        x = self.ups[i](x)  # (B, w_i, *2S)
-        x = self.fuses[i](x, skip)  # (B, 2 w_i or w_i, *2S)
-        return self.blocks[i](x)  # (B, w_i, *2S')
+    prefix = "decoder"
 
-    def forward_levels(self, skips: list[Tensor]) -> list[Tensor]:
+    def level_points(self, i: int) -> list[Point]:
+        """The points of decoder level ``i`` in order: up, fuse, block."""
+        up, fuse = self.ups[i], self.fuses[i]
+        return [
+            Point(f"{self.prefix}.ups.{i}", "up", option_of(up, "up", "?"), i, up),
+            Point(f"{self.prefix}.fuses.{i}", "fuse", option_of(fuse, "fusion", "?"), i, fuse),
+            *block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i]),
+        ]
+
+    def _level(self, i: int, step: Step, x: Tensor, skip: Tensor) -> Tensor:
+        up, fuse, *blocks = self.level_points(i)
+        x = step(up, x)  # (B, w_i, *2S)
+        x = step(fuse, x, skip)  # (B, 2 w_i or w_i, *2S)
+        for block in blocks:
+            x = step(block, x)  # (B, w_i, *2S')
+        return x
+
+    def forward_levels(self, skips: list[Tensor], step: Step = call) -> list[Tensor]:
         """Decoder outputs of every level, shallow first.
 
-        ``[s_0, ..., s_{D-1}] -> [(B, w_0, ...), ..., (B, w_{D-2}, ...)]``.
+        ``[s_0, ..., s_{D-1}] -> [(B, w_0, ...), ..., (B, w_{D-2}, ...)]``; ``step(point,
+        *inputs)`` computes each point (see :mod:`unetkit.model.walk`).
         """
         x = skips[-1]
         outputs: list[Tensor] = []
         for i in reversed(range(len(self.ups))):
-            level = functools.partial(self._level, i)
+            level = functools.partial(self._level, i, step)
             x = maybe_checkpoint(level, self, x, skips[i], enabled=self.checkpointed)
             outputs.append(x)
         return outputs[::-1]
 
-    def forward(self, skips: list[Tensor]) -> Tensor:
+    def forward(self, skips: list[Tensor], step: Step = call) -> Tensor:
         if not self.ups:
             return skips[-1]
-        return self.forward_levels(skips)[0]
+        return self.forward_levels(skips, step)[0]

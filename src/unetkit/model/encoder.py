@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from unetkit.model.blocks import ConvBlock, Down
+from unetkit.model.blocks import ConvBlock, ConvStage, Down
 from unetkit.model.config import UNetConfig
+from unetkit.model.walk import Point, Step, block_points, call, option_of
 
 
 @contextlib.contextmanager
@@ -55,10 +57,13 @@ def maybe_checkpoint(
 class Encoder(nn.Module):
     """``x: (B, C_in, *S) -> [s_0: (B, w_0, *S_0), ..., s_{D-1}: (B, w_{D-1}, *S_{D-1})]``.
 
-    Level 0 is a block at full resolution; each further level is ``Down`` then a block. The last
-    output is the bottleneck. With ``checkpointing`` the blocks' inner activations are
-    recomputed in the backward pass; only their outputs (the skips) are kept.
+    Level 0 is a block at full resolution; each further level is ``Down`` then a block (or a
+    :class:`ConvStage` of ``encoder_blocks[i]`` blocks). The last output is the bottleneck.
+    With ``checkpointing`` each level's inner activations are recomputed in the backward pass;
+    only its output (the skip) is kept.
     """
+
+    prefix = "encoder"
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -67,21 +72,41 @@ class Encoder(nn.Module):
         self.downs = nn.ModuleList(
             Down(c.spatial_dims, c.widths[i - 1], c.down) for i in range(1, c.depth)
         )
-        self.blocks = nn.ModuleList(
-            ConvBlock.from_config(
-                c,
-                c.in_channels if i == 0 else c.widths[i - 1],
-                c.widths[i],
-                dropout=c.dropout if i == c.depth - 1 else 0.0,  # the paper's bottleneck dropout
-            )
-            for i in range(c.depth)
-        )
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+        def level(i: int) -> nn.Module:
+            in_channels = c.in_channels if i == 0 else c.widths[i - 1]
+            dropout = c.dropout if i == c.depth - 1 else 0.0  # the paper's bottleneck dropout
+            n = c.blocks_at(i)
+            if n == 1:
+                return ConvBlock.from_config(c, in_channels, c.widths[i], dropout=dropout)
+            return ConvStage.from_config(c, in_channels, c.widths[i], n, dropout=dropout)
+
+        self.blocks = nn.ModuleList(level(i) for i in range(c.depth))
+
+    def down_point(self, i: int) -> Point:
+        """The down-sampling into level ``i + 1``: ``encoder.downs.{i}``."""
+        down = self.downs[i]
+        return Point(f"{self.prefix}.downs.{i}", "down", option_of(down, "down", "?"), i + 1, down)
+
+    def level_points(self, i: int) -> list[Point]:
+        """The points of level ``i`` in order: its down-sampling (``i > 0``), then its blocks."""
+        points = [self.down_point(i - 1)] if i > 0 else []
+        return points + block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i])
+
+    def _blocks(self, i: int, step: Step, x: Tensor) -> Tensor:
+        if step is call:  # the level's own module (a stage runs its blocks in the same order)
+            return self.blocks[i](x)
+        for point in block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i]):
+            x = step(point, x)
+        return x
+
+    def forward(self, x: Tensor, step: Step = call) -> list[Tensor]:
+        """The skips, shallow first; ``step(point, x)`` computes each point (see ``walk``)."""
         skips: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if i > 0:
-                x = self.downs[i - 1](x)  # (B, w_{i-1}, *S_{i-1}/2)
-            x = maybe_checkpoint(block, block, x, enabled=self.checkpointed)  # (B, w_i, *S_i)
+                x = step(self.down_point(i - 1), x)  # (B, w_{i-1}, *S_{i-1}/2)
+            level = functools.partial(self._blocks, i, step)
+            x = maybe_checkpoint(level, block, x, enabled=self.checkpointed)  # (B, w_i, *S_i)
             skips.append(x)
         return skips

@@ -35,10 +35,10 @@ INTERP_MODE: dict[int, str] = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def conv(
-    spatial_dims: int, in_ch: int, out_ch: int, kernel_size: int, **kwargs: object
+    spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int, **kwargs: object
 ) -> nn.Module:
-    """A ``Conv{d}d``; ``x: (B, in_ch, *S) -> (B, out_ch, *S')``."""
-    return CONV[spatial_dims](in_ch, out_ch, kernel_size, **kwargs)
+    """A ``Conv{d}d``; ``x: (B, in_channels, *S) -> (B, out_channels, *S')``."""
+    return CONV[spatial_dims](in_channels, out_channels, kernel_size, **kwargs)
 
 
 def norm(spec: LayerSpec, spatial_dims: int, channels: int) -> nn.Module:

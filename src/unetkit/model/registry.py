@@ -31,6 +31,28 @@ PRESETS: dict[str, UNetConfig] = {
         out_channels=2,
         widths=(64, 128, 256, 512, 1024),
     ),
+    # A residual encoder in the spirit of nnU-Net's ResEnc presets (Isensee et al., "nnU-Net
+    # Revisited", MICCAI 2024): residual blocks, strided-convolution down-sampling, more blocks
+    # where the maps are small (1, 3, 4, 6, 6), one block per decoder level.
+    "unet2d_resenc": UNetConfig(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        widths=(32, 64, 128, 256, 512),
+        down="strided",
+        block="residual",
+        encoder_blocks=(1, 3, 4, 6, 6),
+    ),
+    "unet3d_resenc": UNetConfig(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        widths=(32, 64, 128, 256, 320),
+        down="strided",
+        block="residual",
+        encoder_blocks=(1, 3, 4, 6, 6),
+        norm="instance",
+    ),
     # Small models for laptops and tests.
     "unet1d_small": UNetConfig(spatial_dims=1, widths=(16, 32, 64, 128)),
     "unet2d_small": UNetConfig(spatial_dims=2, widths=(16, 32, 64, 128)),

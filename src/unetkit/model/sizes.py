@@ -21,7 +21,7 @@ def _axis_output(config: UNetConfig, n: int) -> int | None:
     s = n
     skips: list[int] = []
     for level in range(config.depth):
-        s -= shrink
+        s -= shrink * config.blocks_at(level)
         if s < 1:
             return None
         skips.append(s)
@@ -101,7 +101,7 @@ def receptive_field(config: UNetConfig) -> int:
     rf, jump = 1, 1
     conv = config.convs_per_block * (config.kernel_size - 1)
     for level in range(config.depth):
-        rf += conv * jump
+        rf += conv * config.blocks_at(level) * jump
         if level < config.depth - 1:
             rf += jump  # 2-wide pool / strided conv
             jump *= 2

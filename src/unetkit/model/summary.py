@@ -111,7 +111,8 @@ class ModelSummary:
         out = [
             f"U-Net {c.spatial_dims}D  depth {c.depth}  widths {list(c.widths)}  "
             f"padding={c.padding} down={c.down} up={c.up} fusion={c.fusion} "
-            f"norm={c.norm} block={c.block}",
+            f"norm={c.norm} block={c.block}"
+            + ("" if c.encoder_blocks is None else f" encoder_blocks={list(c.encoder_blocks)}"),
             f"input {'x'.join(map(str, self.input_shape))} -> output "
             f"{'x'.join(map(str, self.output_shape))}  (batch, channels, spatial)",
             "",

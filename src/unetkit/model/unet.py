@@ -12,6 +12,7 @@ from unetkit.model.config import UNetConfig
 from unetkit.model.decoder import Decoder
 from unetkit.model.encoder import Encoder
 from unetkit.model.init import init_weights
+from unetkit.model.walk import Point, Step, call
 
 
 class UNet(nn.Module):
@@ -25,7 +26,11 @@ class UNet(nn.Module):
 
     State-dict keys are stable public API: ``encoder.blocks.{i}``, ``encoder.downs.{i}``,
     ``decoder.ups.{i}``, ``decoder.fuses.{i}``, ``decoder.blocks.{i}``, ``head``, and
-    ``deep_heads.{i}`` with deep supervision; ``i`` is the resolution level.
+    ``deep_heads.{i}`` with deep supervision; ``i`` is the resolution level (an encoder level of
+    several blocks, ``encoder_blocks``, has ``encoder.blocks.{i}.{j}``).
+
+    The walk (:mod:`unetkit.model.walk`): :meth:`points` names every computation point and
+    :meth:`forward_core` runs the network without padding and crop, point by point.
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -77,22 +82,59 @@ class UNet(nn.Module):
                 f"got {x.shape[1]}"
             )
 
+    def points(self) -> list[Point]:
+        """The computation points in the order :meth:`forward_core` runs them, then the deep
+        supervision heads (``deep_head``, used by :meth:`forward_deep_supervision` only)."""
+        points: list[Point] = []
+        for i in range(self.config.depth):
+            points += self.encoder.level_points(i)
+        for i in reversed(range(len(self.decoder.ups))):
+            points += self.decoder.level_points(i)
+        points.append(Point("head", "head", "conv", 0, self.head))
+        for i, head in enumerate(getattr(self, "deep_heads", ())):
+            points.append(Point(f"deep_heads.{i}", "deep_head", "conv", i + 1, head))
+        return points
+
+    def _walk_levels(self, x: Tensor, step: Step) -> list[Tensor]:
+        """Decoder outputs per level, shallow first, of an input that needs no padding."""
+        skips = self.encoder(x, step)  # [(B, w_i, *S_i)]
+        if len(skips) == 1:
+            return skips
+        return self.decoder.forward_levels(skips, step)
+
+    def forward_core(self, x: Tensor, step: Step = call) -> Tensor:
+        """The network without the input padding and output crop: ``head(decoder(encoder(x)))``.
+
+        ``x: (B, in_channels, *P) -> (B, out_channels, *P_out)`` where, in same mode, ``P`` is a
+        multiple of :attr:`downsample_factor` (``P_out = P``) and in valid mode a valid size.
+        ``step(point, *inputs)`` computes each point of :meth:`points` (default: its module);
+        consumers that run the network another way (int8) pass their own. Free of Python shape
+        arithmetic apart from the valid-mode crops, so a trace keeps the axes dynamic.
+        """
+        levels = self._walk_levels(x, step)
+        return step(Point("head", "head", "conv", 0, self.head), levels[0])  # (B, K, *P_out)
+
+    def prepare_input(self, x: Tensor) -> tuple[Tensor, tuple[int, ...] | None]:
+        """Check ``x`` and pad it for :meth:`forward_core`; returns the size to crop back to.
+
+        ``x: (B, in_channels, *S) -> (B, in_channels, *P)`` with ``P`` the next multiple of
+        :attr:`downsample_factor` in same mode (and the original ``S``); valid mode returns
+        ``x`` and ``None``, or raises ``ValueError`` naming the nearest valid sizes.
+        """
+        self._check_input(x)
+        if self.config.padding == "same":
+            return pad_to_multiple(x, self.downsample_factor)  # (B, C, *P)
+        self.output_size(tuple(x.shape[2:]))  # raises with the nearest valid sizes
+        return x, None
+
     def _levels(self, x: Tensor) -> tuple[list[Tensor], tuple[int, ...] | None]:
         """Decoder outputs per level (shallow first) and the size to crop back to (same mode)."""
-        self._check_input(x)
-        original: tuple[int, ...] | None = None
-        if self.config.padding == "same":
-            x, original = pad_to_multiple(x, self.downsample_factor)  # (B, C, *P)
-        else:
-            self.output_size(tuple(x.shape[2:]))  # raises with the nearest valid sizes
-        skips = self.encoder(x)  # [(B, w_i, *S_i)]
-        if len(skips) == 1:
-            return skips, original
-        return self.decoder.forward_levels(skips), original
+        x, original = self.prepare_input(x)
+        return self._walk_levels(x, call), original
 
     def forward(self, x: Tensor) -> Tensor:
-        levels, original = self._levels(x)
-        y = self.head(levels[0])  # (B, out_channels, *P)
+        x, original = self.prepare_input(x)  # (B, C, *P)
+        y = self.forward_core(x)  # (B, out_channels, *P_out)
         return y if original is None else crop_to(y, original)
 
     def forward_deep_supervision(self, x: Tensor) -> list[Tensor]:

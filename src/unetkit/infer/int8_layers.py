@@ -1,0 +1,102 @@
+"""The int8 building blocks: quantisation parameters, quantized convolutions, the transposed
+convolution as a 1x1 convolution plus depth-to-space.
+
+``(B, C, *S) quint8 -> (B, C', *S') quint8`` for every module here; see :mod:`unetkit.infer.int8`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Int8Unsupported(ValueError):
+    """The model has a part the int8 path does not implement; use fp32 instead."""
+
+
+def qparams(lo: float, hi: float, *, reduce_range: bool) -> tuple[float, int]:
+    """Scale and zero point of uint8 covering ``[lo, hi]`` (always including 0)."""
+    top = 127 if reduce_range else 255
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / top, 1e-8)
+    zero = min(max(round(-lo / scale), 0), top)
+    return scale, int(zero)
+
+
+def quantize_weight(weight: Tensor, axis: int) -> Tensor:
+    """Symmetric int8 per output channel (``axis``)."""
+    dims = [d for d in range(weight.ndim) if d != axis]
+    scale = (weight.abs().amax(dim=dims).double() / 127.0).clamp_min(1e-12)
+    zero = torch.zeros_like(scale, dtype=torch.long)
+    return torch.quantize_per_channel(weight.float(), scale, zero, axis, torch.qint8)
+
+
+def quantized_conv(conv: nn.Module, relu: bool, qp: tuple[float, int]) -> nn.Module:
+    """A quantized copy of ``conv`` (Conv{1,2,3}d, groups 1), ReLU fused when ``relu``."""
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+
+    dims = conv.weight.ndim - 2  # type: ignore[union-attr]
+    cls = {
+        (1, False): nnq.Conv1d,
+        (2, False): nnq.Conv2d,
+        (3, False): nnq.Conv3d,
+        (1, True): nniq.ConvReLU1d,
+        (2, True): nniq.ConvReLU2d,
+        (3, True): nniq.ConvReLU3d,
+    }[(dims, relu)]
+    if conv.groups != 1 or conv.padding_mode != "zeros":  # type: ignore[union-attr]
+        raise Int8Unsupported("int8: grouped or non-zero-padded convolutions")
+    q = cls(
+        conv.in_channels,  # type: ignore[union-attr]
+        conv.out_channels,  # type: ignore[union-attr]
+        conv.kernel_size,  # type: ignore[union-attr]
+        stride=conv.stride,  # type: ignore[union-attr]
+        padding=conv.padding,  # type: ignore[union-attr]
+        dilation=conv.dilation,  # type: ignore[union-attr]
+    )
+    bias = conv.bias.detach().float() if conv.bias is not None else None  # type: ignore[union-attr]
+    q.set_weight_bias(quantize_weight(conv.weight.detach(), 0), bias)  # type: ignore[union-attr]
+    q.scale, q.zero_point = qp
+    return q
+
+
+class QuantizedUp(nn.Module):
+    """A transposed convolution with kernel = stride = 2 in int8, as a 1x1 convolution to
+    ``2**d * C_out`` channels followed by depth-to-space.
+
+    ``(B, C_in, *S) quint8 -> (B, C_out, *2S) quint8`` (channels_last in 2D/3D). Exactly the
+    transposed convolution, with per-channel weights (PyTorch's quantized ConvTranspose takes
+    per-tensor weights only, and its x86 kernels did not match the float layer when measured).
+    """
+
+    def __init__(self, conv: nn.Module, qp: tuple[float, int]) -> None:
+        super().__init__()
+        weight = conv.weight.detach().float()  # type: ignore[union-attr]  # (C_in, C_out, 2, ..)
+        if any(k != 2 for k in weight.shape[2:]) or any(s != 2 for s in conv.stride):  # type: ignore[union-attr]
+            raise Int8Unsupported("int8: transposed convolutions other than kernel 2 stride 2")
+        c_in, c_out = weight.shape[:2]
+        dims = weight.ndim - 2
+        self.dims, self.c_out = dims, c_out
+        # channel (o, a, b, ...) of the 1x1 conv -> output o at offset (a, b, ...)
+        order = (1, *range(2, 2 + dims), 0)
+        w1 = weight.permute(order).reshape(c_out * 2**dims, c_in, *([1] * dims))
+        conv1 = nn.Conv1d if dims == 1 else nn.Conv2d if dims == 2 else nn.Conv3d
+        pointwise = conv1(c_in, c_out * 2**dims, 1)
+        with torch.no_grad():
+            pointwise.weight.copy_(w1)
+            pointwise.bias.copy_(conv.bias.detach().float().repeat_interleave(2**dims))  # type: ignore[union-attr]
+        self.pointwise = quantized_conv(pointwise, False, qp)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.pointwise(x)  # (B, C_out * 2**d, *S)
+        d, c = self.dims, self.c_out
+        b, spatial = y.shape[0], y.shape[2:]
+        t = y.int_repr().movedim(1, -1)  # (B, *S, C_out * 2**d), a view of channels-last memory
+        t = t.reshape(b, *spatial, c, *([2] * d))
+        # (B, S1, a1, S2, a2, ..., C_out): interleave each axis with its offset
+        order = [0]
+        for i in range(d):
+            order += [1 + i, 2 + d + i]
+        t = t.permute(*order, 1 + d).reshape(b, *(2 * s for s in spatial), c).movedim(-1, 1)
+        return torch._make_per_tensor_quantized_tensor(t, y.q_scale(), y.q_zero_point())

@@ -1,0 +1,266 @@
+"""The int8 network as a step of the model's walk (:mod:`unetkit.model.walk`).
+
+:class:`Runner` follows :meth:`unetkit.model.UNet.forward_core` point by point on a folded copy
+of the model, in float (calling ``observe(name, map)`` at every point where a feature map is
+written, for calibration) or in int8 (quantized modules at exactly those points, so the names
+always match). Range names are the state-dict names of the modules that write the maps:
+
+    encoder.blocks.0.convs.1      a convolution (with its ReLU) of a block
+    encoder.blocks.1.shortcut     the 1x1 shortcut of a residual block
+    encoder.blocks.1.out_act      the output of a residual block (after the sum and ReLU)
+    encoder.downs.0               a strided down-sampling convolution
+    decoder.ups.1                 an up-sampling
+    decoder.fuses.1               the fused map (``decoder.fuses.1.skip``: its skip branch)
+    decoder.fuses.1.reduce        the 1x1 reduction of ``concat_1x1``
+
+Each point kind and option has one handler here; a point of another kind or option is refused
+by name (:func:`walk_reason`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unetkit.infer.fold import FoldedFuse
+from unetkit.infer.int8_layers import Int8Unsupported, QuantizedUp, quantized_conv
+from unetkit.infer.optimize import memory_format
+from unetkit.model import UNet
+from unetkit.model.blocks import Fuse, center_crop, crop_to
+from unetkit.model.layers import INTERP_MODE
+from unetkit.model.walk import Point
+
+Observe = Callable[[str, Tensor], None] | None
+QParams = Callable[..., tuple[float, int]]
+
+_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
+_BATCH_NORM = {1: "batch_norm1d", 2: "batch_norm2d", 3: "batch_norm3d"}
+
+#: The point kinds and options the int8 path implements.
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "block": ("plain", "residual"),
+    "down": ("maxpool", "avgpool", "strided"),
+    "up": ("transpose", "interp"),
+    "fuse": ("concat", "concat_1x1", "add", "none"),
+    "head": ("conv",),
+    "deep_head": ("conv",),  # not run by the forward; ignored
+}
+
+
+def walk_reason(net: UNet) -> str | None:
+    """The first point of ``net`` int8 does not implement, named, or ``None``."""
+    for point in net.points():
+        options = SUPPORTED.get(point.kind)
+        if options is None or point.option not in options:
+            known = ", ".join(f"{k} {'/'.join(v)}" for k, v in SUPPORTED.items())
+            return (
+                f"{point.name} is a {point.kind} with option {point.option!r}, which the int8 "
+                f"path does not implement (it handles {known})"
+            )
+    return None
+
+
+class Runner:
+    """Runs a folded unetkit U-Net along its walk, in float (observing) or in int8.
+
+    ``run(x)``: ``x: (B, C, *S) float -> (B, K, *S') float32 logits``.
+    """
+
+    def __init__(self, net: UNet) -> None:
+        self.net = net
+        self.dims = net.config.spatial_dims
+        self.quantized: dict[str, nn.Module] = {}
+        self.qparams: dict[str, tuple[float, int]] = {}
+        self.unit: dict[str, tuple[Tensor, Tensor]] = {}  # (ones, zeros) per affine skip
+        self.int8 = False
+        self.channels_last = self.dims in (2, 3)
+        self.first = next(p.name for p in net.points() if p.kind == "block")
+        self.steps: dict[str, Callable[..., Tensor]] = {
+            "block": self._block,
+            "down": self._down,
+            "up": self._up,
+            "fuse": self._fuse,
+            "head": self._head,
+        }
+
+    def run(self, x: Tensor, observe: Observe = None) -> Tensor:
+        """``x: (B, C, *S) float -> (B, K, *S') float32``; ``observe(name, map)`` per point."""
+        x, original = self.net.prepare_input(x)  # (B, C, *P)
+        if self.channels_last:
+            x = x.contiguous(memory_format=memory_format(self.dims))
+        y = self.net.forward_core(x, functools.partial(self._step, observe))  # (B, K, *P')
+        y = y if original is None else crop_to(y, original)
+        return y.contiguous()
+
+    def _step(self, observe: Observe, point: Point, *inputs: Tensor) -> Tensor:
+        return self.steps[point.kind](point, observe, *inputs)
+
+    def _point(self, name: str, t: Tensor, observe: Observe) -> Tensor:
+        if observe is not None:
+            observe(name, t)
+        return t
+
+    def _quantize(self, name: str, t: Tensor) -> Tensor:
+        scale, zero = self.qparams[name]
+        return torch.quantize_per_tensor(t.float(), scale, zero, torch.quint8)
+
+    def _conv(self, name: str, layer: nn.Module, h: Tensor, observe: Observe) -> Tensor:
+        if self.int8:
+            return self.quantized[name](h)
+        return self._point(name, layer(h), observe)
+
+    def _head(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
+        feats = h.dequantize() if self.int8 else h
+        return point.module(feats)  # (B, K, *P) float32, the 1x1 head in fp32
+
+    def _block(self, point: Point, observe: Observe, x: Tensor) -> Tensor:
+        block, name = point.module, point.name
+        first = name == self.first
+        h = x
+        for j, layer in enumerate(block.convs):
+            conv = f"{name}.convs.{j}"
+            if first and j == 0:  # the input convolution stays fp32
+                h = layer(h.dequantize() if h.is_quantized else h)
+                h = self._quantize(conv, h) if self.int8 else self._point(conv, h, observe)
+            else:
+                h = self._conv(conv, layer, h, observe)
+        if not block.residual:
+            return h
+        short = block.shortcut
+        if first:  # the shortcut reads the float input: run it in fp32, then quantise
+            short_out = short(x)
+            if self.int8:
+                short_out = self._quantize(f"{name}.shortcut", short_out)
+            else:
+                self._point(f"{name}.shortcut", short_out, observe)
+        elif not isinstance(short, nn.Identity):
+            short_out = self._conv(f"{name}.shortcut", short, x, observe)
+        else:
+            short_out = x
+        short_out = center_crop(short_out, h.shape[2:])
+        if self.int8:
+            scale, zero = self.qparams[f"{name}.out_act"]
+            return torch.ops.quantized.add_relu(h, short_out, scale, zero)
+        return self._point(f"{name}.out_act", block.out_act(h + short_out), observe)
+
+    def _down(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
+        op = point.module.op
+        if point.option != "strided":  # quantized pooling keeps the input's range
+            return op(h)
+        return self._conv(point.name, op, h, observe)  # strided convolution, no activation
+
+    def _up(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
+        name, up = point.name, point.module
+        if point.option == "interp":  # 1x1 conv first, then interpolate: the two commute
+            mode = INTERP_MODE[self.dims]
+            if self.int8:
+                low = self.quantized[name](h)
+                if self.dims == 2:
+                    return F.interpolate(low, scale_factor=2.0, mode=mode, align_corners=False)
+                y = F.interpolate(low.dequantize(), scale_factor=2.0, mode=mode)
+                return self._quantize(name, y)
+            y = F.interpolate(up.conv(h), scale_factor=2.0, mode=mode, align_corners=False)
+            return self._point(name, y, observe)
+        if self.int8:
+            return self.quantized[name](h)
+        return self._point(name, up.conv(h), observe)
+
+    def _fuse(self, point: Point, observe: Observe, u: Tensor, skip: Tensor) -> Tensor:
+        name, fuse, fusion = point.name, point.module, point.option
+        if fusion == "none":
+            return u
+        if isinstance(fuse, Fuse) and fuse.use_norm:
+            raise_unsupported(point, "a decoder norm that could not be folded")
+        affine = isinstance(fuse, FoldedFuse) and fuse.affine
+        skip = center_crop(skip, u.shape[2:])
+        reduce = getattr(fuse, "reduce", None)
+        if not self.int8:
+            if affine:
+                view = (1, -1) + (1,) * self.dims
+                skip = torch.addcmul(fuse.shift.view(view), skip, fuse.scale.view(view))
+            self._point(f"{name}.skip", skip, observe)
+            y = u + skip if fusion == "add" else torch.cat([u, skip], dim=1)
+            self._point(name, y, observe)
+            if reduce is not None:
+                y = self._point(f"{name}.reduce", reduce(y), observe)
+            return y
+        scale, zero = self.qparams[name]
+        if affine:  # the folded batch norm of the skip half, as a quantized per-channel affine
+            op = getattr(torch.ops.quantized, _BATCH_NORM[self.dims])
+            ones, zeros = self.unit[name]
+            skip = op(skip, fuse.scale.view(-1), fuse.shift.view(-1), zeros, ones, 0.0, scale, zero)
+        if fusion == "add":
+            y = torch.ops.quantized.add(u, skip, scale, zero)
+        else:
+            y = torch.ops.quantized.cat([u, skip], 1, scale, zero)
+        if reduce is not None:
+            y = self.quantized[f"{name}.reduce"](y)
+        return y
+
+
+def raise_unsupported(point: Point, what: str) -> None:
+    """Refuse ``point`` by name."""
+    raise Int8Unsupported(f"int8: {point.name} ({point.kind} {point.option!r}): {what}")
+
+
+def _drop_float_weights(conv: nn.Module) -> None:
+    """Free the float copy of a layer that now runs quantised (calling it would fail loudly)."""
+    conv.weight = None  # type: ignore[assignment]
+    conv.bias = None  # type: ignore[assignment]
+
+
+def _add_conv(runner: Runner, name: str, conv: nn.Module, relu: bool, qp: QParams) -> None:
+    runner.qparams[name] = qp(name)
+    runner.quantized[name] = quantized_conv(conv, relu, runner.qparams[name])
+    _drop_float_weights(conv)
+
+
+def build(runner: Runner, qp: QParams) -> Runner:
+    """Quantise ``runner``'s network point by point; ``qp(*names)`` gives the uint8 parameters
+    covering the calibrated ranges of ``names``. Returns ``runner``, now in int8 mode."""
+    up_of: dict[int, Point] = {}
+    for point in runner.net.points():
+        name, module = point.name, point.module
+        if point.kind == "block":
+            first = name == runner.first
+            for j, layer in enumerate(module.convs):
+                relu = not isinstance(layer.act, nn.Identity)
+                if first and j == 0:  # the fp32 input convolution, quantised after it
+                    runner.qparams[f"{name}.convs.0"] = qp(f"{name}.convs.0")
+                else:
+                    _add_conv(runner, f"{name}.convs.{j}", layer.conv, relu, qp)
+            if module.residual:
+                runner.qparams[f"{name}.out_act"] = qp(f"{name}.out_act")
+                if first:  # its shortcut runs in fp32
+                    runner.qparams[f"{name}.shortcut"] = qp(f"{name}.shortcut")
+                elif not isinstance(module.shortcut, nn.Identity):
+                    _add_conv(runner, f"{name}.shortcut", module.shortcut, False, qp)
+        elif point.kind == "down" and point.option == "strided":
+            _add_conv(runner, name, module.op, False, qp)
+        elif point.kind == "up":
+            up_of[point.level] = point
+        elif point.kind == "fuse":
+            up = up_of[point.level]
+            # up-sampled map and skip are quantised straight to the fused map's range: the
+            # concatenation then copies bytes, with no requantisation
+            joined = point.option != "none"
+            out = qp(up.name, f"{name}.skip", name) if joined else qp(up.name)
+            runner.qparams[up.name] = runner.qparams[name] = out
+            up_conv = up.module.conv
+            if up.option == "interp":
+                runner.quantized[up.name] = quantized_conv(up_conv, False, out)
+            else:
+                runner.quantized[up.name] = QuantizedUp(up_conv, out)
+            _drop_float_weights(up_conv)
+            if isinstance(module, FoldedFuse) and module.affine:
+                channels = module.scale.numel()
+                runner.unit[name] = (torch.ones(channels), torch.zeros(channels))
+            reduce = getattr(module, "reduce", None)
+            if reduce is not None:
+                _add_conv(runner, f"{name}.reduce", reduce, False, qp)
+    runner.int8 = True
+    return runner
