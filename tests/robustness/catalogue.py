@@ -1118,7 +1118,7 @@ def _train(
     return args
 
 
-PREDICT = ("predict", "--model", "m.safetensors", "--input", "ds", "--output", "out")
+PREDICT = ("predict", "--model", "m.safetensors", "--input", "ds", "--out", "out")
 
 
 def _with_model(*args: str) -> Callable[[Path], list[str]]:

@@ -37,6 +37,19 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"unetkit: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Old flag spellings renamed, ``KEY=VALUE`` overrides kept out of multi-value
+        options (:func:`unetkit.cli.parsing.normalise_arguments`), then argparse."""
+        from unetkit.cli.parsing import normalise_arguments
+
+        if args is None:
+            args = sys.argv[1:]
+        if self._subparsers is None:
+            args = normalise_arguments(self, args)
+        return super().parse_known_args(args, namespace)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""

@@ -112,7 +112,7 @@ def find_inputs(paths: Sequence[str | Path]) -> list[Path]:
         if f.stem in stems and stems[f.stem].resolve() != f.resolve():
             raise DataError(
                 f"{f}: has the same stem as {stems[f.stem]}; their outputs would collide. "
-                f"Predict them into different --output folders"
+                f"Predict them into different --out folders"
             )
         stems[f.stem] = f
     unique: dict[Path, Path] = {f.resolve(): f for f in found}
@@ -207,7 +207,7 @@ def check_manifest(
         if recorded != identity:
             raise UnetkitError(
                 f"{out}: holds outputs of another model or other settings (or of an unknown "
-                f"run); use --overwrite to predict them again, or another --output folder"
+                f"run); use --overwrite to predict them again, or another --out folder"
             )
     with atomic_write(manifest, "w") as fh:
         json.dump(identity, fh, indent=1)
