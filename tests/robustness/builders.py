@@ -331,8 +331,10 @@ def _train(
 PREDICT = ("predict", "--model", "m.safetensors", "--input", "ds", "--out", "out")
 
 
-def _with_model(*args: str) -> Callable[[Path], list[str]]:
-    """A tiny saved model ``m.safetensors`` and a dataset ``ds``, then ``args``."""
+def _with_model(
+    *args: str, then: Callable[[Path], object] | None = None
+) -> Callable[[Path], list[str]]:
+    """A tiny saved model ``m.safetensors`` and a dataset ``ds``, ``then(tmp)``, then ``args``."""
 
     def build(tmp: Path) -> list[str]:
         from unetkit.model import UNet, UNetConfig
@@ -340,6 +342,8 @@ def _with_model(*args: str) -> Callable[[Path], list[str]]:
 
         save(UNet(UNetConfig(widths=(4, 8))).eval(), tmp / "m.safetensors")
         _cli_dataset()(tmp)
+        if then is not None:
+            then(tmp)
         return list(args)
 
     return build

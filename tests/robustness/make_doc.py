@@ -1,6 +1,8 @@
 """Write ``docs/robustness.md``: run every case of ``catalogue`` and record its real message.
 
-Run from the repository root: ``PYTHONPATH=src python tests/robustness/make_doc.py``. The tests
+Run from the repository root: ``PYTHONPATH=src python tests/robustness/make_doc.py``
+(``--cases-only``: rerun the catalogue's cases and keep the training-faults section as it is,
+which takes minutes to regenerate). The tests
 of this folder check that each case's row in the document matches what the code produces, so a
 changed message fails a test until the document is regenerated.
 """
@@ -24,6 +26,10 @@ TITLES = {
     "cli check-data": "Command line — `unetkit check-data DIR` (the report line; exit status)",
     "cli info": "Command line — `unetkit info` (the `unetkit: error:` line on stderr)",
     "cli train": "Command line — `unetkit train`, refused before training (nothing written)",
+    "cli predict": "Command line — `unetkit predict`, refused before anything is written",
+    "cli calibrate": "Command line — `unetkit calibrate`",
+    "cli evaluate": "Command line — `unetkit evaluate`",
+    "cli export": "Command line — `unetkit export`, refused before anything is written",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces
@@ -98,19 +104,24 @@ def fault_rows() -> list[str]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    cases_only = "--cases-only" in (sys.argv[1:] if argv is None else argv)
     parts = [INTRO]
     for area, rows in rows_by_area().items():
         parts.append(
             f"\n## {TITLES.get(area, area)}\n\n| case | result | message |\n"
             "|---|---|---|\n" + "\n".join(rows) + "\n"
         )
-    parts.append(
-        FAULTS_INTRO
-        + "\n| fault | what happens | message |\n|---|---|---|\n"
-        + "\n".join(fault_rows())
-        + "\n"
-    )
+    if cases_only:
+        old = catalogue.DOC.read_text(encoding="utf-8")
+        parts.append(old[old.index(FAULTS_INTRO.split("\n")[1]) - 1 :])
+    else:
+        parts.append(
+            FAULTS_INTRO
+            + "\n| fault | what happens | message |\n|---|---|---|\n"
+            + "\n".join(fault_rows())
+            + "\n"
+        )
     catalogue.DOC.write_text("".join(parts), encoding="utf-8")
     print(f"wrote {catalogue.DOC}")
 
