@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from builders import (
@@ -25,8 +27,28 @@ from builders import (
 )
 from catalogue_kit import ApiCase
 
+
 # A 267-byte TIFF found by atheris: its IFD chain is circular and its first page has no data
 # offsets; tifffile's lazy page iterator (behind `series`) looped on it for ever.
+def _pages(*sizes: tuple[int, int]) -> Callable[[Path], None]:
+    """A multi-page TIFF, one page per size (as a microscope or a pyramid writer leaves it)."""
+
+    def build(path: Path) -> None:
+        import tifffile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tifffile.TiffWriter(path) as tif:
+            for size in sizes:
+                tif.write(image_array(size))
+
+    return build
+
+
+def _dangling_link(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(path.parent / "moved-away.png")
+
+
 CIRCULAR_TIFF = base64.b64decode(
     "SUkqAAgAAAAOAAABBAABAAAACAAAAAEBBAABAAAABgAAAAIBAwABAAAAEAAAAAMBAwABAAAAAQD//////wAcAB0A"
     "HgAfACAAIQAiACMAJAAlACYAJwAoACkAKgArACwALQAuAC8AAAABAAIAAwAEAAUABgAHBAABAAAABgAAAAIBAwAB"
@@ -98,6 +120,24 @@ CASES: list[ApiCase] = [
         "truncated TIFF",
         _read_image("cut.tif", _tiff_truncated),
         ("cut.tif", "corrupt or truncated"),
+    ),
+    ApiCase(
+        "images",
+        "multi-page TIFF with pages of different sizes",
+        _read_image("pages.tif", _pages((16, 16), (8, 12), (16, 16))),
+        ("pages.tif: multi-page TIFF whose pages differ: sizes 16x16, 8x12, 16x16",),
+    ),
+    ApiCase(
+        "masks",
+        "multi-page TIFF mask with pages of different sizes",
+        _read_mask("pages.tif", _pages((16, 16), (4, 4))),
+        ("pages.tif: multi-page TIFF whose pages differ: sizes 16x16, 4x4",),
+    ),
+    ApiCase(
+        "images",
+        "dangling symlink",
+        _read_image("link.png", _dangling_link),
+        ("link.png: is a dangling symlink to", "moved-away.png"),
     ),
     ApiCase(
         "images",
