@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from builders import (
     _check_data,
@@ -26,6 +28,13 @@ from builders import (
     truncated,
 )
 from catalogue_kit import CliCase
+
+
+def _mask_0_65535(path: Path) -> object:
+    m = np.zeros((16, 16), np.uint16)
+    m[2:8, 3:9] = 65535
+    return png(path, m)
+
 
 CASES: list[CliCase] = [
     CliCase(
@@ -195,5 +204,12 @@ CASES: list[CliCase] = [
         "--num-classes 0",
         _check_data(_cli_dataset(), "--num-classes", "0"),
         ("num_classes: expected a positive integer",),
+    ),
+    CliCase(
+        "cli check-data",
+        "0/65535 mask (not 65,536 classes)",
+        _check_data(_cli_dataset(_put("masks/s1.png", _mask_0_65535))),
+        ("ds/masks/s1.png: labels 0, 65535 are not a class map",),
+        stream="stdout",
     ),
 ]

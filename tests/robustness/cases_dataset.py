@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import tifffile
 from builders import (
@@ -30,6 +33,27 @@ from builders import (
 from catalogue_kit import ApiCase
 
 from unetkit.errors import DataError
+
+
+def _mask16(values: tuple[int, ...]) -> Callable[[Path], object]:
+    """A 16-bit PNG mask holding ``values`` (background first)."""
+
+    def make(path: Path) -> object:
+        m = np.full((16, 16), values[0], np.uint16)
+        for i, v in enumerate(values[1:]):
+            m[2 + 3 * i : 4 + 3 * i, 3:9] = v
+        return png(path, m)
+
+    return make
+
+
+def _float_mask(path: Path) -> object:
+    return npy(path, mask_array().astype(np.float32))
+
+
+def _dangling(path: Path) -> None:
+    path.symlink_to(path.parent / "gone.png")
+
 
 CASES: list[ApiCase] = [
     ApiCase(
@@ -86,6 +110,34 @@ CASES: list[ApiCase] = [
         "labels outside the classes (num_classes=2)",
         _check(_with(_put("masks/s1.png", _labels((3, 7)))), num_classes=2),
         ("ds/masks/s1.png: labels 3, 7 are outside 0..1",),
+        kind="problem",
+    ),
+    ApiCase(
+        "dataset",
+        "0/65535 binary mask (16-bit export), no --num-classes",
+        _check(_with(_put("masks/s1.png", _mask16((0, 65535))))),
+        ("ds/masks/s1.png: labels 0, 65535 are not a class map: the largest, 65535",),
+        kind="problem",
+    ),
+    ApiCase(
+        "dataset",
+        "labels far above the values used (0, 1, 900)",
+        _check(_with(_put("masks/s1.png", _mask16((0, 1, 900))))),
+        ("ds/masks/s1.png: labels 0, 1, 900 are not a class map",),
+        kind="problem",
+    ),
+    ApiCase(
+        "dataset",
+        "float mask with integer values",
+        _check(_with(_rm("masks/s1.png"), _put("masks/s1.npy", _float_mask))),
+        ("ds/masks/s1.npy: stores float32 values (0, 1); a mask holds integer class labels",),
+        kind="problem",
+    ),
+    ApiCase(
+        "dataset",
+        "a dangling symlink among the masks",
+        _check(_with(_rm("masks/s1.png"), _put("masks/s1.png", _dangling))),
+        ("ds/masks/s1.png: is a dangling symlink to", "gone.png"),
         kind="problem",
     ),
     ApiCase(

@@ -53,6 +53,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_info",
     "cases_cli_train",
     "cases_cli_predict",
+    "cases_cli_evaluate",
     "cases_cli_export",
 )
 """The modules of cases, in the order of the document; one line per area."""

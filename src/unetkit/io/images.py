@@ -53,6 +53,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "resolve_max_pixels",
+    "stored_dtype",
     "write_image",
     "write_mask",
 ]
@@ -281,6 +282,23 @@ def read_mask(
     elif arr.dtype == np.uint64 and arr.max(initial=0) > np.iinfo(np.int64).max:
         raise DataError(f"{p}: mask labels are too large for int64")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def stored_dtype(path: str | os.PathLike[str]) -> np.dtype:
+    """The pixel type a (readable) file stores, from its header: e.g. ``float32`` for a mask
+    saved as floats, which :func:`read_mask` accepts when its values are integers."""
+    p = Path(path)
+    fmt = _check_format(p)
+    if fmt == "png":
+        with open(p, "rb") as fh:
+            bit_depth = fh.read(25)[24:25]
+        return np.dtype(np.uint16 if bit_depth == b"\x10" else np.uint8)
+    if fmt == "npy":
+        return np.load(p, mmap_mode="r", allow_pickle=False).dtype
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        return np.dtype(tif.series[0].dtype)
 
 
 def _first_fraction(arr: np.ndarray) -> float:
