@@ -203,7 +203,7 @@ CASES: list[CliCase] = [
         "cli check-data",
         "--num-classes 0",
         _check_data(_cli_dataset(), "--num-classes", "0"),
-        ("num_classes: expected a positive integer",),
+        ("--num-classes: expected a positive integer, got 0",),
     ),
     CliCase(
         "cli check-data",

@@ -55,6 +55,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_predict",
     "cases_cli_evaluate",
     "cases_cli_export",
+    "cases_cli_options",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

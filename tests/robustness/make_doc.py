@@ -30,6 +30,7 @@ TITLES = {
     "cli calibrate": "Command line — `unetkit calibrate`",
     "cli evaluate": "Command line — `unetkit evaluate`",
     "cli export": "Command line — `unetkit export`, refused before anything is written",
+    "cli options": "Command line — odd option values on any command (the message names the option)",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces

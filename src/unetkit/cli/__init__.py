@@ -42,13 +42,18 @@ class OneLineParser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         """Old flag spellings renamed, ``KEY=VALUE`` overrides kept out of multi-value
         options (:func:`unetkit.cli.parsing.normalise_arguments`), then argparse."""
-        from unetkit.cli.parsing import normalise_arguments
+        from unetkit.cli.parsing import check_values, normalise_arguments
 
         if args is None:
             args = sys.argv[1:]
         if self._subparsers is None:
             args = normalise_arguments(self, args)
-        return super().parse_known_args(args, namespace)
+        parsed, rest = super().parse_known_args(args, namespace)
+        if self._subparsers is None:
+            problem = check_values(self, parsed)
+            if problem:
+                self.error(problem)
+        return parsed, rest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (UnetkitError, ValueError, OSError) as exc:
         message = str(exc) if str(exc) else exc.__class__.__name__
+        if isinstance(exc, ValueError) and not isinstance(exc, UnetkitError):
+            from unetkit.cli.parsing import name_the_option
+
+            message = name_the_option(parser, args.command, message)
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"
         print(f"unetkit: error: {message}", file=sys.stderr)

@@ -6,6 +6,11 @@ Two rules, applied by :class:`unetkit.cli.OneLineParser` before argparse sees th
   every command (``--output`` -> ``--out``, ``--batch`` -> ``--batch-size``). The old spelling
   still works for one release, in every command that has the new one, and is not shown in
   ``--help``.
+* **Values every command checks the same way** (:func:`check_values`): a ``--seed`` is a
+  non-negative integer.
+* **Messages name the option** (:func:`name_the_option`): a library ``ValueError`` that starts
+  with an argument name (``num_classes: expected ...``) is shown with the command's option
+  (``--num-classes: expected ...``).
 * **``KEY=VALUE`` overrides are never swallowed** by an option that takes several values:
   ``unetkit train --patch-size 64 64 train.lr=0.01`` gives ``--patch-size 64 64`` and the
   override ``train.lr=0.01``. Overrides are moved, in their order, in front of the other
@@ -100,3 +105,38 @@ def normalise_arguments(parser: argparse.ArgumentParser, args: Sequence[str]) ->
             front.extend(taken)
             i += len(taken)
     return overrides + front + tail
+
+
+def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The usage error for a value no command accepts, or None."""
+    seed = getattr(args, "seed", None)
+    if "--seed" in parser._option_string_actions and isinstance(seed, int) and seed < 0:
+        return f"argument --seed: expected a non-negative integer, got {seed}"
+    return None
+
+
+_ARGUMENT_PREFIX = re.compile(r"^([a-z][a-z_ ]*?)(?=: | \()")
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
+def name_the_option(parser: argparse.ArgumentParser, command: str, message: str) -> str:
+    """``message`` with a leading library argument name replaced by ``command``'s option.
+
+    ``"max_pixels: expected a positive integer"`` -> ``"--max-pixels: expected ..."``;
+    ``"input size (1, 2, 3): ..."`` -> ``"--input-size (1, 2, 3): ..."``. Messages that start
+    otherwise (a file name, a config key) are returned unchanged.
+    """
+    match = _ARGUMENT_PREFIX.match(message)
+    sub = _subparser(parser, command)
+    if match is None or sub is None:
+        return message
+    option = "--" + match.group(1).replace("_", "-").replace(" ", "-")
+    if option not in sub._option_string_actions:
+        return message
+    return option + message[match.end(1) :]

@@ -76,9 +76,16 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
 
 
 def check_precision(model: UNet, metadata: dict, options: PredictOptions) -> None:
-    """Fail before any output is written when ``--precision int8`` cannot be honoured."""
+    """Fail before any output is written when ``--precision int8`` cannot be honoured, or
+    ``--tile`` gives more sizes than the model has spatial axes."""
     from unetkit.infer.engine import inference_network
 
+    d = model.config.spatial_dims
+    if isinstance(options.tile, list) and len(options.tile) not in (1, d):
+        raise ValueError(
+            f"--tile: expected one size or {d} (one per spatial axis of this {d}D model), got "
+            f"{' '.join(map(str, options.tile))}"
+        )
     if options.precision == "int8":
         try:
             inference_network(model, options.precision, metadata.get("int8"))
