@@ -24,6 +24,17 @@ def _notes(tmp: Path) -> None:
     (tmp / "mine" / "notes.txt").write_text("the user's")
 
 
+def _instance_model_and_dot(tmp: Path) -> None:
+    import numpy as np
+
+    from unetkit.io.images import write_image
+    from unetkit.model import UNet, UNetConfig
+    from unetkit.modelfile import save
+
+    save(UNet(UNetConfig(widths=(4, 8), norm="instance")).eval(), tmp / "mi.safetensors")
+    write_image(tmp / "one.png", np.zeros((1, 1, 1), np.uint8))
+
+
 CASES: list[CliCase] = [
     CliCase(
         "cli options",
@@ -90,5 +101,26 @@ CASES: list[CliCase] = [
             "8",
         ),
         ("--tile: expected one size or 2 (one per spatial axis of this 2D model), got 8 8 8",),
+    ),
+    CliCase(
+        "cli options",
+        "info --input-size 1 for an instance-norm model",
+        _args("info", "--input-size", "1", "norm=instance"),
+        ("the input is too small for this model: its deepest level is 1x1 pixel(s)",),
+    ),
+    CliCase(
+        "cli options",
+        "predict a 1x1 image with an instance-norm model",
+        _args(
+            "predict",
+            "--model",
+            "mi.safetensors",
+            "--input",
+            "one.png",
+            "--out",
+            "out",
+            build=_instance_model_and_dot,
+        ),
+        ("one.png: the input is too small for this model: its deepest level is 1x1",),
     ),
 ]

@@ -101,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (UnetkitError, ValueError, OSError) as exc:
         message = str(exc) if str(exc) else exc.__class__.__name__
-        if isinstance(exc, ValueError) and not isinstance(exc, UnetkitError):
-            from unetkit.cli.parsing import name_the_option
+        from unetkit.cli.parsing import explain_deep_message, name_the_option
 
+        message = explain_deep_message(message)
+        if isinstance(exc, ValueError) and not isinstance(exc, UnetkitError):
             message = name_the_option(parser, args.command, message)
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"

@@ -140,3 +140,41 @@ def name_the_option(parser: argparse.ArgumentParser, command: str, message: str)
     if option not in sub._option_string_actions:
         return message
     return option + message[match.end(1) :]
+
+
+# Messages raised deep inside torch or numpy, and what they mean for a unetkit user. Each is
+# replaced in place (a leading file name stays), so the user sees the cause and the fix.
+_DEEP_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"Expected more than 1 (spatial element|value per channel) when training, "
+            r"got input size torch\.Size\(\[([0-9, ]+)\]\)"
+        ),
+        "the input is too small for this model: its deepest level is {size} pixel(s), where "
+        "its normalisation needs more than one value; use images (or --tile / --input-size) of "
+        "at least twice the model's downsampling factor along one axis",
+    ),
+    (
+        re.compile(r"zip\(\) argument \d+ is (shorter|longer) than argument \d+"),
+        "the sizes given do not match the number of spatial axes; give one size, or one per "
+        "spatial axis",
+    ),
+    (
+        re.compile(r"^expected non-negative integer$"),
+        "a seed or count must be a non-negative integer",
+    ),
+)
+
+
+def explain_deep_message(message: str) -> str:
+    """``message`` with a known low-level error (:data:`_DEEP_MESSAGES`) put in user terms."""
+    for pattern, text in _DEEP_MESSAGES:
+        match = pattern.search(message)
+        if match is None:
+            continue
+        size = "1"
+        if match.lastindex and match.lastindex >= 2:
+            dims = [d.strip() for d in match.group(2).split(",")][2:]
+            size = "x".join(dims) or "1"
+        return message[: match.start()] + text.format(size=size) + message[match.end() :]
+    return message

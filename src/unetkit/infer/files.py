@@ -214,10 +214,14 @@ def predict_file(
     tile_default: Sequence[int],
     progress: bool = False,
     int8: Mapping[str, Any] | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> None:
     """Predict one file and write its outputs (probabilities and overlay first, labels last).
 
-    ``int8``: the model's int8 calibration, used as ``options.precision`` says."""
+    ``int8``: the model's int8 calibration, used as ``options.precision`` says.
+    ``before_write``: called once the prediction succeeded, before the first output is written
+    (the output folder records the names there), so a file that cannot be predicted leaves
+    nothing behind."""
     dims = model.config.spatial_dims
     try:
         image = read_image(source, spatial_dims=dims)
@@ -242,6 +246,8 @@ def predict_file(
         )
     except ValueError as exc:
         raise DataError(f"{source}: {exc}") from None
+    if before_write is not None:
+        before_write()
     if outputs.probabilities is not None and result.probabilities is not None:
         _write_probabilities(outputs.probabilities, result.probabilities)
     if outputs.overlay is not None:
@@ -307,9 +313,12 @@ def predict_files(
         if done[source]:
             result = FileResult(source, paths, "skipped")
         else:
-            folder.record(names[source], digest, identity)
-            for p in paths.all():
-                p.parent.mkdir(parents=True, exist_ok=True)
+
+            def claim(source: Path = source, paths: OutputPaths = paths) -> None:
+                folder.record(names[source], digest, identity)
+                for p in paths.all():
+                    p.parent.mkdir(parents=True, exist_ok=True)
+
             predict_file(
                 model,
                 source,
@@ -319,6 +328,7 @@ def predict_files(
                 tile_default=tile_default,
                 progress=progress,
                 int8=metadata.get("int8"),
+                before_write=claim,
             )
             result = FileResult(source, paths, "predicted")
         results.append(result)
