@@ -115,7 +115,7 @@ def _check_format(path: Path) -> str:
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror}); check permissions") from None
     if not head:
-        raise DataError(f"{path}: file is empty; re-export or remove it")
+        raise DataError(f"{path}: file is empty; re-export it, or move it out of the folder")
     found = _sniff(head)
     if found != expected:
         if found in _FORMAT_NAMES:
