@@ -22,7 +22,7 @@ demo: venv
 	rm -rf runs/demo
 	$(BIN)/unetkit train --out runs/demo
 	$(BIN)/unetkit synth runs/demo/unseen --n 8 --seed 1
-	$(BIN)/unetkit predict --model runs/demo --input runs/demo/unseen --output runs/demo/predictions
+	$(BIN)/unetkit predict --model runs/demo --input runs/demo/unseen --out runs/demo/predictions
 	$(BIN)/unetkit evaluate --pred runs/demo/predictions --truth runs/demo/unseen/masks \
 		--json runs/demo/evaluation.json
 

@@ -52,7 +52,7 @@ def test_predict_then_evaluate(cli, trained, tmp_path) -> None:
     run, data = trained
     out = tmp_path / "pred"
     r = cli(
-        "predict", "--model", str(run), "--input", str(data), "--output", str(out),
+        "predict", "--model", str(run), "--input", str(data), "--out", str(out),
         "--tile", "32", "--save-probabilities", "--overlay",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -91,7 +91,7 @@ def test_predict_then_evaluate(cli, trained, tmp_path) -> None:
 def test_rerun_skips_finished_outputs_unless_overwrite(cli, trained, tmp_path) -> None:
     run, data = trained
     out = tmp_path / "pred"
-    args = ("predict", "--model", str(run), "--input", str(data / "images"), "--output", str(out))
+    args = ("predict", "--model", str(run), "--input", str(data / "images"), "--out", str(out))
     assert cli(*args).returncode == 0
     target = out / "synthetic_0007.npy"
     before = target.stat().st_mtime_ns
@@ -108,14 +108,14 @@ def test_predict_errors_are_one_line(cli, trained, tmp_path) -> None:
     rgb = tmp_path / "in" / "colour.png"
     rgb.parent.mkdir()
     write_image(rgb, np.zeros((3, 20, 20)))
-    r = cli("predict", "--model", str(run), "--input", str(rgb), "--output", str(tmp_path / "o"))
+    r = cli("predict", "--model", str(run), "--input", str(rgb), "--out", str(tmp_path / "o"))
     assert r.returncode == 2
     assert "colour.png" in r.stderr and "channel" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "colour.png").exists()
-    missing = cli("predict", "--model", str(tmp_path / "nope"), "--input", str(rgb), "--output",
+    missing = cli("predict", "--model", str(tmp_path / "nope"), "--input", str(rgb), "--out",
                   str(tmp_path / "o"))  # fmt: skip
     assert missing.returncode == 2 and missing.stderr.startswith("unetkit: error:")
-    bad_tile = cli("predict", "--model", str(run), "--input", str(rgb), "--output",
+    bad_tile = cli("predict", "--model", str(run), "--input", str(rgb), "--out",
                    str(tmp_path / "o"), "--tile", "0")  # fmt: skip
     assert bad_tile.returncode == 2 and "--tile" in bad_tile.stderr
 

@@ -46,7 +46,7 @@ def test_train_predict_evaluate_round_trip(cli, tmp_path) -> None:
         str(run),
         "--input",
         str(tmp_path / "test"),
-        "--output",
+        "--out",
         str(pred),
         "--no-progress",
     )

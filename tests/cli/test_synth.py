@@ -29,7 +29,18 @@ def test_synth_writes_a_dataset_that_reads_back_exactly(cli, tmp_path, dims, img
 
 def test_synth_refuses_a_non_empty_folder(cli, tmp_path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    r = cli("synth", str(tmp_path))
-    assert r.returncode == 2
-    assert "not empty" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "keep.txt").read_text() == "mine"
+    for extra in ((), ("--overwrite",)):
+        r = cli("synth", str(tmp_path), *extra)
+        assert r.returncode == 2
+        assert "holds files that unetkit synth did not write" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_synth_overwrites_only_its_own_dataset(cli, tmp_path) -> None:
+    out = tmp_path / "syn"
+    assert cli("synth", str(out), "--n", "2").returncode == 0
+    again = cli("synth", str(out), "--n", "2", "--seed", "4")
+    assert again.returncode == 2 and "use --overwrite" in again.stderr
+    replaced = cli("synth", str(out), "--n", "2", "--seed", "4", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr

@@ -62,7 +62,7 @@ def test_missing_prediction_is_named(tmp_path) -> None:
     write_mask(tmp_path / "t" / "a.png", _membranes())
     write_mask(tmp_path / "t" / "b.png", _membranes())
     write_mask(tmp_path / "p" / "a.png", _membranes())
-    with pytest.raises(DataError, match=r"no prediction for 1 truth mask.*b"):
+    with pytest.raises(DataError, match=r"no prediction for 1 of 2 truth mask.*: b"):
         evaluate_folders(tmp_path / "p", tmp_path / "t")
 
 

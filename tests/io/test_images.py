@@ -327,3 +327,25 @@ def test_real_rgb_image_and_16_bit_instances() -> None:
     assert img.shape[0] == 3 and img.shape[1:] == mask.shape == inst.shape
     assert set(np.unique(mask)) <= {0, 1}
     assert np.array_equal(inst > 0, mask > 0)
+
+
+def test_tiff_pages_of_one_size_written_one_by_one_are_a_stack(tmp_path) -> None:
+    pages = [np.full((6, 5), i, np.uint8) for i in range(3)]
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:
+        for page in pages:
+            tif.write(page)
+    volume = read_image(tmp_path / "pages.tif")
+    assert volume.shape == (1, 3, 6, 5)
+    assert [int(volume[0, i, 0, 0]) for i in range(3)] == [0, 1, 2]  # every page, in order
+
+
+def test_tiff_pages_of_different_sizes_are_refused_naming_them(tmp_path) -> None:
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(np.zeros((32, 32), np.uint8))
+        tif.write(np.zeros((16, 16), np.uint8))
+    with pytest.raises(
+        DataError,
+        match=r"pyramid.tif: multi-page TIFF whose pages differ: "
+        r"sizes 32x32, 16x16",
+    ):
+        read_image(tmp_path / "pyramid.tif")

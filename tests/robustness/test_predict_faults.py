@@ -37,7 +37,7 @@ def _predict(tmp: Path, out: str) -> subprocess.Popen:
             "model.safetensors",
             "--input",
             "in",
-            "--output",
+            "--out",
             out,
             "--no-progress",
         ],
@@ -71,7 +71,7 @@ def test_predict_killed_then_rerun_finishes_the_rest(tmp_path: Path) -> None:
     assert f"skipped {len(done_before)}" in stdout and "Traceback" not in stderr
     assert f"predicted {N_IMAGES - len(done_before)}" in stdout
 
-    args = ["predict", "--model", "model.safetensors", "--input", "in", "--output", "ref"]
+    args = ["predict", "--model", "model.safetensors", "--input", "in", "--out", "ref"]
     assert run_in_process(args, tmp_path, {}).returncode == 0  # an uninterrupted run
     for i in range(N_IMAGES):
         name = f"im{i:02d}.png"

@@ -37,6 +37,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"unetkit: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Old flag spellings renamed, ``KEY=VALUE`` overrides kept out of multi-value
+        options (:func:`unetkit.cli.parsing.normalise_arguments`), then argparse."""
+        from unetkit.cli.parsing import check_values, normalise_arguments
+
+        if args is None:
+            args = sys.argv[1:]
+        if self._subparsers is None:
+            args = normalise_arguments(self, args)
+        parsed, rest = super().parse_known_args(args, namespace)
+        if self._subparsers is None:
+            problem = check_values(self, parsed)
+            if problem:
+                self.error(problem)
+        return parsed, rest
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
@@ -83,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (UnetkitError, ValueError, OSError) as exc:
         message = str(exc) if str(exc) else exc.__class__.__name__
+        from unetkit.cli.parsing import explain_deep_message, name_the_option
+
+        message = explain_deep_message(message)
+        if isinstance(exc, ValueError) and not isinstance(exc, UnetkitError):
+            message = name_the_option(parser, args.command, message)
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"
         print(f"unetkit: error: {message}", file=sys.stderr)

@@ -9,7 +9,13 @@ import tempfile
 from pathlib import Path
 
 from unetkit.cli.predict import add_tiling_arguments, check_precision, options_from_args
-from unetkit.infer.evaluation import BoundarySpec, Evaluation, evaluate_folders, evaluate_model
+from unetkit.infer.evaluation import (
+    MAX_CLASSES,
+    BoundarySpec,
+    Evaluation,
+    evaluate_folders,
+    evaluate_model,
+)
 from unetkit.io.atomic import atomic_save_bytes
 
 
@@ -62,6 +68,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+CSV_HEADER = "image,class,dice,iou,hd95,pixel_error,rand_error"
+
+
+def _earlier_report(path: Path, kind: str) -> bool:
+    """Whether ``path`` is a report that ``unetkit evaluate`` wrote (JSON or CSV)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            if kind == "--csv":
+                return fh.readline().strip() == CSV_HEADER
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"mean", "per_class", "per_image"} <= set(data)
+
+
+def check_report_targets(args: argparse.Namespace) -> None:
+    """``--json``/``--csv`` must name a file in an existing folder that is new or an earlier
+    report of ``unetkit evaluate``: never an image, a mask or any other file of the user's."""
+    for option, value in (("--json", args.json), ("--csv", args.csv)):
+        if not value:
+            continue
+        target = Path(value)
+        if not target.parent.is_dir():
+            raise ValueError(f"{option}: folder {target.parent} does not exist")
+        if target.is_dir():
+            raise ValueError(f"{option} {target}: is a folder; name the report file")
+        if (target.exists() or target.is_symlink()) and not _earlier_report(target, option):
+            raise ValueError(
+                f"{option} {target}: exists and is not a report of unetkit evaluate; unetkit "
+                f"never replaces it. Choose another file name"
+            )
+
+
 def _write_outputs(evaluation: Evaluation, json_path: str | None, csv_path: str | None) -> None:
     if json_path:
         text = json.dumps(evaluation.to_json_dict(), indent=2) + "\n"
@@ -83,11 +122,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("evaluate: --model and --data go together")
     if folder_mode and not (args.pred and args.truth):
         raise ValueError("evaluate: --pred and --truth go together")
-    if args.num_classes is not None and args.num_classes < 1:
-        raise ValueError(f"--num-classes: expected a positive integer, got {args.num_classes}")
-    for option, value in (("--json", args.json), ("--csv", args.csv)):
-        if value and not Path(value).parent.is_dir():
-            raise ValueError(f"{option}: folder {Path(value).parent} does not exist")
+    if args.num_classes is not None and not 1 <= args.num_classes <= MAX_CLASSES:
+        raise ValueError(
+            f"--num-classes: expected an integer in 1..{MAX_CLASSES}, got {args.num_classes}"
+        )
+    check_report_targets(args)
     if model_mode:
         from unetkit.modelfile import load_with_metadata
 

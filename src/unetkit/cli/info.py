@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="spatial input size: one number for every axis or one per axis",
     )
-    p.add_argument("--batch", type=int, default=1, help="batch size for memory (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size for memory (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="UNetConfig overrides")
@@ -63,15 +63,15 @@ def run(args: argparse.Namespace) -> int:
                 f"norm={c.norm}"
             )
         return 0
-    if args.batch < 1:
-        raise ValueError(f"--batch: expected a positive integer, got {args.batch}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     config = resolve_config(args.preset, args.model, args.overrides)
     size = None
     if args.input_size:
         if any(n < 1 for n in args.input_size):
             raise ValueError(f"--input-size: sizes must be positive, got {args.input_size}")
         size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
-    summary = summarize(config, size, batch=args.batch)
+    summary = summarize(config, size, batch=args.batch_size)
     if args.json:
         json.dump(summary.to_dict(), sys.stdout, indent=2)
         print()

@@ -76,9 +76,16 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
 
 
 def check_precision(model: UNet, metadata: dict, options: PredictOptions) -> None:
-    """Fail before any output is written when ``--precision int8`` cannot be honoured."""
+    """Fail before any output is written when ``--precision int8`` cannot be honoured, or
+    ``--tile`` gives more sizes than the model has spatial axes."""
     from unetkit.infer.engine import inference_network
 
+    d = model.config.spatial_dims
+    if isinstance(options.tile, list) and len(options.tile) not in (1, d):
+        raise ValueError(
+            f"--tile: expected one size or {d} (one per spatial axis of this {d}D model), got "
+            f"{' '.join(map(str, options.tile))}"
+        )
     if options.precision == "int8":
         try:
             inference_network(model, options.precision, metadata.get("int8"))
@@ -92,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="predict label maps for images of any size (tiled, bounded memory)",
         description=(
             "Predict label maps for image files or folders (PNG, TIFF, NPY; 1D/2D/3D, any size). "
-            "Outputs go to --output with the input's stem and format; probabilities as "
+            "Outputs go to --out with the input's stem and format; probabilities as "
             "probabilities/<stem>.npy, overlays as overlays/<stem>.png. Finished outputs are "
             "skipped on a rerun unless --overwrite."
         ),
@@ -101,7 +108,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input", required=True, nargs="+", metavar="PATH", help="image files or folders"
     )
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_tiling_arguments(p)
     p.add_argument(
         "--save-probabilities",
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         metadata,
         args.input,
-        args.output,
+        args.out,
         options=options,
         save_probabilities=args.save_probabilities,
         overlay=args.overlay,
@@ -138,5 +145,5 @@ def run(args: argparse.Namespace) -> int:
         on_result=report,
     )
     done = sum(r.status == "predicted" for r in results)
-    print(f"predicted {done}, skipped {len(results) - done}; outputs in {args.output}")
+    print(f"predicted {done}, skipped {len(results) - done}; outputs in {args.out}")
     return 0

@@ -11,6 +11,7 @@ Masks stored as 0/255 (a common export of binary masks) are read as 0/1 with a n
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from unetkit.data.labels import MAX_DISTINCT_LABELS, check_mask_values, show_values  # noqa: F401
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
-from unetkit.io.images import ALLOWED_SUFFIXES, read_image, read_mask, resolve_max_pixels
-
-MAX_DISTINCT_LABELS = 64  # more distinct values than this in a mask looks like an image
-_SHOW = 8  # how many values or files to name in one message
+from unetkit.io.images import (
+    ALLOWED_SUFFIXES,
+    read_image,
+    read_mask,
+    resolve_max_pixels,
+    stored_dtype,
+)
 
 
 @dataclass(frozen=True)
@@ -108,24 +113,40 @@ class DatasetReport:
         return "\n".join(lines)
 
 
+def stem_key(stem: str) -> str:
+    """How stems are paired: after Unicode NFC normalisation, so that a name copied from a
+    system that stores decomposed accents (``e`` + combining acute) pairs with ``é``."""
+    return unicodedata.normalize("NFC", stem)
+
+
 def _list_files(folder: Path, report: DatasetReport | None) -> dict[str, Path]:
-    """Stem -> path of the readable files in ``folder`` (hidden files skipped)."""
+    """Stem (NFC) -> path of the readable files in ``folder`` (hidden files skipped)."""
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            if report is not None:
+                report.problems.append(
+                    f"{path}: is a dangling symlink to {os.readlink(path)} (its target does not "
+                    f"exist); point it at an existing file, or move it out of {folder}"
+                )
+            continue
+        if not path.is_file():
             continue
         if path.suffix.lower() not in ALLOWED_SUFFIXES:
             if report is not None:
                 report.warnings.append(f"{path}: ignored (not {' '.join(ALLOWED_SUFFIXES)})")
             continue
-        if path.stem in out:
+        key = stem_key(path.stem)
+        if key in out:
             if report is not None:
                 report.problems.append(
-                    f"{path}: two files with stem {path.stem!r} ({out[path.stem].name} and "
-                    f"{path.name}); keep one"
+                    f"{path}: two files with stem {key!r} ({out[key].name} and "
+                    f"{path.name}); rename one, or move one out of {folder}"
                 )
             continue
-        out[path.stem] = path
+        out[key] = path
     return out
 
 
@@ -154,14 +175,14 @@ def _scan(root: Path, report: DatasetReport | None) -> list[Pair]:
             report.problems.append(f"{root / 'masks'}: no masks ({' '.join(ALLOWED_SUFFIXES)})")
         for stem in sorted(set(images) - set(masks)):
             report.problems.append(
-                f"{images[stem]}: no mask with stem {stem!r} in {root / 'masks'}; add it or "
-                f"remove the image"
+                f"{images[stem]}: no mask with stem {stem!r} in {root / 'masks'}; add it, or "
+                f"move the image out of {root / 'images'}"
             )
         if images:
             for stem in sorted(set(masks) - set(images)):
                 report.problems.append(
-                    f"{masks[stem]}: no image with stem {stem!r} in {root / 'images'}; add it "
-                    f"or remove the mask"
+                    f"{masks[stem]}: no image with stem {stem!r} in {root / 'images'}; add it, "
+                    f"or move the mask out of {root / 'masks'}"
                 )
         if instances:
             for stem in sorted(set(images) & set(masks) - set(instances)):
@@ -181,63 +202,6 @@ def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
         DataError: ``root`` is not a folder with ``images/`` and ``masks/``.
     """
     return _scan(Path(root), None)
-
-
-def _values(values: np.ndarray) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:_SHOW])
-    return shown + (f", ... ({len(values)} values)" if len(values) > _SHOW else "")
-
-
-def _looks_lossy(labels: np.ndarray, counts: np.ndarray, num_classes: int | None) -> bool:
-    """True for a 0/255 mask blurred by JPEG or anti-aliasing (sorted unique ``labels``).
-
-    Most pixels are within 16 of 0 or 255 and some values lie in 128..254 (near white, not
-    white). A mask with 255 as an "ignore" label and small classes is not flagged, nor one
-    whose labels all fit a given ``num_classes``.
-    """
-    if labels.size <= 2 or not 128 <= labels[-1] <= 255:
-        return False
-    if num_classes is not None and labels[-1] < num_classes:
-        return False
-    near_white = (labels >= 128) & (labels < 255)
-    near_ends = (labels <= 16) | (labels >= 255 - 16)
-    return bool(near_white.any()) and counts[near_ends].sum() >= 0.9 * counts.sum()
-
-
-def _check_mask_values(
-    pair: Pair, mask: np.ndarray, num_classes: int | None, report: DatasetReport
-) -> tuple[np.ndarray, bool]:
-    """Record problems with the labels of one mask; return (mask to use, was 0/255)."""
-    labels, counts = np.unique(mask, return_counts=True)
-    if labels.size and labels[0] < 0:
-        report.problems.append(
-            f"{pair.mask}: negative labels {_values(labels[labels < 0])}; labels are 0..K-1"
-        )
-    binary255 = (
-        (num_classes is None or num_classes < 256)
-        and 255 in labels
-        and set(labels.tolist()) <= {0, 255}
-    )
-    if binary255:
-        return (mask == 255).astype(np.int64), True
-    is_edge = np.isin(labels, (0, 255))
-    if _looks_lossy(labels, counts, num_classes):
-        report.problems.append(
-            f"{pair.mask}: looks like an anti-aliased or JPEG-compressed 0/255 mask "
-            f"({labels.size} distinct values: {_values(labels[~is_edge])} besides 0 and 255); "
-            f"save masks losslessly with exact labels"
-        )
-    elif num_classes is None and labels.size > MAX_DISTINCT_LABELS:
-        report.problems.append(
-            f"{pair.mask}: {labels.size} distinct values; looks like an anti-aliased, "
-            f"JPEG-like or intensity image, not a label mask (pass --num-classes if intended)"
-        )
-    elif num_classes is not None and labels.size and labels[-1] >= num_classes:
-        report.problems.append(
-            f"{pair.mask}: labels {_values(labels[labels >= num_classes])} are outside "
-            f"0..{num_classes - 1} (num_classes={num_classes})"
-        )
-    return mask, False
 
 
 def _inspect(
@@ -266,6 +230,13 @@ def _inspect(
             report.problems.append(str(exc))
         try:
             mask = read_mask(pair.mask, spatial_dims=spatial_dims, max_pixels=max_pixels)
+            stored = stored_dtype(pair.mask)
+            if stored.kind == "f":
+                report.problems.append(
+                    f"{pair.mask}: stores {stored} values ({show_values(np.unique(mask))}); a "
+                    f"mask holds integer class labels, so save it as uint8 or uint16"
+                )
+                mask = None
         except DataError as exc:
             report.problems.append(str(exc))
         if pair.instances is not None:
@@ -291,7 +262,7 @@ def _inspect(
             inst = None
         report.sizes[pair.stem] = spatial
         report.channels[pair.stem] = int(image.shape[0])
-        mask, was255 = _check_mask_values(pair, mask, num_classes, report)
+        mask, was255 = check_mask_values(pair.mask, mask, num_classes, report.problems)
         if was255:
             mapped.append(pair.mask)
         labels, n = np.unique(mask, return_counts=True)
@@ -333,7 +304,9 @@ def _inspect(
         elif num_classes is not None:
             absent = [k for k in range(1, num_classes) if counts.get(k, 0) == 0]
             if absent:
-                report.warnings.append(f"no mask contains class(es) {_values(np.array(absent))}")
+                report.warnings.append(
+                    f"no mask contains class(es) {show_values(np.array(absent))}"
+                )
     return report, samples
 
 

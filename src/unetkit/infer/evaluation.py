@@ -15,6 +15,8 @@ Both paths end in :func:`unetkit.metrics.evaluate_pair` per image and
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,19 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage
 
+from unetkit.data.dataset import stem_key
+from unetkit.data.labels import show_values
 from unetkit.errors import DataError
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
 from unetkit.io.images import ALLOWED_SUFFIXES, read_mask
 from unetkit.metrics import Report, aggregate, evaluate_pair
 from unetkit.model import UNet
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSES = 4096
+"""Most classes evaluated (the confusion counts are K x K); more is a mask that is no class map."""
 
 THIN_HALF_WIDTH = 3.0
 BoundarySpec = int | Literal["auto"] | None
@@ -99,17 +108,49 @@ def _binary255(mask: np.ndarray, num_classes: int | None) -> np.ndarray:
 
 
 def _files_by_stem(folder: Path, what: str) -> dict[str, Path]:
+    """Stem (NFC, see :func:`unetkit.data.dataset.stem_key`) -> file of ``folder``."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder ({what})")
     files: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix.lower() in ALLOWED_SUFFIXES and not f.name.startswith("."):
-            if f.stem in files:
-                raise DataError(f"{f}: two {what} files have the stem {f.stem!r}")
-            files[f.stem] = f
+        if f.name.startswith(".") or f.suffix.lower() not in ALLOWED_SUFFIXES:
+            continue
+        if f.is_symlink() and not f.exists():
+            raise DataError(
+                f"{f}: is a dangling symlink to {os.readlink(f)} (its target does not exist); "
+                f"point it at an existing {what} file, or move it out of {folder}"
+            )
+        if f.is_file():
+            key = stem_key(f.stem)
+            if key in files:
+                raise DataError(
+                    f"{f}: two {what} files have the stem {key!r} ({files[key].name} and "
+                    f"{f.name}); rename one, or move one out of {folder}"
+                )
+            files[key] = f
     if not files:
         raise DataError(f"{folder}: no {what} masks (.png/.tif/.tiff/.npy)")
     return files
+
+
+def _some(stems: Sequence[str], n: int = 5) -> str:
+    shown = ", ".join(stems[:n])
+    return shown + (f" (and {len(stems) - n} more)" if len(stems) > n else "")
+
+
+def _check_labels(
+    preds: Sequence[np.ndarray], truths: Sequence[np.ndarray], sources: Sequence[tuple[str, str]]
+) -> None:
+    """Refuse labels that no class map has (e.g. a 0/65535 mask) before counting classes."""
+    for arrays, which in ((preds, 0), (truths, 1)):
+        for arr, src in zip(arrays, sources, strict=True):
+            top = int(arr.max(initial=0))
+            if top >= MAX_CLASSES or (top >= 256 and top + 1 > 4 * np.unique(arr).size):
+                raise DataError(
+                    f"{src[which]}: labels {show_values(np.unique(arr))} are not a class map "
+                    f"(a binary mask saved as 0/{top}? save it as 0/1); pass --num-classes K "
+                    f"if the classes are 0..K-1"
+                )
 
 
 def _evaluate(
@@ -119,9 +160,15 @@ def _evaluate(
     num_classes: int | None,
     ignore_index: int | None,
     boundary: BoundarySpec,
+    sources: Sequence[tuple[str, str]] | None = None,
 ) -> Evaluation:
+    """``sources``: (prediction, truth) file per image for messages (default: the names)."""
+    sources = sources or [(str(n), str(n)) for n in names]
     k = num_classes
+    if k is not None and k > MAX_CLASSES:
+        raise ValueError(f"--num-classes: at most {MAX_CLASSES} classes are evaluated, got {k}")
     if k is None:
+        _check_labels(preds, truths, sources)
         top = max(
             int(max(p.max(initial=0), t.max(initial=0))) for p, t in zip(preds, truths, strict=True)
         )
@@ -133,11 +180,18 @@ def _evaluate(
         k = max(2, top + 1)
     boundary_class, reason = resolve_boundary_class(boundary, truths, k)
     results = []
-    for p, t, name in zip(preds, truths, names, strict=True):
+    for p, t, name, src in zip(preds, truths, names, sources, strict=True):
         bad = p[(p < 0) | (p >= k)]
         if bad.size:
             raise DataError(
-                f"{name}: predicted labels {np.unique(bad)[:5].tolist()} outside 0..{k - 1}"
+                f"{src[0]}: predicted labels {show_values(np.unique(bad))} are outside "
+                f"0..{k - 1}; pass --num-classes to match the model"
+            )
+        bad = t[((t < 0) | (t >= k)) & (t != (ignore_index if ignore_index is not None else -1))]
+        if bad.size:
+            raise DataError(
+                f"{src[1]}: truth labels {show_values(np.unique(bad))} are outside 0..{k - 1}; "
+                f"pass --num-classes (or --ignore-index for a void label)"
             )
         results.append(
             evaluate_pair(
@@ -169,12 +223,26 @@ def evaluate_folders(
     truth_files = _files_by_stem(truth_root, "truth")
     pred_files = _files_by_stem(Path(pred_dir), "prediction")
     missing = sorted(set(truth_files) - set(pred_files))
+    extra = sorted(set(pred_files) - set(truth_files))
     if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        hint = (
+            f"; {len(extra)} prediction(s) match no truth: {_some(extra)} (stems are paired "
+            f"after Unicode NFC normalisation, with their case)"
+            if extra
+            else ""
         )
-        raise DataError(f"{pred_dir}: no prediction for {len(missing)} truth mask(s): {shown}")
-    preds, truths, names = [], [], []
+        raise DataError(
+            f"--pred {pred_dir}: no prediction for {len(missing)} of {len(truth_files)} truth "
+            f"mask(s) in {truth_root}: {_some(missing)}{hint}"
+        )
+    if extra:
+        log.warning(
+            "note: %d prediction(s) in %s match no truth mask and are not evaluated: %s",
+            len(extra),
+            pred_dir,
+            _some(extra),
+        )
+    preds, truths, names, sources = [], [], [], []
     for stem, tf in truth_files.items():
         t = _binary255(read_mask(tf), num_classes)
         p = _binary255(read_mask(pred_files[stem]), num_classes)
@@ -185,7 +253,8 @@ def evaluate_folders(
         preds.append(p)
         truths.append(t)
         names.append(stem)
-    return _evaluate(preds, truths, names, num_classes, ignore_index, boundary)
+        sources.append((str(pred_files[stem]), str(tf)))
+    return _evaluate(preds, truths, names, num_classes, ignore_index, boundary, sources)
 
 
 def evaluate_model(

@@ -10,11 +10,13 @@ For an input ``<stem>.<ext>`` the outputs in ``OUT`` are:
 
 Every file is written atomically (temporary file, then rename), so an existing output is a
 finished one: a rerun skips an input whose requested outputs all exist, unless ``overwrite``.
+Outputs go only into a folder unetkit owns and replace only files it wrote
+(:mod:`unetkit.infer.output_folder`); the output folder may not lie inside an input folder.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +26,18 @@ import numpy as np
 
 from unetkit.errors import DataError, UnetkitError
 from unetkit.infer.normalization import Normalization
+from unetkit.infer.output_folder import (
+    OutputFolder,
+    check_location,
+    name_key,
+    settings_digest,
+)
 from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_mask
 from unetkit.model import UNet
 
-log = logging.getLogger(__name__)
-
 PROBABILITIES_DIR = "probabilities"
-MANIFEST = ".unetkit-predict.json"
 OVERLAYS_DIR = "overlays"
 
 # Colours of classes 1.. in overlays (class 0 is left uncoloured); cycles for more classes.
@@ -75,30 +80,43 @@ class FileResult:
     status: str
 
 
+def _dangling(path: Path) -> DataError:
+    return DataError(
+        f"{path}: is a dangling symlink to {os.readlink(path)} (its target does not exist); "
+        f"point it at an existing file, or move it out of the input folder"
+    )
+
+
+def input_folders(paths: Sequence[str | Path]) -> list[Path]:
+    """The folders among ``paths`` (an output folder must lie outside each of them)."""
+    return [Path(p) for p in paths if Path(p).is_dir()]
+
+
 def find_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Image files named directly or found in folders (a dataset folder's ``images/``).
 
-    Folders are not searched recursively; files are sorted by name. Two inputs with the same
-    stem would write the same output, so that is an error naming both.
+    Folders are not searched recursively; files are sorted by name. Two inputs whose stems are
+    the same after NFC normalisation and case folding would write the same output, so that is
+    an error naming both. A dangling symlink is an error naming the link and its target.
     """
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             folder = p / "images" if (p / "images").is_dir() else p
-            files = sorted(
-                f
-                for f in folder.iterdir()
-                if f.is_file()
-                and f.suffix.lower() in ALLOWED_SUFFIXES
-                and not f.name.startswith(".")
-            )
+            entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+            for f in entries:
+                if f.is_symlink() and not f.exists() and f.suffix.lower() in ALLOWED_SUFFIXES:
+                    raise _dangling(f)
+            files = [f for f in entries if f.is_file() and f.suffix.lower() in ALLOWED_SUFFIXES]
             if not files:
                 raise DataError(
                     f"{folder}: no {'/'.join(s.lstrip('.') for s in ALLOWED_SUFFIXES)} files "
                     f"to predict"
                 )
             found.extend(files)
+        elif p.is_symlink() and not p.exists():
+            raise _dangling(p)
         elif p.is_file():
             if p.suffix.lower() not in ALLOWED_SUFFIXES:
                 raise DataError(
@@ -109,12 +127,14 @@ def find_inputs(paths: Sequence[str | Path]) -> list[Path]:
             raise DataError(f"{p}: no such file or folder")
     stems: dict[str, Path] = {}
     for f in found:
-        if f.stem in stems and stems[f.stem].resolve() != f.resolve():
+        key = name_key(f.stem)
+        if key in stems and stems[key].resolve() != f.resolve():
             raise DataError(
-                f"{f}: has the same stem as {stems[f.stem]}; their outputs would collide. "
-                f"Predict them into different --output folders"
+                f"{f}: has the same stem as {stems[key]} (names are compared ignoring case and "
+                f"Unicode normalisation); their outputs would collide. Rename one, or predict "
+                f"them into different --out folders"
             )
-        stems[f.stem] = f
+        stems[key] = f
     unique: dict[Path, Path] = {f.resolve(): f for f in found}
     return list(unique.values())
 
@@ -184,44 +204,6 @@ def prediction_identity(model: UNet, options: PredictOptions) -> dict[str, Any]:
     }
 
 
-def check_manifest(
-    out: Path, model: UNet, options: PredictOptions, *, existing: bool, overwrite: bool
-) -> None:
-    """Refuse to mix outputs of different models or settings in one folder.
-
-    ``OUT/.unetkit-predict.json`` records which model and options wrote the folder. Finished
-    outputs are only skipped when they come from the same model and options; otherwise the
-    folder is refused unless ``overwrite`` (which predicts everything again).
-    """
-    import json
-
-    identity = prediction_identity(model, options)
-    manifest = out / MANIFEST
-    if existing and not overwrite:
-        recorded = None
-        if manifest.is_file():
-            try:
-                recorded = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                recorded = None
-        if recorded != identity:
-            raise UnetkitError(
-                f"{out}: holds outputs of another model or other settings (or of an unknown "
-                f"run); use --overwrite to predict them again, or another --output folder"
-            )
-    with atomic_write(manifest, "w") as fh:
-        json.dump(identity, fh, indent=1)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files that a killed earlier run left behind (``.NAME.XXXX.tmp``)."""
-    for tmp in folder.glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            log.warning("could not remove the stale temporary file %s", tmp)
-
-
 def predict_file(
     model: UNet,
     source: Path,
@@ -232,10 +214,14 @@ def predict_file(
     tile_default: Sequence[int],
     progress: bool = False,
     int8: Mapping[str, Any] | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> None:
     """Predict one file and write its outputs (probabilities and overlay first, labels last).
 
-    ``int8``: the model's int8 calibration, used as ``options.precision`` says."""
+    ``int8``: the model's int8 calibration, used as ``options.precision`` says.
+    ``before_write``: called once the prediction succeeded, before the first output is written
+    (the output folder records the names there), so a file that cannot be predicted leaves
+    nothing behind."""
     dims = model.config.spatial_dims
     try:
         image = read_image(source, spatial_dims=dims)
@@ -260,6 +246,8 @@ def predict_file(
         )
     except ValueError as exc:
         raise DataError(f"{source}: {exc}") from None
+    if before_write is not None:
+        before_write()
     if outputs.probabilities is not None and result.probabilities is not None:
         _write_probabilities(outputs.probabilities, result.probabilities)
     if outputs.overlay is not None:
@@ -295,6 +283,8 @@ def predict_files(
     """
     files = find_inputs(inputs)
     out = Path(out_dir)
+    check_location(out, files, input_folders(inputs))
+    folder = OutputFolder.claim(out)
     opts = options or PredictOptions()
     norm = Normalization.from_metadata(metadata.get("normalization"))
     tile_default = default_tile(model.config.spatial_dims, metadata)
@@ -311,18 +301,24 @@ def predict_files(
         )
         for f in files
     ]
-    for folder in {p.parent for _, paths in plans for p in paths.all()} | {out}:
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder)
-    existing = [p for _, paths in plans for p in paths.all() if p.is_file()]
-    check_manifest(out, model, opts, existing=bool(existing), overwrite=overwrite)
+    identity = prediction_identity(model, opts)
+    digest = settings_digest(identity)
+    names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
+    done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
+    folder.remove_own_temporaries()
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
     for source, paths in tqdm(plans, disable=not progress, unit="image", desc="images"):
-        if not overwrite and all(p.is_file() for p in paths.all()):
+        if done[source]:
             result = FileResult(source, paths, "skipped")
         else:
+
+            def claim(source: Path = source, paths: OutputPaths = paths) -> None:
+                folder.record(names[source], digest, identity)
+                for p in paths.all():
+                    p.parent.mkdir(parents=True, exist_ok=True)
+
             predict_file(
                 model,
                 source,
@@ -332,6 +328,7 @@ def predict_files(
                 tile_default=tile_default,
                 progress=progress,
                 int8=metadata.get("int8"),
+                before_write=claim,
             )
             result = FileResult(source, paths, "predicted")
         results.append(result)

@@ -34,31 +34,36 @@ with a file raises :class:`unetkit.errors.DataError` naming the file.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import struct
-import threading
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from unetkit.errors import DataError
 from unetkit.io.atomic import atomic_write
+from unetkit.io.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, resolve_max_pixels
+from unetkit.io.npy import NPY_MAGIC, npy_bytes, read_npy
+from unetkit.io.png import PNG_MAGIC, png_bytes, read_png
+from unetkit.io.tiff import TIFF_MAGICS, read_tiff, tiff_bytes
+
+__all__ = [
+    "ALLOWED_SUFFIXES",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "read_image",
+    "read_mask",
+    "resolve_max_pixels",
+    "stored_dtype",
+    "write_image",
+    "write_mask",
+]
 
 ALLOWED_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy")
-DEFAULT_MAX_PIXELS: int = 2**30
-MAX_PIXELS_ENV = "UNETKIT_MAX_PIXELS"
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_NPY_MAGIC = b"\x93NUMPY"
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PNG_MAGIC = PNG_MAGIC
+_NPY_MAGIC = NPY_MAGIC
 _FORMAT_OF_SUFFIX = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 _FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "npy": "NumPy .npy"}
-_PILLOW_LOCK = threading.Lock()
 
 # (array, axis 0 is channels, default number of spatial dims)
 _Raw = tuple[np.ndarray, bool, int]
@@ -67,45 +72,13 @@ _Raw = tuple[np.ndarray, bool, int]
 # ----------------------------------------------------------------------------- checks
 
 
-def resolve_max_pixels(max_pixels: int | None) -> int:
-    """The pixel limit in force: ``max_pixels``, else ``UNETKIT_MAX_PIXELS``, else the default.
-
-    Raises:
-        ValueError: ``max_pixels`` is not a positive integer.
-        DataError: ``UNETKIT_MAX_PIXELS`` is set but not a positive integer.
-    """
-    if max_pixels is not None:
-        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-            raise ValueError(f"max_pixels: expected a positive integer, got {max_pixels!r}")
-        return max_pixels
-    env = os.environ.get(MAX_PIXELS_ENV)
-    if env:
-        try:
-            value = int(float(env))
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise DataError(f"{MAX_PIXELS_ENV}={env!r} is not a positive integer; fix or unset it")
-        return value
-    return DEFAULT_MAX_PIXELS
-
-
-def _check_pixels(path: Path, pixels: int, limit: int) -> None:
-    if pixels > limit:
-        raise DataError(
-            f"{path}: {pixels} pixels exceeds the limit of {limit} (a guard against "
-            f"decompression bombs); if the file is trusted, raise the limit: max_pixels={pixels} "
-            f"(--max-pixels {pixels}) or {MAX_PIXELS_ENV}={pixels}"
-        )
-
-
 def _sniff(head: bytes) -> str | None:
     """The format named by a file's first bytes, or None if unknown."""
     if head.startswith(_PNG_MAGIC):
         return "png"
     if head.startswith(_NPY_MAGIC):
         return "npy"
-    if head.startswith(_TIFF_MAGICS):
+    if head.startswith(TIFF_MAGICS):
         return "tiff"
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -131,13 +104,18 @@ def _check_format(path: Path) -> str:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(
+                f"{path}: is a dangling symlink to {os.readlink(path)} (its target does not "
+                f"exist); point it at an existing file"
+            ) from None
         raise DataError(f"{path}: file not found; check the path") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror}); check permissions") from None
     if not head:
-        raise DataError(f"{path}: file is empty; re-export or remove it")
+        raise DataError(f"{path}: file is empty; re-export it, or move it out of the folder")
     found = _sniff(head)
     if found != expected:
         if found in _FORMAT_NAMES:
@@ -157,163 +135,15 @@ def _check_format(path: Path) -> str:
     return expected
 
 
-# ----------------------------------------------------------------------------- readers
-
-
-@contextlib.contextmanager
-def _pillow_limit(limit: int) -> Iterator[None]:
-    """Let Pillow decode up to our own limit (ours is checked first, from the header)."""
-    from PIL import Image
-
-    with _PILLOW_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        old = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = limit
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
-
-
-def _read_png(path: Path, limit: int, *, as_mask: bool) -> _Raw:
-    from PIL import Image
-
-    with open(path, "rb") as fh:
-        header = fh.read(33)
-    if len(header) < 33 or header[12:16] != b"IHDR":
-        raise DataError(f"{path}: PNG header is truncated or corrupt; re-export the file")
-    width, height = struct.unpack(">II", header[16:24])
-    bit_depth, colour_type = header[24], header[25]
-    _check_pixels(path, width * height, limit)
-    if bit_depth == 16 and colour_type in (2, 6):
-        raise DataError(
-            f"{path}: 16-bit colour PNG cannot be read without losing precision; "
-            f"save it as a 16-bit TIFF instead"
-        )
-    try:
-        with _pillow_limit(limit), Image.open(path, formats=["PNG"]) as im:
-            im.load()
-            mode = im.mode
-            if mode == "P" and not as_mask:
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                mode = im.mode
-            elif mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "F"):
-                im = im.convert("RGBA")
-                mode = "RGBA"
-            arr = np.array(im)
-    except Image.DecompressionBombError:
-        raise DataError(
-            f"{path}: refused by Pillow as a possible decompression bomb; if the file is "
-            f"trusted, raise the limit with max_pixels=... or {MAX_PIXELS_ENV}"
-        ) from None
-    if arr.ndim == 2:
-        return arr, False, 2
-    arr = np.moveaxis(arr, -1, 0)  # (H, W, S) -> (S, H, W)
-    if mode in ("LA", "RGBA"):
-        alpha = arr[-1]
-        if alpha.size == 0 or np.all(alpha == alpha.flat[0]):
-            arr = arr[:-1]
-    if arr.shape[0] == 1:
-        return arr[0], False, 2
-    return arr, True, 2
-
-
-class _DropAll(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-@contextlib.contextmanager
-def _quiet_tifffile() -> Iterator[None]:
-    """Silence tifffile's own log lines about a broken file; our DataError says it once."""
-    logger, drop = logging.getLogger("tifffile"), _DropAll()
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
-
-
-def _read_tiff(path: Path, limit: int, spatial_dims: int | None) -> _Raw:
-    import tifffile
-
-    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-        # Index every page first: tifffile's len() stops at a circular IFD chain, while the
-        # lazy page iterator behind `series` loops on it for ever (a 267-byte file hangs it).
-        len(tif.pages)
-        if not tif.series:
-            raise DataError(f"{path}: TIFF holds no image data; re-export the file")
-        series = tif.series[0]
-        axes = series.axes.upper()
-        shape = tuple(int(s) for s in series.shape)
-        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
-        spatial_size = int(np.prod([s for i, s in enumerate(shape) if i not in channel_axes]))
-        _check_pixels(path, spatial_size, limit)
-        arr = series.asarray()
-    if len(channel_axes) > 1:
-        # e.g. CYXS: fold a size-1 axis away, else we cannot tell which one is channels
-        keep = [i for i in channel_axes if shape[i] > 1]
-        if len(keep) > 1:
-            raise DataError(
-                f"{path}: TIFF has axes {axes} with two channel axes; save one channel axis"
-            )
-        drop = [i for i in channel_axes if i not in keep[:1]][: len(channel_axes) - 1]
-        arr = arr.reshape([s for i, s in enumerate(shape) if i not in drop])
-        axes = "".join(a for i, a in enumerate(axes) if i not in drop)
-        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
-    # squeeze size-1 non-channel, non-YX axes (e.g. a T or Q axis of length 1)
-    squeeze = [i for i, a in enumerate(axes) if a not in "SCYX" and arr.shape[i] == 1]
-    if squeeze:
-        arr = arr.squeeze(axis=tuple(squeeze))
-        axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
-        channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
-    if channel_axes:
-        arr = np.moveaxis(arr, channel_axes[0], 0)
-        if arr.shape[0] == 1:
-            arr = arr[0]
-            return arr, False, arr.ndim
-        return arr, True, arr.ndim - 1
-    return arr, False, min(arr.ndim, 3) if spatial_dims is None else spatial_dims
-
-
-def _read_npy(path: Path, limit: int) -> _Raw:
-    with open(path, "rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        except ValueError:
-            raise DataError(f"{path}: .npy header is corrupt; re-save the array") from None
-        if dtype.hasobject:
-            raise DataError(
-                f"{path}: .npy holds Python objects (pickled data), which is refused for "
-                f"safety; save a plain numeric array"
-            )
-        if not 1 <= len(shape) <= 4:
-            raise DataError(
-                f"{path}: array of shape {tuple(shape)} has {len(shape)} dims; expected (L,), "
-                f"(H, W), (D, H, W) or (C, D, H, W) (or (C, L), (C, H, W) with spatial_dims)"
-            )
-        _check_pixels(path, int(np.prod(shape)), limit)
-        fh.seek(0)
-        arr = np.load(fh, allow_pickle=False)
-    arr = np.asarray(arr)
-    if arr.ndim == 4:
-        return arr, True, 3
-    return arr, False, arr.ndim
-
-
 def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_mask: bool) -> _Raw:
     limit = resolve_max_pixels(max_pixels)
     fmt = _check_format(path)
     try:
         if fmt == "png":
-            return _read_png(path, limit, as_mask=as_mask)
+            return read_png(path, limit, as_mask=as_mask)
         if fmt == "tiff":
-            return _read_tiff(path, limit, spatial_dims)
-        return _read_npy(path, limit)
+            return read_tiff(path, limit, spatial_dims)
+        return read_npy(path, limit)
     except DataError:
         raise
     except MemoryError:
@@ -454,31 +284,27 @@ def read_mask(
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def stored_dtype(path: str | os.PathLike[str]) -> np.dtype:
+    """The pixel type a (readable) file stores, from its header: e.g. ``float32`` for a mask
+    saved as floats, which :func:`read_mask` accepts when its values are integers."""
+    p = Path(path)
+    fmt = _check_format(p)
+    if fmt == "png":
+        with open(p, "rb") as fh:
+            bit_depth = fh.read(25)[24:25]
+        return np.dtype(np.uint16 if bit_depth == b"\x10" else np.uint8)
+    if fmt == "npy":
+        return np.load(p, mmap_mode="r", allow_pickle=False).dtype
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        return np.dtype(tif.series[0].dtype)
+
+
 def _first_fraction(arr: np.ndarray) -> float:
     flat = arr.ravel()
     idx = np.flatnonzero(flat != np.round(flat))
     return float(flat[idx[0]]) if idx.size else float("nan")
-
-
-def _png_bytes(arr: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    if arr.ndim == 3:
-        arr = np.moveaxis(arr, 0, -1)  # (C, H, W) -> (H, W, C)
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _tiff_bytes(arr: np.ndarray, axes: str) -> bytes:
-    import tifffile
-
-    buf = io.BytesIO()
-    if axes.endswith("S"):
-        tifffile.imwrite(buf, arr, photometric="rgb")
-    else:
-        tifffile.imwrite(buf, arr, photometric="minisblack", metadata={"axes": axes})
-    return buf.getvalue()
 
 
 def _smallest_uint(arr: np.ndarray, *, allow_32: bool) -> np.dtype | None:
@@ -523,10 +349,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
         raise ValueError("array: contains NaN or infinite values")
     sd = arr.ndim - 1
     if suffix == ".npy":
-        data = arr[0] if arr.shape[0] == 1 else arr
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(data), allow_pickle=False)
-        payload = buf.getvalue()
+        payload = npy_bytes(arr[0] if arr.shape[0] == 1 else arr)
     elif suffix == ".png":
         dt = _smallest_uint(arr, allow_32=False)
         if sd != 2 or arr.shape[0] not in (1, 3, 4):
@@ -535,17 +358,17 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
             raise ValueError(
                 "array: PNG stores integers 0..255 (0..65535 for grey); use .tif or .npy"
             )
-        payload = _png_bytes((arr[0] if arr.shape[0] == 1 else arr).astype(dt))
+        payload = png_bytes((arr[0] if arr.shape[0] == 1 else arr).astype(dt))
     else:
         if sd == 1:
             raise ValueError("array: TIFF needs a 2D or 3D image; use .npy for 1D signals")
         dt = _smallest_uint(arr, allow_32=False) or np.dtype(np.float32)
         if sd == 2 and arr.shape[0] in (3, 4) and dt == np.uint8:
-            payload = _tiff_bytes(np.moveaxis(arr.astype(dt), 0, -1), "YXS")
+            payload = tiff_bytes(np.moveaxis(arr.astype(dt), 0, -1), "YXS")
         elif arr.shape[0] == 1:
-            payload = _tiff_bytes(arr[0].astype(dt), "ZYX"[-sd:])
+            payload = tiff_bytes(arr[0].astype(dt), "ZYX"[-sd:])
         else:
-            payload = _tiff_bytes(arr.astype(dt), "C" + "ZYX"[-sd:])
+            payload = tiff_bytes(arr.astype(dt), "C" + "ZYX"[-sd:])
     with atomic_write(p, "wb") as fh:
         fh.write(payload)
 
@@ -568,9 +391,7 @@ def write_mask(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if arr.dtype.kind not in "biu":
         raise ValueError(f"array: mask must hold integers, got dtype {arr.dtype}")
     if suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(arr, dtype=np.int64), allow_pickle=False)
-        payload = buf.getvalue()
+        payload = npy_bytes(arr.astype(np.int64, copy=False))
     else:
         dt = _smallest_uint(arr, allow_32=suffix != ".png")
         if dt is None:
@@ -578,10 +399,10 @@ def write_mask(path: str | os.PathLike[str], array: np.ndarray) -> None:
         if suffix == ".png":
             if arr.ndim != 2:
                 raise ValueError(f"array: PNG masks must be 2D, got {arr.shape}; use .tif")
-            payload = _png_bytes(arr.astype(dt))
+            payload = png_bytes(arr.astype(dt))
         else:
             if arr.ndim == 1:
                 raise ValueError("array: TIFF needs a 2D or 3D mask; use .npy for 1D")
-            payload = _tiff_bytes(arr.astype(dt), "ZYX"[-arr.ndim :])
+            payload = tiff_bytes(arr.astype(dt), "ZYX"[-arr.ndim :])
     with atomic_write(p, "wb") as fh:
         fh.write(payload)

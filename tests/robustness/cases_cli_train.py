@@ -1,0 +1,87 @@
+"""`unetkit train` refused before training (nothing written)."""
+
+from __future__ import annotations
+
+from builders import TRAIN_TINY, _cli_dataset, _old_run, _rm, _train
+from catalogue_kit import CliCase
+
+CASES: list[CliCase] = [
+    CliCase(
+        "cli train",
+        "output folder holds another run",
+        _train("--out", "run", *TRAIN_TINY, build=lambda t: _old_run(t / "run")),
+        ("--out: run already holds a run; use --resume run", "--overwrite"),
+        subprocess=True,
+    ),
+    CliCase(
+        "cli train",
+        "--overwrite on a non-empty folder that is not a run",
+        _train(
+            "--out",
+            "run",
+            "--overwrite",
+            *TRAIN_TINY,
+            build=lambda t: (t / "run").mkdir() or (t / "run" / "thesis.tex").write_text("x"),
+        ),
+        ("--out: run is not empty and holds no unetkit run",),
+    ),
+    CliCase(
+        "cli train",
+        "--overwrite with a broken dataset: the old run is kept",
+        _train(
+            "--out",
+            "run",
+            "--overwrite",
+            "--data",
+            "ds",
+            "--epochs",
+            "1",
+            build=lambda t: (_old_run(t / "run"), _cli_dataset(_rm("masks/s1.png"))(t)),
+        ),
+        ("s1",),
+    ),
+    CliCase(
+        "cli train",
+        "--overwrite with a bad config value: the old run is kept",
+        _train(
+            "--out",
+            "run",
+            "--overwrite",
+            *TRAIN_TINY,
+            "train.lr=-1",
+            build=lambda t: _old_run(t / "run"),
+        ),
+        ("lr",),
+    ),
+    CliCase(
+        "cli train",
+        "--out under a regular file (unwritable, also as root)",
+        _train(
+            "--out",
+            "notes.txt/run",
+            *TRAIN_TINY,
+            build=lambda t: (t / "notes.txt").write_text("x"),
+        ),
+        ("--out: notes.txt/run: cannot create the folder, notes.txt is a file",),
+    ),
+    CliCase(
+        "cli train",
+        "--out is a file",
+        _train(
+            "--out", "notes.txt", *TRAIN_TINY, build=lambda t: (t / "notes.txt").write_text("x")
+        ),
+        ("--out: notes.txt is a file",),
+    ),
+    CliCase(
+        "cli train",
+        "--resume and --overwrite together",
+        _train("--resume", "run", "--overwrite", build=lambda t: _old_run(t / "run")),
+        ("--resume and --overwrite: choose one",),
+    ),
+    CliCase(
+        "cli train",
+        "--resume of a folder that is not a run",
+        _train("--resume", "ds", build=_cli_dataset()),
+        ("--resume: ds: no config.yaml",),
+    ),
+]
