@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from unetkit.errors import DataError
-from unetkit.io import images
+from unetkit.io import npy, png
 from unetkit.io.images import read_image, read_mask, write_image, write_mask
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
@@ -236,7 +236,7 @@ def _bomb_png(path: Path, width: int, height: int) -> Path:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * (width + 1) * 4)
     path.write_bytes(
-        images._PNG_MAGIC + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        png.PNG_MAGIC + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
     return path
 
@@ -287,7 +287,7 @@ def test_bad_spatial_dims_argument(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- fuzz
 
-_PREFIXES = [b"", images._PNG_MAGIC, b"II*\x00", b"MM\x00*", images._NPY_MAGIC + b"\x01\x00"]
+_PREFIXES = [b"", png.PNG_MAGIC, b"II*\x00", b"MM\x00*", npy.NPY_MAGIC + b"\x01\x00"]
 
 
 @settings(

@@ -41,10 +41,12 @@ import numpy as np
 
 from unetkit.errors import DataError
 from unetkit.io.atomic import atomic_write
+from unetkit.io.formats import ALLOWED_SUFFIXES, FORMAT_NAMES, FORMAT_OF_SUFFIX
+from unetkit.io.formats import check_format as _check_format
 from unetkit.io.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, resolve_max_pixels
-from unetkit.io.npy import NPY_MAGIC, npy_bytes, read_npy
-from unetkit.io.png import PNG_MAGIC, png_bytes, read_png
-from unetkit.io.tiff import TIFF_MAGICS, read_tiff, tiff_bytes
+from unetkit.io.npy import npy_bytes, read_npy
+from unetkit.io.png import png_bytes, read_png
+from unetkit.io.tiff import read_tiff, tiff_bytes
 
 __all__ = [
     "ALLOWED_SUFFIXES",
@@ -58,81 +60,9 @@ __all__ = [
     "write_mask",
 ]
 
-ALLOWED_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy")
-
-_PNG_MAGIC = PNG_MAGIC
-_NPY_MAGIC = NPY_MAGIC
-_FORMAT_OF_SUFFIX = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
-_FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "npy": "NumPy .npy"}
 
 # (array, axis 0 is channels, default number of spatial dims)
 _Raw = tuple[np.ndarray, bool, int]
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _sniff(head: bytes) -> str | None:
-    """The format named by a file's first bytes, or None if unknown."""
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    if head.startswith(_NPY_MAGIC):
-        return "npy"
-    if head.startswith(TIFF_MAGICS):
-        return "tiff"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head.startswith(b"PK\x03\x04"):
-        return "ZIP (.npz?)"
-    return None
-
-
-def _check_format(path: Path) -> str:
-    """Validate suffix and magic bytes; return ``"png"``, ``"tiff"`` or ``"npy"``."""
-    suffix = path.suffix.lower()
-    if suffix not in _FORMAT_OF_SUFFIX:
-        raise DataError(
-            f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
-            f"allowed: {' '.join(ALLOWED_SUFFIXES)} (convert the file to one of these)"
-        )
-    expected = _FORMAT_OF_SUFFIX[suffix]
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise DataError(
-                f"{path}: is a dangling symlink to {os.readlink(path)} (its target does not "
-                f"exist); point it at an existing file"
-            ) from None
-        raise DataError(f"{path}: file not found; check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not an image file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open ({exc.strerror}); check permissions") from None
-    if not head:
-        raise DataError(f"{path}: file is empty; re-export it, or move it out of the folder")
-    found = _sniff(head)
-    if found != expected:
-        if found in _FORMAT_NAMES:
-            raise DataError(
-                f"{path}: extension {suffix!r} but the content is {_FORMAT_NAMES[found]}; "
-                f"rename the file to match its content"
-            )
-        if found is not None:
-            raise DataError(
-                f"{path}: extension {suffix!r} but the content is {found}, which is not "
-                f"supported; convert it to PNG, TIFF or .npy"
-            )
-        raise DataError(
-            f"{path}: not a valid {_FORMAT_NAMES[expected]} file (unrecognised header); "
-            f"the file is corrupt or mislabelled"
-        )
-    return expected
 
 
 def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_mask: bool) -> _Raw:
@@ -151,7 +81,7 @@ def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_m
     except Exception as exc:  # any decoder failure means a broken file, never a crash
         detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
         raise DataError(
-            f"{path}: cannot decode {_FORMAT_NAMES[fmt]} ({detail}); the file is corrupt or "
+            f"{path}: cannot decode {FORMAT_NAMES[fmt]} ({detail}); the file is corrupt or "
             f"truncated, re-export it"
         ) from None
 
@@ -320,7 +250,7 @@ def _smallest_uint(arr: np.ndarray, *, allow_32: bool) -> np.dtype | None:
 
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix not in _FORMAT_OF_SUFFIX:
+    if suffix not in FORMAT_OF_SUFFIX:
         allowed = " ".join(ALLOWED_SUFFIXES)
         raise ValueError(f"path: unsupported extension {suffix!r}; use {allowed}")
     return suffix
