@@ -9,6 +9,7 @@ under ``torchrun --nproc-per-node N -m unetkit train ...``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import time
@@ -172,7 +173,6 @@ def process_age() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unetkit.config import load_run_config
     from unetkit.train.distributed import (
         barrier,
         broadcast_object,
@@ -180,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
         restart_count,
         shutdown,
     )
+    from unetkit.train.lock import check_unlocked
+    from unetkit.train.preflight import adopt, open_new_run, open_resume, preflight
     from unetkit.train.prepare import prepare_data
     from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
-    from unetkit.train.runfolder import check_new_run_folder, check_writable, discard_old_run
+    from unetkit.train.runfolder import check_new_run_folder, check_writable
     from unetkit.train.trainer import train
 
     started = time.monotonic() - process_age()  # --max-minutes counts from the command's start
@@ -190,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     info = init_from_env()
     quiet = args.quiet
     say = print if (info.is_main and not quiet) else (lambda *_a, **_k: None)
+    stack = contextlib.ExitStack()
     try:
         if args.resume is not None and args.overwrite:
             raise UnetkitError("--resume and --overwrite: choose one (continue or replace)")
@@ -202,30 +205,29 @@ def run(args: argparse.Namespace) -> int:
             if not (run_dir / "config.yaml").is_file():
                 raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
             check_writable(run_dir, "--resume")
-            keep = list(args.overrides)
-            extra = []
-            if args.epochs is not None:
-                extra += [f"train.epochs={args.epochs}", "train.total_steps=null"]
-            if args.max_minutes is not None:
-                extra.append(f"train.max_minutes={args.max_minutes}")
-            config = load_run_config(run_dir / "config.yaml", extra + keep)
-            prepared = prepare_data(config.data, seed=config.train.seed)
-            say(f"resuming {run_dir}")
-            result, config = train(
-                config,
-                prepared,
-                run_dir,
-                info,
-                resume=True,
-                stop_after=args.stop_after,
-                quiet=quiet,
-                started=started,
-            )
+            # guard: lock, then every check before the folder changes (train/preflight.py)
+            with open_resume(run_dir, is_main=info.is_main, say=say):
+                config, extra_marker = _resume_config(args, run_dir)
+                prepared = prepare_data(config.data, seed=config.train.seed)
+                preflight(config, prepared)
+                adopt(run_dir, info.is_main, extra_marker)
+                say(f"resuming {run_dir}")
+                result, config = train(
+                    config,
+                    prepared,
+                    run_dir,
+                    info,
+                    resume=True,
+                    stop_after=args.stop_after,
+                    quiet=quiet,
+                    started=started,
+                )
         else:
             config, explicit = build_config(args)
             out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
             out = Path(str(broadcast_object(info, str(out))))
             check_new_run_folder(out, overwrite=args.overwrite)  # every rank: all stop together
+            check_unlocked(out, "--out")
             if (
                 config.data.path is None
                 and "train.max_minutes" not in explicit
@@ -246,8 +248,16 @@ def run(args: argparse.Namespace) -> int:
             note = small_image_note(prepared.raw_train, config.data.patch_size)
             if note:
                 say(f"note: {note}")
-            if args.overwrite and info.is_main and discard_old_run(out) is not None:
-                say(f"--overwrite: deleted the previous run in {out}")
+            config = _resolved_data_path(config)
+            preflight(config, prepared)  # guard: memory, first step; nothing written before
+            opened = open_new_run(
+                out,
+                overwrite=args.overwrite,
+                is_main=info.is_main,
+                say=say,
+                extra=_data_marker(config),
+            )
+            stack.enter_context(opened)  # lock held until the run ends
             barrier(info)
             say(
                 f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
@@ -285,7 +295,60 @@ def run(args: argparse.Namespace) -> int:
             return 128 + int(result.signal or 2)  # 130 for SIGINT, 143 for SIGTERM
         return 0
     finally:
+        stack.close()
         shutdown(info)
+
+
+# -- guard hooks (helper modules: train/preflight.py, train/resume_check.py) -------------------
+
+
+def _resolved_data_path(config: Any) -> Any:
+    """The run stores its data folder as an absolute path, so it resumes from anywhere."""
+    if config.data.path is None:
+        return config
+    resolved = str(Path(config.data.path).resolve())
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, path=resolved))
+
+
+def _data_marker(config: Any) -> dict[str, Any]:
+    from unetkit.train.resume_check import data_fingerprint
+
+    path = config.data.path
+    return {"data_path": path, "data_fingerprint": data_fingerprint(path) if path else None}
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The stored run's config for ``--resume``, after refusing options that conflict with it
+    (:mod:`unetkit.train.resume_check`); also the data entries for the run's marker."""
+    from unetkit.config import load_run_config
+    from unetkit.train.preflight import check_resume_checkpoint
+    from unetkit.train.resume_check import check_data_relocation, check_resume_options
+    from unetkit.train.runfolder import read_marker
+
+    if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+        raise UnetkitError(
+            f"--out {args.out} with --resume {run_dir}: a resumed run continues in its own "
+            f"folder; drop --out"
+        )
+    stored = load_run_config(run_dir / "config.yaml")
+    requested, explicit = build_config(args)
+    check_resume_options(run_dir, stored, requested, explicit)
+    marker = read_marker(run_dir) or {}
+    data_path = check_data_relocation(
+        run_dir, stored.data.path, args.data, marker.get("data_fingerprint")
+    )
+    extra = []
+    if args.epochs is not None:
+        extra += [f"train.epochs={args.epochs}", "train.total_steps=null"]
+    if args.max_minutes is not None:
+        extra.append(f"train.max_minutes={args.max_minutes}")
+    config = load_run_config(run_dir / "config.yaml", extra + list(args.overrides))
+    if data_path is not None:
+        config = _resolved_data_path(
+            dataclasses.replace(config, data=dataclasses.replace(config.data, path=data_path))
+        )
+    check_resume_checkpoint(run_dir, config)
+    return config, _data_marker(config) if not marker else {}
 
 
 __all__ = ["add_parser", "build_config", "run"]
