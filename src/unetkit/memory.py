@@ -145,13 +145,15 @@ def _smaller_sizes(config: object, size: Sequence[int]) -> list[tuple[int, ...]]
     current = tuple(int(n) for n in size)
     step = config.downsample_factor  # type: ignore[attr-defined]
     while max(current) > 8:
-        nxt = []
+        nxt: list[int] = []
         for n in current:
-            m = max(8, n // 2)
+            m: int | None = max(8, n // 2)
             if config.padding == "valid":  # type: ignore[attr-defined]
-                m = model_sizes.nearest_valid_sizes(config, m)[0] or m  # type: ignore[arg-type]
-            else:
-                m = max(step, (m // step) * step) if m >= step else m
+                m = model_sizes.nearest_valid_sizes(config, m)[0]  # type: ignore[arg-type]
+            elif m >= step:
+                m = (m // step) * step
+            if m is None:  # no smaller size the model accepts
+                return out
             nxt.append(m)
         if tuple(nxt) == current:
             break

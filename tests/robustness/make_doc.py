@@ -111,6 +111,7 @@ def main() -> None:
         + "\n".join(fault_rows())
         + "\n"
     )
+    parts.append(__import__("cases_train").doc_section())  # guard: run folders, locks, memory
     catalogue.DOC.write_text("".join(parts), encoding="utf-8")
     print(f"wrote {catalogue.DOC}")
 
