@@ -239,9 +239,16 @@ CASES: list[Case] = [
         "resume",
         "--resume with a different --batch-size, --loss and model override",
         _args(
-            "train", "--resume", "run", "--batch-size", "3", "--loss", "ce",
-            "model.widths=[8,16]", build=tiny_run,
-        ),  # fmt: skip
+            "train",
+            "--resume",
+            "run",
+            "--batch-size",
+            "3",
+            "--loss",
+            "ce",
+            "model.widths=[8,16]",
+            build=tiny_run,
+        ),
         ("3 option(s) differ from the stored run", "--batch-size 3 (run:", "--loss ce (run:"),
     ),
     Case(
@@ -260,18 +267,24 @@ CASES: list[Case] = [
         "resume",
         "--resume --data pointing at a folder with other files",
         _args(
-            "train", "--resume", "run", "--data", "other",
+            "train",
+            "--resume",
+            "run",
+            "--data",
+            "other",
             build=lambda t: (_moved_data(t), dataset(t / "other", n=5)),
-        ),  # fmt: skip
+        ),
         ("--data: other does not hold the same files",),
     ),
     Case(
         "resume",
         "--resume of a folder without checkpoint or marker",
         _args(
-            "train", "--resume", "run",
+            "train",
+            "--resume",
+            "run",
             build=lambda t: (t / "run").mkdir() or (t / "run" / "config.yaml").write_text("{}"),
-        ),  # fmt: skip
+        ),
         ("no checkpoint (last/ or checkpoints/) to continue from",),
     ),
     Case(
@@ -285,9 +298,19 @@ CASES: list[Case] = [
         "memory",
         "prediction with --tile whole on a 2048x2048 image",
         _args(
-            "predict", "--model", "m.safetensors", "--input", "in", "--output", "out",
-            "--tile", "whole", "--precision", "fp32", build=_model_and_big_image,
-        ),  # fmt: skip
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--tile",
+            "whole",
+            "--precision",
+            "fp32",
+            build=_model_and_big_image,
+        ),
         ("memory: predicting 1 tile(s) of 2048 2048", "--tile", "would fit"),
         env={"UNETKIT_MEMORY_AVAILABLE": "1G"},
         may_create=("out", "out/.unetkit-predict.json"),
@@ -337,7 +360,7 @@ def second_writer_is_refused(tmp: Path) -> Outcome:
         assert f"(pid {first.pid} " in error_line(resume)
     finally:
         first.send_signal(signal.SIGINT)  # it checkpoints and stops
-        out, err = first.communicate(timeout=300)
+        _out, err = first.communicate(timeout=300)
     assert first.returncode == 130, err
     assert not (tmp / "run" / LOCK).exists()
     return Outcome("exit 2 for both; the running run is untouched", shown(line, tmp))
@@ -389,8 +412,19 @@ def failed_attempt_then_corrected(tmp: Path) -> Outcome:
     bad = unetkit(["train", "--out", "run", "--batch-size", "64", *TINY], tmp, env_small)
     error_line(bad)
     assert not (tmp / "run").exists()  # refused in preflight: nothing created
-    nan = unetkit(["train", "--out", "run", "--epochs", "1", *TINY[:-2], "train.lr=1e30",
-                   "train.steps_per_epoch=3"], tmp)  # fmt: skip
+    nan = unetkit(
+        [
+            "train",
+            "--out",
+            "run",
+            "--epochs",
+            "1",
+            *TINY[:-2],
+            "train.lr=1e30",
+            "train.steps_per_epoch=3",
+        ],
+        tmp,
+    )
     assert "non-finite loss" in error_line(nan)
     assert (tmp / "run" / MARKER).is_file() and not (tmp / "run" / "last").exists()
     good = unetkit(["train", "--out", "run", "--epochs", "1", *TINY], tmp)
@@ -413,7 +447,7 @@ def resume_from_anywhere_and_relocated_data(tmp: Path) -> Outcome:
     r = unetkit(["train", "--resume", "run", "--epochs", "3", "--data", "moved-ds"], tmp)
     assert r.returncode == 0, r.stderr
     assert "moved-ds" in (tmp / "run" / "config.yaml").read_text()
-    line = [ln for ln in r.stdout.splitlines() if ln.startswith("finished")][0]
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("finished"))
     return Outcome("exit 0 from another folder, and with --data after the move", shown(line, tmp))
 
 

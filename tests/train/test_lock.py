@@ -63,7 +63,7 @@ def test_a_stale_lock_is_taken_over_with_a_note(tmp_path: Path) -> None:
 
 def test_a_lock_of_another_host_is_respected(tmp_path: Path) -> None:
     _write_lock(tmp_path, 1, host="some-other-machine")
-    with pytest.raises(UnetkitError, match="some-other-machine.*delete"):
+    with pytest.raises(UnetkitError, match=r"some-other-machine.*delete"):
         acquire(tmp_path, "--resume")
 
 

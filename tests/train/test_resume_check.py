@@ -38,8 +38,13 @@ def test_every_differing_option_is_listed_and_no_deletion_is_suggested() -> None
     with pytest.raises(UnetkitError) as e:
         check_resume_options(Path("run"), stored, requested, keys)
     text = str(e.value)
-    for part in ("3 option(s)", "--batch-size 8 (run: 4)", "--loss ce (run: dice_ce)",
-                 "model.widths=[8,16]", "--max-minutes"):
+    for part in (
+        "3 option(s)",
+        "--batch-size 8 (run: 4)",
+        "--loss ce (run: dice_ce)",
+        "model.widths=[8,16]",
+        "--max-minutes",
+    ):
         assert part in text, (part, text)
     assert "--overwrite" not in text and "rm " not in text
 
@@ -57,7 +62,7 @@ def test_relocated_data_is_accepted_when_it_holds_the_same_files(tmp_path: Path)
     fp = data_fingerprint(old)
     moved = tmp_path / "moved"
     old.rename(moved)
-    with pytest.raises(UnetkitError, match="does not exist .*--data DIR"):
+    with pytest.raises(UnetkitError, match=r"does not exist .*--data DIR"):
         check_data_relocation(Path("run"), str(old), None, fp)
     assert check_data_relocation(Path("run"), str(old), str(moved), fp) == str(moved.resolve())
     other = _data(tmp_path / "other", n=3)
