@@ -33,3 +33,25 @@ def test_synth_refuses_a_non_empty_folder(cli, tmp_path) -> None:
     assert r.returncode == 2
     assert "not empty" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_synth_overwrite_replaces_only_its_own_files(cli, tmp_path) -> None:
+    """A user's dataset is never overwritten, even with --overwrite; an earlier synth is."""
+    user = tmp_path / "mine"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "synthetic_0000.tif").write_bytes(b"my own image")
+    r = cli("synth", str(user), "--n", "1", "--overwrite")
+    assert r.returncode == 2 and "was not written by `unetkit synth`" in r.stderr
+    assert "--overwrite" not in r.stderr
+    assert (user / "images" / "synthetic_0000.tif").read_bytes() == b"my own image"
+    syn = tmp_path / "syn"
+    assert cli("synth", str(syn), "--n", "3").returncode == 0
+    again = cli("synth", str(syn), "--n", "2")
+    assert again.returncode == 2 and "holds synthetic data written earlier" in again.stderr
+    (syn / "images" / "notes.txt").write_text("mine")
+    assert cli("synth", str(syn), "--n", "2", "--overwrite").returncode == 0
+    assert sorted(p.name for p in (syn / "images").iterdir()) == [
+        "notes.txt",
+        "synthetic_0000.tif",
+        "synthetic_0001.tif",
+    ]

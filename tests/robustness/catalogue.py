@@ -1101,8 +1101,11 @@ TRAIN_TINY = [
 
 
 def _old_run(folder: Path) -> None:
-    """What a previous run leaves: config.yaml, last/, model.safetensors."""
+    """What a previous run leaves: its marker, config.yaml, last/, model.safetensors."""
+    from unetkit.train.runfolder import new_marker, write_marker
+
     (folder / "last").mkdir(parents=True)
+    write_marker(folder, new_marker())
     (folder / "config.yaml").write_text("model: {}\n")
     (folder / "model.safetensors").write_bytes(b"weights of the old run")
 
@@ -1362,7 +1365,7 @@ CLI_CASES: list[CliCase] = [
         "cli train",
         "output folder holds another run",
         _train("--out", "run", *TRAIN_TINY, build=lambda t: _old_run(t / "run")),
-        ("--out: run already holds a run; use --resume run", "--overwrite"),
+        ("--out: run already holds a run; continue it with --resume run", "--overwrite"),
         subprocess=True,
     ),
     CliCase(
@@ -1375,7 +1378,7 @@ CLI_CASES: list[CliCase] = [
             *TRAIN_TINY,
             build=lambda t: (t / "run").mkdir() or (t / "run" / "thesis.tex").write_text("x"),
         ),
-        ("--out: run is not empty and holds no unetkit run",),
+        ("--out: run is not empty and is not a unetkit run (thesis.tex)",),
     ),
     CliCase(
         "cli train",

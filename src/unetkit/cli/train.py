@@ -48,8 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help=(
-            "replace the run already in --out; it is deleted only after the new config and "
-            "data check out (a folder that is not a unetkit run is never deleted)"
+            "replace the unetkit run in --out: only the files its .unetkit-run.json lists are "
+            "deleted, after the new run passed its checks; a folder with other files is refused"
         ),
     )
     p.add_argument("--seed", type=int, help="seed of weights, patches and augmentation")
