@@ -17,6 +17,7 @@ model, and :func:`preflight` runs; a refused resume leaves the folder exactly as
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -90,7 +91,12 @@ def check_resume_checkpoint(run: Path, config: Any) -> None:
                 f"no {runfolder.MARKER}: not a unetkit run folder"
             )
         return
-    latest = ckpt.load_latest(run)
+    quiet = logging.getLogger(ckpt.__name__)
+    was, quiet.disabled = quiet.disabled, True  # the real load reports skipped checkpoints
+    try:
+        latest = ckpt.load_latest(run)
+    finally:
+        quiet.disabled = was
     import torch
 
     with torch.device("meta"):
