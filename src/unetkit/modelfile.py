@@ -179,6 +179,9 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[UNet, dict[str, An
             f"{p}: is a safetensors file but not a unetkit model (no stored config)"
         )
     config = config_from_json(meta["config"], str(p))
+    from unetkit.memory import check_model_file
+
+    check_model_file(config, str(p))  # guard: a small file may declare a huge model
     model = UNet(dataclasses.replace(config, init="default"))  # weights are overwritten
     model.config = config
     load_state_into(model, tensors, str(p))

@@ -17,6 +17,7 @@ that ``train/`` never imports ``infer/``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -28,9 +29,22 @@ from unetkit.config import RunConfig, load_run_config, run_config_from_dict
 from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_dict
 from unetkit.errors import UnetkitError
 from unetkit.train.distributed import DistInfo, barrier, broadcast_object
+from unetkit.train.lock import check_unlocked
+from unetkit.train.preflight import (
+    adopt,
+    check_resume_checkpoint,
+    open_new_run,
+    open_resume,
+    preflight,
+)
 from unetkit.train.prepare import PreparedData, prepare_data
 from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
-from unetkit.train.runfolder import check_new_run_folder, check_writable, discard_old_run
+from unetkit.train.resume_check import (
+    check_data_relocation,
+    check_resume_options,
+    data_fingerprint,
+)
+from unetkit.train.runfolder import check_new_run_folder, check_writable, read_marker
 from unetkit.train.trainer import TrainResult, train
 
 #: Budget of a run on the built-in synthetic data when neither epochs nor minutes are given.
@@ -140,13 +154,16 @@ def fit(
             defaults (built-in synthetic data). Settings the caller did not set (see
             :func:`resolve_config`) are chosen by the recipe from the data and the budget.
         out: the run folder to create (default ``runs/<time>``); with ``resume``, the run to
-            continue (``config`` is then ignored: the run's own ``config.yaml`` is used).
+            continue: its own ``config.yaml`` is used, and ``config`` (with ``explicit``), if
+            given, only says what the caller asked for: a setting that differs from the stored
+            run is refused unless it may change mid-run (:mod:`unetkit.train.resume_check`), and
+            ``data.path`` may point at the same data moved elsewhere.
         overrides: ``key=value`` strings with the config.yaml names (``train.lr=0.001``).
         explicit: the dotted keys the caller set, when the caller knows better than
             :func:`resolve_config` (the CLI passes its own).
         resume: continue ``out`` from its newest good checkpoint.
-        overwrite: replace the unetkit run already in ``out`` (deleted only after the new
-            config and data check out; a folder that is not a run is never deleted).
+        overwrite: replace the unetkit run already in ``out``: only what its marker lists is
+            deleted, after the new run passed its checks; a folder with other files is refused.
         stop_after: pause after this epoch (continue later with ``resume``).
         quiet: no output; ``echo`` receives every line otherwise (rank 0 only).
         info: the process group (default: one process); ``started``: ``time.monotonic()`` at
@@ -162,57 +179,114 @@ def fit(
     say: Echo = echo if (info.is_main and not quiet) else (lambda _m: None)
     if resume and overwrite:
         raise UnetkitError("--resume and --overwrite: choose one (continue or replace)")
-    # 1. build the config  2. check the run folder
-    if resume:
-        if out is None:
-            raise UnetkitError("--resume: give the run folder to continue")
-        run_dir = Path(out)
-        if not (run_dir / "config.yaml").is_file():
-            raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
-        check_writable(run_dir, "--resume")
-        run_config = load_run_config(run_dir / "config.yaml", list(overrides))
-    else:
-        run_config, found = resolve_config(config, overrides)
-        keys = set(explicit) if explicit is not None else found
-        run_dir = Path(out) if out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(str(broadcast_object(info, str(run_dir))))
-        check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
-        run_config = with_run_defaults(run_config, keys)
-    # 3. read the data (and choose the recipe from it)
-    prepared = prepare_data(run_config.data, seed=run_config.train.seed)
-    if resume:
-        say(f"resuming {run_dir}")
-    else:
-        run_config, lines = _recipe(run_config, prepared, keys, info, say)
-        if overwrite and info.is_main and discard_old_run(run_dir) is not None:
-            say(f"--overwrite: deleted the previous run in {run_dir}")
+    with contextlib.ExitStack() as held:  # the run folder's lock, held until the run ends
+        if resume:
+            # 1. the stored config (options that conflict with it are refused)  2. the folder
+            if out is None:
+                raise UnetkitError("--resume: give the run folder to continue")
+            run_dir = Path(out)
+            if not (run_dir / "config.yaml").is_file():
+                raise UnetkitError(f"--resume: {run_dir}: no config.yaml; is it a unetkit run?")
+            check_writable(run_dir, "--resume")
+            held.enter_context(open_resume(run_dir, is_main=info.is_main, say=say))
+            requested, keys = None, set()
+            if config is not None:
+                requested, found = resolve_config(config, ())
+                keys = set(explicit) if explicit is not None else found
+            run_config, marker_extra = _resume_config(run_dir, requested, keys, overrides)
+            # 3. read the data  4. every check before the folder changes
+            prepared = prepare_data(run_config.data, seed=run_config.train.seed)
+            preflight(run_config, prepared)
+            adopt(run_dir, info.is_main, marker_extra)
+            say(f"resuming {run_dir}")
+        else:
+            # 1. build the config  2. check the run folder (nothing is written yet)
+            run_config, found = resolve_config(config, overrides)
+            keys = set(explicit) if explicit is not None else found
+            run_dir = Path(out) if out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+            run_dir = Path(str(broadcast_object(info, str(run_dir))))
+            check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
+            check_unlocked(run_dir, "--out")
+            run_config = with_run_defaults(run_config, keys)
+            # 3. read the data and choose the recipe from it
+            prepared = prepare_data(run_config.data, seed=run_config.train.seed)
+            run_config, lines = _recipe(run_config, prepared, keys, info, say)
+            run_config = _resolved_data_path(run_config)
+            # 4. memory and a first training step, then the folder (lock, marker, old run)
+            preflight(run_config, prepared)
+            held.enter_context(
+                open_new_run(
+                    run_dir,
+                    overwrite=overwrite,
+                    is_main=info.is_main,
+                    say=say,
+                    extra=_data_marker(run_config),
+                )
+            )
+            barrier(info)
+            for line in lines:
+                say(line)
+            say("config:\n" + run_config.to_yaml().rstrip())
+            say(f"run folder: {run_dir}")
+        # 5. build the model and train
+        result, run_config = train(
+            run_config,
+            prepared,
+            run_dir,
+            info,
+            resume=resume,
+            stop_after=stop_after,
+            quiet=quiet,
+            echo=echo,
+            started=started,
+        )
+        # 6. calibrate the best model for int8
+        if (
+            info.is_main
+            and run_config.train.int8_calibration
+            and result.signal is None
+            and result.stopped != "paused"
+        ):
+            add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
         barrier(info)
-        for line in lines:
-            say(line)
-        say("config:\n" + run_config.to_yaml().rstrip())
-        say(f"run folder: {run_dir}")
-    # 4. build the model and train
-    result, run_config = train(
-        run_config,
-        prepared,
-        run_dir,
-        info,
-        resume=resume,
-        stop_after=stop_after,
-        quiet=quiet,
-        echo=echo,
-        started=started,
-    )
-    # 5. calibrate the best model for int8
-    if (
-        info.is_main
-        and run_config.train.int8_calibration
-        and result.signal is None
-        and result.stopped != "paused"
-    ):
-        add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
-    barrier(info)
     return result
+
+
+def _resolved_data_path(config: RunConfig) -> RunConfig:
+    """The run stores its data folder as an absolute path, so it resumes from anywhere."""
+    if config.data.path is None:
+        return config
+    resolved = str(Path(config.data.path).resolve())
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, path=resolved))
+
+
+def _data_marker(config: RunConfig) -> dict[str, Any]:
+    """The marker's record of the data: its folder and a fingerprint of its files."""
+    path = config.data.path
+    return {"data_path": path, "data_fingerprint": data_fingerprint(path) if path else None}
+
+
+def _resume_config(
+    run_dir: Path, requested: RunConfig | None, explicit: set[str], overrides: Sequence[str]
+) -> tuple[RunConfig, dict[str, Any]]:
+    """The stored run's config for a resume, after refusing requested settings that conflict
+    with it (:mod:`unetkit.train.resume_check`); ``data.path`` may relocate the data when the
+    new folder holds the same files. Also the data entries for an older run's marker."""
+    stored = load_run_config(run_dir / "config.yaml")
+    if requested is not None:
+        check_resume_options(run_dir, stored, requested, explicit)
+    marker = read_marker(run_dir) or {}
+    given = requested.data.path if requested is not None and "data.path" in explicit else None
+    data_path = check_data_relocation(
+        run_dir, stored.data.path, given, marker.get("data_fingerprint")
+    )
+    config = load_run_config(run_dir / "config.yaml", list(overrides))
+    if data_path is not None:
+        config = _resolved_data_path(
+            dataclasses.replace(config, data=dataclasses.replace(config.data, path=data_path))
+        )
+    check_resume_checkpoint(run_dir, config)
+    return config, {} if marker else _data_marker(config)
 
 
 def _recipe(

@@ -29,18 +29,29 @@ def test_synth_writes_a_dataset_that_reads_back_exactly(cli, tmp_path, dims, img
 
 def test_synth_refuses_a_non_empty_folder(cli, tmp_path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    for extra in ((), ("--overwrite",)):
-        r = cli("synth", str(tmp_path), *extra)
-        assert r.returncode == 2
-        assert "holds files that unetkit synth did not write" in r.stderr
-        assert "Traceback" not in r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    r = cli("synth", str(tmp_path))
+    assert r.returncode == 2
+    assert "not empty" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
-def test_synth_overwrites_only_its_own_dataset(cli, tmp_path) -> None:
-    out = tmp_path / "syn"
-    assert cli("synth", str(out), "--n", "2").returncode == 0
-    again = cli("synth", str(out), "--n", "2", "--seed", "4")
-    assert again.returncode == 2 and "use --overwrite" in again.stderr
-    replaced = cli("synth", str(out), "--n", "2", "--seed", "4", "--overwrite")
-    assert replaced.returncode == 0, replaced.stderr
+def test_synth_overwrite_replaces_only_its_own_files(cli, tmp_path) -> None:
+    """A user's dataset is never overwritten, even with --overwrite; an earlier synth is."""
+    user = tmp_path / "mine"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "synthetic_0000.tif").write_bytes(b"my own image")
+    r = cli("synth", str(user), "--n", "1", "--overwrite")
+    assert r.returncode == 2 and "was not written by `unetkit synth`" in r.stderr
+    assert "--overwrite" not in r.stderr
+    assert (user / "images" / "synthetic_0000.tif").read_bytes() == b"my own image"
+    syn = tmp_path / "syn"
+    assert cli("synth", str(syn), "--n", "3").returncode == 0
+    again = cli("synth", str(syn), "--n", "2")
+    assert again.returncode == 2 and "holds synthetic data written earlier" in again.stderr
+    (syn / "images" / "notes.txt").write_text("mine")
+    assert cli("synth", str(syn), "--n", "2", "--overwrite").returncode == 0
+    assert sorted(p.name for p in (syn / "images").iterdir()) == [
+        "notes.txt",
+        "synthetic_0000.tif",
+        "synthetic_0001.tif",
+    ]

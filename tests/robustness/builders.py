@@ -311,8 +311,11 @@ TRAIN_TINY = [
 
 
 def _old_run(folder: Path) -> None:
-    """What a previous run leaves: config.yaml, last/, model.safetensors."""
+    """What a previous run leaves: its marker, config.yaml, last/, model.safetensors."""
+    from unetkit.train.runfolder import new_marker, write_marker
+
     (folder / "last").mkdir(parents=True)
+    write_marker(folder, new_marker())
     (folder / "config.yaml").write_text("model: {}\n")
     (folder / "model.safetensors").write_bytes(b"weights of the old run")
 

@@ -10,7 +10,7 @@ CASES: list[CliCase] = [
         "cli train",
         "output folder holds another run",
         _train("--out", "run", *TRAIN_TINY, build=lambda t: _old_run(t / "run")),
-        ("--out: run already holds a run; use --resume run", "--overwrite"),
+        ("--out: run already holds a run; continue it with --resume run", "--overwrite"),
         subprocess=True,
     ),
     CliCase(
@@ -23,7 +23,7 @@ CASES: list[CliCase] = [
             *TRAIN_TINY,
             build=lambda t: (t / "run").mkdir() or (t / "run" / "thesis.tex").write_text("x"),
         ),
-        ("--out: run is not empty and holds no unetkit run",),
+        ("--out: run is not empty and is not a unetkit run (thesis.tex)",),
     ),
     CliCase(
         "cli train",

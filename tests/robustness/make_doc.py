@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cases_train
 import catalogue
 
 TITLES = {
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     if cases_only:
         old = catalogue.DOC.read_text(encoding="utf-8")
-        parts.append(old[old.index(FAULTS_INTRO.split("\n")[1]) - 1 :])
+        faults = old[old.index(FAULTS_INTRO.split("\n")[1]) - 1 :]
+        run_heading = cases_train.DOC_INTRO.strip().split("\n")[0]
+        parts.append(faults[: faults.index(run_heading)] if run_heading in faults else faults)
     else:
         parts.append(
             FAULTS_INTRO
@@ -137,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             + "\n".join(fault_rows())
             + "\n"
         )
+    parts.append(cases_train.doc_section())  # run folders, locks, resume, memory
     catalogue.DOC.write_text("".join(parts), encoding="utf-8")
     print(f"wrote {catalogue.DOC}")
 

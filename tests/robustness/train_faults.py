@@ -376,16 +376,21 @@ def signalled(tmp: Path, reference: Path, sig: signal.Signals) -> Fault:
 
 
 def overwrite_replaces_a_run(tmp: Path) -> Fault:
-    """``--overwrite`` on a folder holding a run: the old run is deleted (and says so) once the
-    new config and data check out, and the new run is written in its place."""
+    """``--overwrite`` on a folder holding a unetkit run (its marker lists what it wrote): those
+    entries are deleted (and it says so) once the new run has passed its preflight, and the new
+    run is written in its place. (A folder with other files is refused: cases_train.py.)"""
+    from unetkit.train.runfolder import new_marker, write_marker
+
     (tmp / "run" / "last").mkdir(parents=True)
     (tmp / "run" / "config.yaml").write_text("old run\n")
-    (tmp / "run" / "notes-of-the-old-run.txt").write_text("old\n")
+    write_marker(tmp / "run", new_marker())
     proc = run_in_process(["train", "--out", "run", "--overwrite", *TINY, "--epochs", "1"], tmp, {})
     assert proc.returncode == 0, proc.stderr
     said = [ln for ln in proc.stdout.splitlines() if ln.startswith("--overwrite")]
-    assert said == ["--overwrite: deleted the previous run in run"], proc.stdout
-    assert not (tmp / "run" / "notes-of-the-old-run.txt").exists()
+    assert said == ["--overwrite: deleted the previous run in run (config.yaml, last)"], proc.stdout
+    assert sorted(p.name for p in (tmp / "run").iterdir() if p.name.startswith(".")) == [
+        ".unetkit-run.json"
+    ]
     assert [p.name for p in tmp.iterdir()] == ["run"]  # nothing left aside
     assert ckpt.read_checkpoint(tmp / "run" / "last").state.epoch == 1
     return Fault("exit 0; the new run in its place", said[0])

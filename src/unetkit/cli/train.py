@@ -46,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help=(
-            "replace the run already in --out; it is deleted only after the new config and "
-            "data check out (a folder that is not a unetkit run is never deleted)"
+            "replace the unetkit run in --out: only the files its .unetkit-run.json lists are "
+            "deleted, after the new run passed its checks; a folder with other files is refused"
         ),
     )
     p.add_argument("--seed", type=int, help="seed of weights, patches and augmentation")
@@ -170,8 +170,19 @@ def run(args: argparse.Namespace) -> int:
                 extra += [f"train.epochs={args.epochs}", "train.total_steps=null"]
             if args.max_minutes is not None:
                 extra.append(f"train.max_minutes={args.max_minutes}")
+            if args.out is not None and Path(args.out).resolve() != Path(resume_dir).resolve():
+                raise UnetkitError(
+                    f"--out {args.out} with --resume {resume_dir}: a resumed run continues in "
+                    f"its own folder; drop --out"
+                )
+            requested, explicit = build_config(args)  # refused where it conflicts with the run
             result = fit(
-                out=resume_dir, overrides=extra + list(args.overrides), resume=True, **common
+                requested,
+                resume_dir,
+                overrides=extra + list(args.overrides),
+                explicit=explicit,
+                resume=True,
+                **common,
             )
         else:
             config, explicit = build_config(args)

@@ -30,6 +30,7 @@ from unetkit.infer import tta as tta_mod
 from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.tiling import DEFAULT_TILE, TilePlan, TileSpec, plan_tiles
+from unetkit.memory import check_predict
 from unetkit.model import UNet
 
 
@@ -229,6 +230,10 @@ def predict_array(
     transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
     device = next(iter(model.parameters()), torch.empty(0)).device
     row_starts = plan.axes[0].starts
+    # guard: refuse a tile batch that would not fit in memory, before allocating it
+    check_predict(
+        model.config, plan.tile_in, min(opts.batch_size, plan.num_tiles), device=str(device)
+    )
 
     runner = inference_network(model, opts.precision, int8)
 
