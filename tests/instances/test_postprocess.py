@@ -108,8 +108,10 @@ def test_label_dtype() -> None:
 
 def test_relabel_order_size_and_wide_dtype() -> None:
     lab = np.array([0, 9, 9, 0, 4, 0, 7, 7, 7])
-    np.testing.assert_array_equal(relabel(lab), [0, 1, 1, 0, 2, 0, 3, 3, 3])
-    np.testing.assert_array_equal(relabel(lab, min_size=2), [0, 1, 1, 0, 0, 0, 2, 2, 2])
+    np.testing.assert_array_equal(relabel(lab), [0, 3, 3, 0, 1, 0, 2, 2, 2])  # id order kept
+    np.testing.assert_array_equal(relabel(lab, min_size=2), [0, 2, 2, 0, 0, 0, 1, 1, 1])
+    huge = np.where(lab == 9, 2**40, lab)  # ids far above the pixel count: the sorting path
+    np.testing.assert_array_equal(relabel(huge, min_size=2), [0, 2, 2, 0, 0, 0, 1, 1, 1])
     many = np.zeros(2 * 70_000, dtype=np.int64)
     many[::2] = np.arange(1, 70_001)
     out = relabel(many)

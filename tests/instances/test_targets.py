@@ -64,14 +64,17 @@ def test_3d_contact_face() -> None:
     lab = np.zeros((4, 4, 6), dtype=np.int64)
     lab[:, :, :3] = 1
     lab[:, :, 3:] = 2
-    t = boundary_target(lab)
+    t = boundary_target(lab, width=1)
     assert (t[..., 2:4] == BORDER).all()
     assert (t[..., [0, 1, 4, 5]] == INTERIOR).all()
 
 
 def test_1d() -> None:
     lab = np.array([0, 1, 1, 1, 2, 2, 2, 0, 3, 3])
-    np.testing.assert_array_equal(boundary_target(lab), [0, 1, 1, 2, 2, 1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(boundary_target(lab, width=1), [0, 1, 1, 2, 2, 1, 1, 0, 1, 1])
+    # the default width 2: two pixels on each side of the contact, and across the one-pixel gap
+    # between objects 2 and 3 (pixels 6 and 8 are 2 apart) each side gets a border too
+    np.testing.assert_array_equal(boundary_target(lab), [0, 1, 2, 2, 2, 2, 2, 0, 2, 1])
 
 
 def test_three_objects_meeting() -> None:
@@ -80,7 +83,7 @@ def test_three_objects_meeting() -> None:
     # corners (0, 0) and (0, 3) see only their own object within 1 px; everything else touches
     expected = np.ones((3, 4), dtype=bool)
     expected[0, [0, 3]] = False
-    np.testing.assert_array_equal(border_pixels(lab), expected)
+    np.testing.assert_array_equal(border_pixels(lab, width=1), expected)
 
 
 def test_ball_footprint() -> None:

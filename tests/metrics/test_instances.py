@@ -138,8 +138,8 @@ def test_aggregate_by_hand() -> None:
 
 
 def test_ids_are_names_only() -> None:
-    # renaming ids (non-consecutive, large) changes nothing
-    perm_t = np.where(TRUTH_A > 0, TRUTH_A * 1000 + 7, 0)
+    # renaming ids (non-consecutive, or far above the pixel count) changes nothing
+    perm_t = np.where(TRUTH_A > 0, TRUTH_A * 2**40 + 7, 0)
     perm_p = np.where(PRED_A == 1, 65536, np.where(PRED_A == 7, 3, np.where(PRED_A == 9, 1, 0)))
     assert instance_scores(perm_p, perm_t).as_dict() == instance_scores(PRED_A, TRUTH_A).as_dict()
 
@@ -207,6 +207,8 @@ def test_full_cover_without_background() -> None:
     # IoU 2/4 = 0.5 with each truth: not > 0.5, so nothing matches; it covers both: one merge
     assert s.merges == 1
     assert s.seg == pytest.approx(0.5)
+    huge = instance_scores(p * 2**40, np.where(t == 1, 2**41, t))  # the sorting path
+    assert huge.as_dict() == pytest.approx(s.as_dict(), nan_ok=True)
 
 
 def test_bad_arguments() -> None:

@@ -12,8 +12,9 @@ Input: the softmax of the three boundary classes (:mod:`unetkit.instances.target
    zone until it meets its neighbour's front, which is where touching objects part;
 4. foreground components that no seed reached become objects of their own (a small or faint
    object without a confident interior is still an object);
-5. objects smaller than ``min_size`` pixels are removed; ids are renumbered ``1..n`` in raster
-   order of their first pixel, in the smallest of uint16 / uint32 that holds ``n``.
+5. objects smaller than ``min_size`` pixels are removed; ids are renumbered ``1..n`` (seeds in
+   raster order of their first pixel, then the unseeded objects), in the smallest of uint16 /
+   uint32 that holds ``n``.
 
 Tiling: run this on the **stitched** probabilities of the whole image (the tiled predictor,
 :func:`unetkit.infer.predictor.predict_probabilities`, already blends the tiles into one array),
@@ -110,19 +111,22 @@ def relabel(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
         min_size: objects with fewer pixels become background.
 
     Returns:
-        ``(*spatial)`` in :func:`label_dtype` of ``n``; ids in raster order of each object's
-        first pixel.
+        ``(*spatial)`` in :func:`label_dtype` of ``n``; the kept ids keep their order.
     """
     flat = np.asarray(labels).ravel()
-    ids, first, sizes = np.unique(flat, return_index=True, return_counts=True)
+    top = int(flat.max()) if flat.size else 0
+    if top <= 4 * flat.size + 65536:  # a lookup table, O(N)
+        sizes = np.bincount(flat, minlength=1)
+        keep = sizes >= max(min_size, 1)
+        keep[0] = False
+        new = np.cumsum(keep) * keep
+        n = int(new.max(initial=0))
+        return new.astype(label_dtype(n))[flat].reshape(np.shape(labels))
+    ids, index, sizes = np.unique(flat, return_inverse=True, return_counts=True)
     keep = (ids > 0) & (sizes >= min_size)
-    kept_ids = ids[keep]
-    order = np.argsort(first[keep], kind="stable")  # raster order of first pixels
-    new = np.zeros(ids.size, dtype=np.int64)
-    new[np.flatnonzero(keep)[order]] = np.arange(1, kept_ids.size + 1)
-    dtype = label_dtype(int(kept_ids.size))
-    index = np.searchsorted(ids, flat)
-    return new[index].astype(dtype).reshape(np.shape(labels))
+    new = np.cumsum(keep) * keep
+    n = int(new.max(initial=0))
+    return new.astype(label_dtype(n))[index.ravel()].reshape(np.shape(labels))
 
 
 def _check_probabilities(probabilities: np.ndarray) -> np.ndarray:
