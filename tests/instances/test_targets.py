@@ -137,3 +137,20 @@ def test_empty_and_bad_input() -> None:
         boundary_target(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="negative"):
         boundary_target(np.array([[-1, 0]]))
+
+
+def test_weight_map_on_interiors_weighs_the_contact() -> None:
+    # touching truth has no background between objects, so the weight map's border term
+    # (background only) misses the contact; on the interiors it lands on the border pixels
+    from unetkit.train import border_weight_map
+
+    lab = np.zeros((12, 20), dtype=np.int64)
+    lab[2:10, 2:10] = 1
+    lab[2:10, 10:18] = 2
+    target = boundary_target(lab)
+    plain = border_weight_map(lab, from_components=False)
+    assert plain[5, 9] == plain[5, 5] == 1.0  # contact and interior weigh the same
+    interiors = np.where(target == INTERIOR, lab, 0)
+    w = border_weight_map(interiors, from_components=False)
+    assert (w[target == BORDER] > 5.0).all()  # w0 = 10, sigma 5: the 4-px gap weighs ~ 1 + 7
+    assert (w[target == INTERIOR] == 1.0).all()

@@ -10,16 +10,20 @@ target gives the network three classes to learn instead, per pixel ``(*spatial)`
   is not its own object, background included (``border="contour"``).
 
 With ``border="touching"`` an isolated object is all interior and the border class marks only
-the contact zones, ``2 * width`` pixels wide in all (``width`` on each side). The default width
-is 2: with a one-pixel border a slightly blurred prediction joins the two interiors across the
-contact (on DSB 2018 truth blurred by a Gaussian of sigma 1 px, the default post-processing
-scores 0.91 with width 1 and 0.99 with width 2; ``benchmarks/instances_ceiling.py``). These are exactly
-the pixels that the paper's border weight map (:func:`unetkit.train.border_weight_map`)
-emphasises, so the two combine: the weighted cross-entropy on this target spends its weight
-where objects touch. ``border="contour"`` rings every object instead (the three-class contour
-target of the DSB 2018 literature); its interiors are eroded cores, which separates more
-robustly when the network's contact zones are blurred, at the price of losing objects thinner
-than ``2 * width + 1`` pixels from the interior class. The image edge is never a border.
+the contact zones, ``2 * width`` pixels wide in all (``width`` on each side); objects less than
+``width`` apart across background get a border too. The default width is 2: with a one-pixel
+border a slightly blurred prediction joins the two interiors across the contact (DSB 2018
+truth, one-hot target blurred by a Gaussian of sigma 1 px, default post-processing: DSB score
+0.91 with width 1, 0.99 with width 2; ``benchmarks/instances_ceiling.py --sigma 1 --width N``).
+``border="contour"`` rings every object instead (the three-class contour target of the DSB 2018
+literature): its interiors are eroded cores, at the price of losing objects thinner than
+``2 * width + 1`` pixels from the interior class. The image edge is never a border.
+
+With the paper's border weight map: :func:`unetkit.train.border_weight_map` adds its border
+term on background pixels only, and touching instance truth has no background between the
+objects. Give it the **interiors** as objects,
+``border_weight_map(np.where(target == INTERIOR, instances, 0), from_components=False)``, and
+the border pixels become the thin separating line of the paper, the pixels it weighs most.
 
 Post-processing (:mod:`unetkit.instances.postprocess`) grows the interior components back
 over interior + border by a watershed, so the border is only needed between objects.
