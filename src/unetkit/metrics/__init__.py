@@ -4,6 +4,7 @@ scores (DSB 2018, F1, panoptic quality, SEG, merges and splits)."""
 from __future__ import annotations
 
 from unetkit.metrics.evaluate import ImageResult, Report, aggregate, evaluate_pair
+from unetkit.metrics.instance_report import InstanceReport, instance_report
 from unetkit.metrics.instances import (
     DSB_THRESHOLDS,
     InstanceScores,
@@ -29,6 +30,7 @@ from unetkit.metrics.surface import directed_surface_distances, hd95, surface
 __all__ = [
     "DSB_THRESHOLDS",
     "ImageResult",
+    "InstanceReport",
     "InstanceScores",
     "Overlap",
     "Report",
@@ -43,6 +45,7 @@ __all__ = [
     "evaluate_pair",
     "foreground_segments",
     "hd95",
+    "instance_report",
     "instance_scores",
     "iou",
     "iou_from_confusion",
