@@ -7,7 +7,11 @@
 * :mod:`~unetkit.instances.postprocess`: seeds + watershed on the stitched boundary-class
   probabilities -> a uint16/uint32 label image, with :class:`InstanceParams`;
 * :mod:`~unetkit.instances.tune`: the parameters picked on validation images by the DSB score;
-* :mod:`~unetkit.instances.table`: the per-object CSV table.
+* :mod:`~unetkit.instances.table`: the per-object CSV table;
+* :mod:`~unetkit.instances.spec`: :class:`InstanceSpec`, what a trained model stores about its
+  instance target (metadata key ``"instances"``) and how to read its output channels.
+
+``unetkit.infer.instances.predict_instances(model, image)`` runs a model and all of the above.
 
 Scores (DSB 2018, F1, PQ, SEG, merges and splits) are in :mod:`unetkit.metrics.instances`.
 Pure NumPy / SciPy / scikit-image: nothing here imports torch.
@@ -23,6 +27,7 @@ from unetkit.instances.postprocess import (
     relabel,
     watershed_labels,
 )
+from unetkit.instances.spec import InstanceSpec
 from unetkit.instances.table import object_table, object_table_csv, write_object_table
 from unetkit.instances.targets import (
     BACKGROUND,
@@ -43,6 +48,7 @@ __all__ = [
     "INTERIOR",
     "NUM_BOUNDARY_CLASSES",
     "InstanceParams",
+    "InstanceSpec",
     "TuneGrid",
     "TuneResult",
     "as_instances",
