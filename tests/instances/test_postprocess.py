@@ -138,3 +138,10 @@ def test_bad_probabilities() -> None:
         instances_from_probabilities(
             np.zeros((3, 5, 5), dtype=np.float32), foreground=np.ones((4, 4), dtype=bool)
         )
+
+
+def test_relabel_rejects_bad_labels() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        relabel(np.array([0, -2, 1]))
+    with pytest.raises(ValueError, match="integer"):
+        relabel(np.array([0.0, 1.0]))

@@ -37,6 +37,7 @@ from skimage.segmentation import watershed
 
 from unetkit.errors import UnetkitError
 from unetkit.instances.targets import BORDER, INTERIOR, NUM_BOUNDARY_CLASSES, instances_from_mask
+from unetkit.instances.validate import as_instances
 
 _UINT16_MAX = int(np.iinfo(np.uint16).max)
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
@@ -113,7 +114,8 @@ def relabel(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
     Returns:
         ``(*spatial)`` in :func:`label_dtype` of ``n``; the kept ids keep their order.
     """
-    flat = np.asarray(labels).ravel()
+    lab = as_instances(labels, "labels")
+    flat = lab.ravel()
     top = int(flat.max()) if flat.size else 0
     if top <= 4 * flat.size + 65536:  # a lookup table, O(N)
         sizes = np.bincount(flat, minlength=1)
@@ -121,12 +123,12 @@ def relabel(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
         keep[0] = False
         new = np.cumsum(keep) * keep
         n = int(new.max(initial=0))
-        return new.astype(label_dtype(n))[flat].reshape(np.shape(labels))
+        return new.astype(label_dtype(n))[flat].reshape(lab.shape)
     ids, index, sizes = np.unique(flat, return_inverse=True, return_counts=True)
     keep = (ids > 0) & (sizes >= min_size)
     new = np.cumsum(keep) * keep
     n = int(new.max(initial=0))
-    return new.astype(label_dtype(n))[index.ravel()].reshape(np.shape(labels))
+    return new.astype(label_dtype(n))[index.ravel()].reshape(lab.shape)
 
 
 def _check_probabilities(probabilities: np.ndarray) -> np.ndarray:
