@@ -15,6 +15,17 @@ Also times the pieces that run per image: target, distance map, post-processing,
 (on the 1024 x 1024 images, the largest), and the tuner's grid search.
 
     PYTHONPATH=src python benchmarks/instances_ceiling.py [--json out.json]
+
+Measured on the 76 images here (mean DSB score over images; 2 shared CPU cores):
+
+    connected components of the truth class mask, 4-connected   0.7418  (427 merges)
+    connected components of the truth class mask, 8-connected   0.7355  (435 merges)
+    ideal boundary target (touching, width 2) + watershed       0.9934  (0 merges, 6 splits)
+      the same blurred by sigma 1.5 px, default parameters      0.8930  (79 merges)
+      width 1 instead, blurred by sigma 1 px                    0.9149  (0.9869 with seeds > 0.7)
+
+Per 1024 x 1024 image: target 0.07 s, distance map 0.23 s, post-processing 0.07 s, object
+table 0.06 s. The tuner's 54 settings on 15 blurred images: 5.3 s.
 """
 
 from __future__ import annotations
