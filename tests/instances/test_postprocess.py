@@ -12,6 +12,7 @@ from unetkit.instances import (
     instances_from_class_map,
     instances_from_probabilities,
     label_dtype,
+    label_suffix,
     relabel,
 )
 from unetkit.metrics import instance_scores
@@ -145,3 +146,8 @@ def test_relabel_rejects_bad_labels() -> None:
         relabel(np.array([0, -2, 1]))
     with pytest.raises(ValueError, match="integer"):
         relabel(np.array([0.0, 1.0]))
+
+
+def test_label_suffix() -> None:
+    assert label_suffix(np.zeros(3, dtype=np.uint16)) == ".png"
+    assert label_suffix(np.zeros(3, dtype=np.uint32)) == ".tif"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unetkit.errors import DataError
-from unetkit.instances import as_instances, check_instances, disconnected_ids
+from unetkit.instances import as_instances, check_instances, disconnected_ids, separate_pieces
 from unetkit.io.images import read_mask
 
 
@@ -91,3 +91,11 @@ def test_real_dsb_file_with_a_split_nucleus(shared_data: Path) -> None:
     assert "id 12 (2 pieces)" in _one_line(exc)
     clean = next(p for p in sorted(folder.glob("*.png")) if p != path)
     assert check_instances(read_mask(clean), str(clean)).max() > 0
+
+
+def test_separate_pieces() -> None:
+    lab = np.array([[5, 5, 0, 5], [1, 1, 0, 5], [0, 0, 0, 0]])
+    out = separate_pieces(lab)
+    assert disconnected_ids(out) == {}
+    assert len(np.unique(out[out > 0])) == 3  # id 5's two pieces apart, id 1 kept apart
+    assert out[0, 0] == out[0, 1] != out[1, 0] and out[0, 3] == out[1, 3] != out[0, 0]

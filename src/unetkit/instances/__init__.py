@@ -24,6 +24,7 @@ from unetkit.instances.postprocess import (
     instances_from_class_map,
     instances_from_probabilities,
     label_dtype,
+    label_suffix,
     relabel,
     watershed_labels,
 )
@@ -40,7 +41,12 @@ from unetkit.instances.targets import (
     instances_from_mask,
 )
 from unetkit.instances.tune import TuneGrid, TuneResult, tune_instance_params
-from unetkit.instances.validate import as_instances, check_instances, disconnected_ids
+from unetkit.instances.validate import (
+    as_instances,
+    check_instances,
+    disconnected_ids,
+    separate_pieces,
+)
 
 __all__ = [
     "BACKGROUND",
@@ -61,9 +67,11 @@ __all__ = [
     "instances_from_mask",
     "instances_from_probabilities",
     "label_dtype",
+    "label_suffix",
     "object_table",
     "object_table_csv",
     "relabel",
+    "separate_pieces",
     "tune_instance_params",
     "watershed_labels",
     "write_object_table",

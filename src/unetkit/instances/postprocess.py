@@ -104,6 +104,14 @@ def label_dtype(n_objects: int) -> np.dtype:
     )
 
 
+def label_suffix(labels: np.ndarray) -> str:
+    """The file type for an instance label image: ``".png"`` for uint8/uint16, else ``".tif"``.
+
+    PNG holds at most 16 bits per pixel; 32-bit ids need TIFF.
+    """
+    return ".png" if np.asarray(labels).dtype in (np.uint8, np.uint16) else ".tif"
+
+
 def relabel(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
     """Drop objects under ``min_size`` pixels and renumber the rest ``1..n``.
 

@@ -63,6 +63,24 @@ def disconnected_ids(instances: np.ndarray, *, connectivity: int | None = None) 
     return dict(zip(ids[split].tolist(), pieces[split].tolist(), strict=True))
 
 
+def separate_pieces(instances: np.ndarray, *, connectivity: int | None = None) -> np.ndarray:
+    """Give every connected piece of every id its own id (a repair for split ids).
+
+    Args:
+        instances: int ``(*spatial)``; 0 = background.
+        connectivity: as :func:`disconnected_ids` (default ``ndim``).
+
+    Returns:
+        int64 ``(*spatial)``: ids ``1..n``, one per piece; objects that were one piece keep
+        their extent (touching objects with different ids stay apart).
+    """
+    lab = as_instances(instances, "instances")
+    conn = lab.ndim if connectivity is None else int(connectivity)
+    if not 1 <= conn <= lab.ndim:
+        raise ValueError(f"connectivity must be in [1, {lab.ndim}], got {connectivity!r}")
+    return label_regions(lab, background=0, connectivity=conn).astype(np.int64, copy=False)
+
+
 def check_instances(
     instances: np.ndarray, source: str, *, connectivity: int | None = None
 ) -> np.ndarray:
