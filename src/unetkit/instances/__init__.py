@@ -14,7 +14,7 @@
 ``unetkit.infer.instances.predict_instances(model, image)`` runs a model and all of the above.
 
 Scores (DSB 2018, F1, PQ, SEG, merges and splits) are in :mod:`unetkit.metrics.instances`.
-Pure NumPy / SciPy / scikit-image: nothing here imports torch.
+Pure NumPy / SciPy / scikit-image: no module here uses torch (so they run in data loaders).
 """
 
 from __future__ import annotations
