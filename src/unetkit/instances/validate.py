@@ -1,0 +1,136 @@
+"""Checks of instance label maps: array arguments (``ValueError``) and instance truth files.
+
+Instance truth (``instances/<stem>.*``) holds one non-negative integer id per pixel, 0 for
+background, one id per object. :func:`check_instances` turns what is wrong with a file into one
+:class:`~unetkit.errors.DataError` line that names the file: ids that are not integers,
+negative ids, and an id used by several disconnected pieces (each such id with its number of
+pieces), which would otherwise train and score as one object that is really several.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.measure import label as label_regions
+
+from unetkit.errors import DataError
+
+_LIST_AT_MOST = 5
+
+
+def as_instances(x: object, name: str) -> np.ndarray:
+    """Return ``x`` as an int64 instance map ``(*spatial)`` (1 to 3 dims), or raise ValueError.
+
+    Accepts integer or boolean arrays with non-negative values; 0 is background.
+    """
+    arr = np.asarray(x)
+    if arr.ndim < 1 or arr.ndim > 3:
+        raise ValueError(f"{name} must be a 1D, 2D or 3D instance map, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds ids too large for int64")
+    out = arr.astype(np.int64, copy=False)
+    if out.size and out.min() < 0:
+        raise ValueError(f"{name} must not hold negative ids, found {int(out.min())}")
+    return out
+
+
+def disconnected_ids(instances: np.ndarray, *, connectivity: int | None = None) -> dict[int, int]:
+    """Ids used by more than one connected piece, with their number of pieces.
+
+    Args:
+        instances: int ``(*spatial)``; 0 = background.
+        connectivity: 1 (faces) up to ``ndim``; default ``ndim`` (pieces that touch at a corner
+            are one piece, so a thin diagonal object is not reported).
+
+    Returns:
+        ``{id: pieces}`` for every id with ``pieces >= 2``, in increasing id order.
+    """
+    lab = as_instances(instances, "instances")
+    conn = lab.ndim if connectivity is None else int(connectivity)
+    if not 1 <= conn <= lab.ndim:
+        raise ValueError(f"connectivity must be in [1, {lab.ndim}], got {connectivity!r}")
+    # connected regions of equal value: one region per piece of each id
+    regions = label_regions(lab, background=0, connectivity=conn)
+    flat = regions.ravel()
+    _, first = np.unique(flat, return_index=True)  # one pixel of each region (0 first)
+    owner = lab.ravel()[first]
+    owner = owner[owner > 0]
+    ids, pieces = np.unique(owner, return_counts=True)
+    split = pieces > 1
+    return dict(zip(ids[split].tolist(), pieces[split].tolist(), strict=True))
+
+
+def separate_pieces(instances: np.ndarray, *, connectivity: int | None = None) -> np.ndarray:
+    """Give every connected piece of every id its own id (a repair for split ids).
+
+    Args:
+        instances: int ``(*spatial)``; 0 = background.
+        connectivity: as :func:`disconnected_ids` (default ``ndim``).
+
+    Returns:
+        int64 ``(*spatial)``: ids ``1..n``, one per piece; objects that were one piece keep
+        their extent (touching objects with different ids stay apart).
+    """
+    lab = as_instances(instances, "instances")
+    conn = lab.ndim if connectivity is None else int(connectivity)
+    if not 1 <= conn <= lab.ndim:
+        raise ValueError(f"connectivity must be in [1, {lab.ndim}], got {connectivity!r}")
+    return label_regions(lab, background=0, connectivity=conn).astype(np.int64, copy=False)
+
+
+def check_instances(
+    instances: np.ndarray, source: str, *, connectivity: int | None = None
+) -> np.ndarray:
+    """Validate instance truth read from ``source``; return it as int64 ``(*spatial)``.
+
+    Raises:
+        DataError: one line naming ``source``: a dtype that is not numeric, NaN or fractional
+            ids, negative ids, or ids used by disconnected pieces (``disconnected_ids``).
+    """
+    arr = np.asarray(instances)
+    if arr.ndim < 1 or arr.ndim > 3:
+        raise DataError(
+            f"{source}: instance ids must form a 1D, 2D or 3D single-channel map, got shape "
+            f"{arr.shape}; save one id image per sample"
+        )
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise DataError(
+                f"{source}: instance map contains NaN or infinite values; it must hold one "
+                f"integer id per object (0 = background)"
+            )
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise DataError(
+                f"{source}: instance ids must be integers, found {float(arr[frac][0])!r}; save "
+                f"the ids losslessly as an integer image (e.g. 16-bit PNG or TIFF)"
+            )
+        if arr.size and np.abs(arr).max() >= 2.0**53:
+            raise DataError(f"{source}: instance ids are too large to be exact integers")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "biu":
+        raise DataError(
+            f"{source}: instance ids must be integers, got dtype {arr.dtype}; save one "
+            f"integer id per object (0 = background)"
+        )
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise DataError(f"{source}: instance ids are too large for int64")
+    lab = arr.astype(np.int64, copy=False)
+    if lab.size and lab.min() < 0:
+        raise DataError(
+            f"{source}: instance ids must be >= 0 (0 = background), found {int(lab.min())}"
+        )
+    split = disconnected_ids(lab, connectivity=connectivity)
+    if split:
+        shown = [f"id {k} ({n} pieces)" for k, n in list(split.items())[:_LIST_AT_MOST]]
+        more = len(split) - len(shown)
+        listing = ", ".join(shown) + (f" and {more} more" if more else "")
+        raise DataError(
+            f"{source}: {len(split)} instance id(s) used by disconnected pieces: {listing}; "
+            f"give each object its own id (one connected piece per id)"
+        )
+    return lab
