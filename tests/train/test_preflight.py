@@ -46,7 +46,7 @@ def test_a_failing_first_step_is_one_clear_error(tiny, monkeypatch) -> None:
     def broken(self, steps: int = 3, with_val: bool = True) -> tuple[float, float]:
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nsecond line")
 
-    monkeypatch.setattr(trainer.Trainer, "measure", broken)
+    monkeypatch.setattr(step.StepRunner, "measure", broken)
     config, prepared = tiny
     with pytest.raises(UnetkitError) as e:
         preflight(config, prepared)
