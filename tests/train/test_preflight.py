@@ -41,7 +41,7 @@ def test_preflight_writes_nothing_and_keeps_the_rng(tiny, tmp_path: Path, monkey
 
 
 def test_a_failing_first_step_is_one_clear_error(tiny, monkeypatch) -> None:
-    from unetkit.train import trainer
+    from unetkit.train import step
 
     def broken(self, steps: int = 3, with_val: bool = True) -> tuple[float, float]:
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nsecond line")
