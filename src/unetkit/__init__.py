@@ -9,11 +9,11 @@ prediction of a NumPy image of any size (:func:`predict`), and a whole training 
 from __future__ import annotations
 
 from unetkit.infer import predict
+from unetkit.infer.instances import predict_instances
 from unetkit.model import UNet, UNetConfig, create_model, list_models, summarize
 from unetkit.modelfile import load, save
+from unetkit.version import __version__
 from unetkit.workflow import fit
-
-__version__ = "0.1.0"
 
 __all__ = [
     "UNet",
@@ -24,6 +24,7 @@ __all__ = [
     "list_models",
     "load",
     "predict",
+    "predict_instances",
     "save",
     "summarize",
 ]

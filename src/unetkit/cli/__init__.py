@@ -58,7 +58,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
-    from unetkit import __version__
+    from unetkit.version import __version__
 
     parser = OneLineParser(
         prog="unetkit",

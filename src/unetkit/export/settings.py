@@ -61,7 +61,7 @@ def inference_settings(
     size: Sequence[int],
 ) -> dict[str, Any]:
     """The settings JSON for an export traced at spatial ``size`` (see the module doc)."""
-    from unetkit import __version__
+    from unetkit.version import __version__
 
     c = model.config
     f = c.downsample_factor

@@ -197,7 +197,7 @@ def check_new_run_folder(out: Path, *, overwrite: bool) -> FolderState:
 
 def new_marker(run_id: str | None = None) -> dict:
     """The marker of a new run (``entries``: what a run may write here, see module doc)."""
-    from unetkit import __version__
+    from unetkit.version import __version__
 
     return {
         "format": MARKER_FORMAT,
