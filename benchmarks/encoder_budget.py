@@ -7,7 +7,8 @@ chooses everything the variant does not set, then ``unetkit evaluate --model RUN
 scores it. Variants run one after the other on the same machine, each with the same budget.
 
     python benchmarks/encoder_budget.py --minutes 3 \
-        --variant plain= --variant resenc=--preset,unet2d_resenc
+        --variant plain= --variant "resenc=model.block=residual model.down=strided \
+        model.encoder_blocks=[1,3,4,6]"
 
 prints a table of mean foreground Dice per dataset and variant, and the ratio of each variant to
 the first; writes ``benchmarks/results/encoder_budget.json``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -88,13 +90,13 @@ def main() -> None:
         action="append",
         required=True,
         metavar="NAME=ARGS",
-        help="a name and comma-separated extra train arguments (may be empty)",
+        help="a name and extra train arguments, split as a shell would (may be empty)",
     )
     args = p.parse_args()
     variants = []
     for spec in args.variant:
         name, _, extra = spec.partition("=")
-        variants.append((name, [a for a in extra.split(",") if a]))
+        variants.append((name, shlex.split(extra)))
     results: dict[str, dict[str, dict[str, float | None]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
