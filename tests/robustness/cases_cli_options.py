@@ -52,7 +52,7 @@ CASES: list[CliCase] = [
         "cli options",
         "synth into a folder of the user's, with --overwrite",
         _args("synth", "mine", "--overwrite", build=_notes),
-        ("mine: folder holds files that unetkit synth did not write",),
+        ("mine: folder exists, is not empty and was not written by `unetkit synth`",),
     ),
     CliCase(
         "cli options",
