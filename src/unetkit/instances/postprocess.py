@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
 
 from unetkit.errors import UnetkitError
 from unetkit.instances.targets import BORDER, INTERIOR, NUM_BOUNDARY_CLASSES, instances_from_mask
@@ -182,6 +181,7 @@ def watershed_labels(
         small = np.bincount(seeds.ravel(), minlength=n_seeds + 1) < min_seed_size
         small[0] = False
         seeds[small[seeds]] = 0
+    from skimage.segmentation import watershed  # lazy: keeps import unetkit fast
     labels = watershed(1.0 - interior, markers=seeds, mask=fg, connectivity=1)
     rest, n_rest = ndimage.label(fg & (labels == 0), structure=cross)
     if n_rest:

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from skimage.measure import regionprops_table
 
 from unetkit.errors import UnetkitError
 from unetkit.instances.validate import as_instances
@@ -68,6 +67,7 @@ def object_table(
     if lab.ndim not in _AXES:
         raise ValueError(f"labels must be 2D or 3D for an object table, got shape {lab.shape}")
     axes = _AXES[lab.ndim]
+    from skimage.measure import regionprops_table  # lazy: keeps import unetkit fast
     props = regionprops_table(lab, properties=("label", "area", "centroid", "bbox"))
     ids = np.asarray(props["label"], dtype=np.int64)
     table: dict[str, np.ndarray] = {"id": ids}
