@@ -338,6 +338,7 @@ _VALID: dict[str, st.SearchStrategy[Any]] = {
     "act": _spec(ACTS),
     "dropout": st.floats(0, 0.99),
     "deep_supervision": st.booleans(),
+    "encoder_blocks": st.none() | st.lists(st.integers(1, 3), min_size=1, max_size=4),
     "checkpointing": st.sampled_from(["off", "encoder", "all", True, False]),
     **{
         name: _choices(name)
@@ -369,7 +370,10 @@ def test_fuzz_unet_config_from_dict(data: dict[str, Any]) -> None:
         return
     event("config accepted")
     assert isinstance(config, UNetConfig)
-    if max(config.widths) <= 16 and config.depth <= 4 and config.kernel_size <= 7:
+    small = max(config.widths) <= 16 and config.depth <= 4 and config.kernel_size <= 7
+    channels = max(config.in_channels, config.out_channels)
+    few = channels <= 64 and max(config.encoder_blocks or (1,)) <= 3
+    if small and few:
         try:
             model = UNet(config).eval()
         except ValueError:
