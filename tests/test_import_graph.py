@@ -14,9 +14,6 @@ MAX_LINES = 400
 #: Files allowed over MAX_LINES (none: issue #12 split the last ones). An entry must say why;
 #: the test fails once a listed file is short, as a reminder to remove it.
 OVER_LIMIT_BEING_SPLIT: set[str] = set()
-#: ``unetkit.train.fit`` is looked up lazily in ``unetkit.workflow`` (which calibrates for int8,
-#: inference code) so that importing ``unetkit.train`` never imports ``unetkit.infer``.
-TRAIN_FACADE = ("unetkit.train", "unetkit.workflow")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -131,12 +128,12 @@ def test_train_does_not_import_infer() -> None:
         if dep == "unetkit.infer" or dep.startswith("unetkit.infer.")
     }
     assert direct == set()
-    # nor through a module outside train/, except the one lazy facade
+    # nor through a module outside train/
     seen, todo = set(), [n for n in GRAPH if is_train(n)]
     while todo:
         name = todo.pop()
         for dep in GRAPH[name]:
-            if (name, dep) == TRAIN_FACADE or dep in seen:
+            if dep in seen:
                 continue
             seen.add(dep)
             todo.append(dep)

