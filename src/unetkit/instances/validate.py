@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from unetkit.errors import DataError
+from unetkit.metrics._checks import as_label_map
 
 _LIST_AT_MOST = 5
 
@@ -21,16 +22,7 @@ def as_instances(x: object, name: str) -> np.ndarray:
 
     Accepts integer or boolean arrays with non-negative values; 0 is background.
     """
-    arr = np.asarray(x)
-    if arr.ndim < 1 or arr.ndim > 3:
-        raise ValueError(f"{name} must be a 1D, 2D or 3D instance map, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
-    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds ids too large for int64")
-    out = arr.astype(np.int64, copy=False)
+    out = as_label_map(x, name, what="instance map", values="ids")
     if out.size and out.min() < 0:
         raise ValueError(f"{name} must not hold negative ids, found {int(out.min())}")
     return out
