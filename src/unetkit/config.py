@@ -36,6 +36,7 @@ Schedule = Literal["poly", "cosine", "constant"]
 LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
 ClassWeighting = Literal["none", "balanced"]
 Flips = Literal["all", "last_axis"]
+Task = Literal["segment", "restore", "diffusion"]
 
 
 def _positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
@@ -237,11 +238,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run needs: ``model``, ``data`` and ``train`` sections."""
+    """Everything a training run needs: ``model``, ``data`` and ``train`` sections.
+
+    Attributes:
+        model, data, train: the network, the data and the optimisation.
+        task: what the network learns: ``segment`` (a class per pixel, the default),
+            ``restore`` (image-to-image regression: denoising, deconvolution) or ``diffusion``
+            (a denoiser conditioned on the noise level, for generation). One ``UNet`` and one
+            trainer serve all three.
+    """
 
     model: UNetConfig = field(default_factory=UNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: Task = "segment"
 
     def with_sections(self, **sections: Any) -> RunConfig:
         """A copy with whole sections replaced (``model=...``, ``data=...``, ``train=...``)."""
@@ -307,6 +317,7 @@ __all__ = [
     "AugmentConfig",
     "DataConfig",
     "RunConfig",
+    "Task",
     "TrainConfig",
     "UNetConfig",
     "load_run_config",

@@ -202,6 +202,10 @@ def fit(
         else:
             # 1. build the config  2. check the run folder (nothing is written yet)
             run_config, found = resolve_config(config, overrides)
+            if run_config.task != "segment":
+                raise UnetkitError(
+                    f"task={run_config.task}: not available in this version; use task=segment"
+                )
             keys = set(explicit) if explicit is not None else found
             run_dir = Path(out) if out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
             run_dir = Path(str(broadcast_object(info, str(run_dir))))
