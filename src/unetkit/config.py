@@ -46,6 +46,16 @@ def _positive(name: str, value: float | int | None, *, allow_none: bool = False)
         raise ValueError(f"{name}: expected a positive number, got {value!r}")
 
 
+def _check_device(spec: str) -> None:
+    """The spelling of a device (whether it exists is checked where it is used)."""
+    text = str(spec).strip().lower()
+    if text in ("auto", "cpu", "cuda"):
+        return
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return
+    raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {spec!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how patches are drawn.
@@ -169,6 +179,9 @@ class TrainConfig:
         int8_calibration: at the end of the run, calibrate the best model for int8 inference
             on training patches and store the ranges, with the int8/fp32 agreement measured
             on the validation images, in ``model.safetensors`` (a few seconds).
+        device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu``, ``cuda`` or
+            ``cuda:N`` (:func:`unetkit.precision.resolve_device`); under ``torchrun`` each
+            process takes GPU ``LOCAL_RANK``. May change on resume (the model file is the same).
     """
 
     epochs: int = 30
@@ -199,6 +212,7 @@ class TrainConfig:
     sync_batchnorm: bool = False
     threads: int = 0
     int8_calibration: bool = True
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -219,6 +233,7 @@ class TrainConfig:
         if self.keep_checkpoints < 0 or self.overlays < 0:
             raise ValueError("keep_checkpoints, overlays: expected non-negative integers")
         _positive("max_minutes", self.max_minutes, allow_none=True)
+        _check_device(self.device)
         _positive("lr", self.lr)
         _positive("grad_clip", self.grad_clip, allow_none=True)
         _positive("border_sigma", self.border_sigma)

@@ -13,6 +13,11 @@ Every consumer asks this module, so they all make the same decision on the same 
 * **memory format** (:func:`use_channels_last`, :func:`memory_format`, :func:`to_channels_last`):
   channels_last for 2D and channels_last_3d for 3D, on CPU and CUDA; 1D has no such format.
 * :func:`autocast`: the context in which the forward pass runs for a chosen precision.
+* **device** (:func:`resolve_device`): ``auto`` (CUDA when present, else the CPU), ``cpu``,
+  ``cuda`` or ``cuda:N``; under ``torchrun`` ``auto`` and ``cuda`` take the process's
+  ``LOCAL_RANK`` GPU. Every command and the Python API resolve ``--device`` here.
+* **gradient scaling** (:func:`grad_scaler`): fp16 autocast (CUDA GPUs without bf16) needs a
+  gradient scaler; bf16 and fp32 do not.
 
 A leaf module: it imports torch and :mod:`unetkit.hardware` only. Measured on the benchmark
 machine (``benchmarks/README.md``): a Xeon with AVX-512 BF16 but no AMX runs bf16 convolutions
@@ -24,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -37,9 +42,9 @@ from unetkit.hardware import native_bf16
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
-FloatPrecision = Literal["fp32", "bf16"]
-PRECISIONS = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+FloatPrecision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: bf16 must take at most this share of the fp32 time to count as faster (noise margin).
 FASTER_BELOW = 0.9
 
@@ -154,14 +159,24 @@ def training_precision(
     a device without native bf16 raises ``ValueError`` (it would be emulated and slow).
     """
     _check(precision)
+    device = torch.device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"precision: 'fp16' training needs a CUDA device ({device} given); use 'fp32' or "
+            f"'auto'"
+        )
     if precision == "auto":
-        return "bf16" if bf16_is_faster(device, measure, key) else "fp32"
+        if bf16_is_faster(device, measure, key):
+            return "bf16"
+        if device.type == "cuda" and not native_bf16(device):
+            return "fp16"  # tensor cores without bf16 (pre-Ampere): fp16 with a grad scaler
+        return "fp32"
     if precision == "bf16" and not native_bf16(device):
         raise ValueError(
-            f"precision: 'bf16' needs native bf16 support, which {torch.device(device)} lacks; "
+            f"precision: 'bf16' needs native bf16 support, which {device} lacks; "
             f"use 'fp32' or 'auto'"
         )
-    return "bf16" if precision == "bf16" else "fp32"
+    return precision  # type: ignore[return-value]
 
 
 def inference_precision(
@@ -175,6 +190,8 @@ def inference_precision(
     ``"bf16"`` is honoured everywhere (emulated where not native; a warning is logged).
     """
     _check(precision)
+    if precision == "fp16":
+        raise ValueError("precision: 'fp16' is for training on CUDA; predict with 'bf16' or 'fp32'")
     if precision == "auto":
         return "bf16" if hardware.bf16_is_faster(device) else "fp32"
     if precision == "bf16" and not native_bf16(device):
@@ -209,9 +226,104 @@ def autocast(
     """
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(torch.device(device).type, dtype=torch.float16)
     if precision != "fp32":
-        raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
+        raise ValueError(f"precision: expected 'fp32', 'bf16' or 'fp16', got {precision!r}")
     return contextlib.nullcontext()
+
+
+def grad_scaler(precision: str, device: torch.device | str = "cpu") -> torch.amp.GradScaler:
+    """The gradient scaler for ``precision``: active for fp16 on CUDA, a pass-through otherwise
+    (``scale(loss)`` returns ``loss``, ``step(opt)`` calls ``opt.step()``)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(
+    spec: str | torch.device | None = "auto", *, local_rank: int | None = None
+) -> torch.device:
+    """The device a command runs on, from ``--device``.
+
+    ``auto`` (or ``None``): CUDA when a GPU is present, else the CPU. ``cuda`` means the current
+    GPU, or under ``torchrun`` (``local_rank`` given) GPU ``local_rank``; ``cuda:N`` GPU ``N``.
+    A GPU asked for on a machine without one, or an index out of range, raises ``ValueError``
+    with the fix (``--device cpu``).
+    """
+    text = "auto" if spec is None else str(spec).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    if text != "cuda" and not text.startswith("cuda:"):
+        raise ValueError(f"--device: expected {DEVICES}, got {spec!r}")
+    index: int | None = None
+    if text.startswith("cuda:"):
+        if not text[5:].isdigit():
+            raise ValueError(f"--device: expected {DEVICES}, got {spec!r}")
+        index = int(text[5:])
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {spec}: no CUDA GPU is visible to PyTorch here (torch.cuda.is_available() "
+            f"is False); use --device cpu (or auto)"
+        )
+    count = torch.cuda.device_count()
+    if index is None:
+        index = local_rank if local_rank is not None else torch.cuda.current_device()
+    if not 0 <= index < count:
+        raise ValueError(
+            f"--device {spec}: GPU {index} does not exist ({count} visible: cuda:0..cuda:"
+            f"{count - 1}); choose one of them"
+        )
+    return torch.device("cuda", index)
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def on_device(module: M, device: str | torch.device | None, *, copy: bool = False) -> M:
+    """``module`` on ``device`` (``None``: ``auto`` for a fresh module, else where it is).
+
+    With ``copy`` the caller's module is never moved: a module on another device runs as a
+    copy. Without it the module is moved in place (as ``Module.to`` does).
+    """
+    if device is None and copy:
+        return module
+    target = resolve_device(device)
+    current = next(iter(module.parameters()), torch.empty(0)).device
+    if target == current:
+        return module
+    if copy:
+        import copy as _copy
+
+        module = _copy.deepcopy(module)
+    return module.to(target)
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device | str) -> Iterator[None]:
+    """fp32 that is fp32 on a GPU: TF32 tensor-core rounding (PyTorch's default for cuDNN
+    convolutions on Ampere and newer) is off inside, so fp32 predictions on a GPU match the
+    CPU's labels. Training keeps TF32 (its speed is the point there). Nothing on the CPU."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued GPU work on ``device`` (for timings); nothing on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def memory_format(spatial_dims: int) -> torch.memory_format:
@@ -261,6 +373,7 @@ def to_channels_last(obj: T, spatial_dims: int) -> T:
     return obj.contiguous(memory_format=fmt)
 
 __all__ = [
+    "DEVICES",
     "PRECISIONS",
     "Bf16Timing",
     "Measure",
@@ -269,8 +382,13 @@ __all__ = [
     "bf16_timing",
     "conv_measure",
     "describe_choice",
+    "exact_fp32",
+    "grad_scaler",
     "inference_precision",
     "memory_format",
+    "on_device",
+    "resolve_device",
+    "synchronize",
     "time_both",
     "to_channels_last",
     "training_precision",

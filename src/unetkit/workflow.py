@@ -28,6 +28,7 @@ from typing import Any
 from unetkit.config import RunConfig, load_run_config, run_config_from_dict
 from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_dict
 from unetkit.errors import UnetkitError
+from unetkit.precision import resolve_device
 from unetkit.train.distributed import DistInfo, barrier, broadcast_object
 from unetkit.train.lock import check_unlocked
 from unetkit.train.preflight import (
@@ -194,6 +195,7 @@ def fit(
                 requested, found = resolve_config(config, ())
                 keys = set(explicit) if explicit is not None else found
             run_config, marker_extra = _resume_config(run_dir, requested, keys, overrides)
+            resolve_device(run_config.train.device)
             # 3. read the data  4. every check before the folder changes
             prepared = prepare_data(run_config.data, seed=run_config.train.seed)
             preflight(run_config, prepared)
@@ -207,6 +209,7 @@ def fit(
                     f"task={run_config.task}: not available in this version; use task=segment"
                 )
             keys = set(explicit) if explicit is not None else found
+            resolve_device(run_config.train.device)  # a GPU that is not there: refused first
             run_dir = Path(out) if out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
             run_dir = Path(str(broadcast_object(info, str(run_dir))))
             check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together

@@ -8,7 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from unetkit.cli.predict import add_tiling_arguments, check_precision, options_from_args
+from unetkit.cli.predict import (
+    add_tiling_arguments,
+    check_precision,
+    options_from_args,
+    place_model,
+)
 from unetkit.infer.evaluation import (
     MAX_CLASSES,
     BoundarySpec,
@@ -132,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = options_from_args(args)
         model, metadata = load_with_metadata(args.model)
+        model = place_model(model, args.device)
         check_precision(model, metadata, options)
         evaluation = evaluate_model(
             model,

@@ -105,6 +105,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an earlier export at --out (never a file unetkit export did not write)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="D",
+        help="where the parity check runs eager PyTorch and TorchScript: cpu (default), auto, "
+        "cuda or cuda:N (the exported file is the same)",
+    )
     p.set_defaults(run=run)
 
 
@@ -122,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         args.format,
         metadata,
         input_size=args.input_size,
+        device=args.device,
     )
     _stamp(report.settings_path, report.path)
     shapes = ", ".join("x".join(str(n) for n in s) for s in report.checked_shapes)

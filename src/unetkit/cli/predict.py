@@ -58,6 +58,19 @@ def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
         help="auto (default): int8 where the model's stored calibration agrees with fp32 and "
         "the CPU has VNNI, else the fastest float path; or force fp32, bf16 or int8",
     )
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="D",
+        help="auto (default: a CUDA GPU when present), cpu, cuda or cuda:N",
+    )
+
+
+def place_model(model: UNet, spec: str) -> UNet:
+    """The loaded model on the ``--device`` it runs on (errors name the option)."""
+    from unetkit.precision import resolve_device
+
+    return model.to(resolve_device(spec))
 
 
 def options_from_args(args: argparse.Namespace) -> PredictOptions:
@@ -126,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     model, metadata = load_with_metadata(args.model)
+    model = place_model(model, args.device)
     check_precision(model, metadata, options)
 
     def report(result: FileResult) -> None:

@@ -58,6 +58,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="E",
         help="pause after epoch E (continue later with --resume)",
     )
+    p.add_argument(
+        "--device",
+        metavar="D",
+        help="auto (a CUDA GPU when present), cpu, cuda or cuda:N (default: train.device, auto)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(run=run)
@@ -82,7 +87,22 @@ def _explicit_options(args: argparse.Namespace) -> dict[str, Any]:
         values["train.seed"] = args.seed
     if args.deterministic:
         values["train.deterministic"] = True
+    if args.device is not None:
+        values["train.device"] = args.device
     return values
+
+
+def _process_device(args: argparse.Namespace) -> Any:
+    """The device this process trains on, known before the process group starts (NCCL for
+    GPUs, gloo for CPUs): ``--device``, else a ``train.device=`` override, else ``auto``."""
+    from unetkit.precision import resolve_device
+
+    spec = args.device
+    for text in args.overrides:
+        if text.startswith("train.device="):
+            spec = text.split("=", 1)[1]
+    local = os.environ.get("LOCAL_RANK")
+    return resolve_device(spec or "auto", local_rank=int(local) if local else None)
 
 
 def _check_positive(args: argparse.Namespace) -> None:
@@ -148,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic() - process_age()  # --max-minutes counts from the command's start
     _check_positive(args)
-    info = init_from_env()
+    info = init_from_env(_process_device(args))
     quiet = args.quiet
     say = print if (info.is_main and not quiet) else (lambda *_a, **_k: None)
     try:
@@ -170,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
                 extra += [f"train.epochs={args.epochs}", "train.total_steps=null"]
             if args.max_minutes is not None:
                 extra.append(f"train.max_minutes={args.max_minutes}")
+            if args.device is not None:
+                extra.append(f"train.device={args.device}")
             if args.out is not None and Path(args.out).resolve() != Path(resume_dir).resolve():
                 raise UnetkitError(
                     f"--out {args.out} with --resume {resume_dir}: a resumed run continues in "

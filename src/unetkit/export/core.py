@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unetkit import precision as policy
 from unetkit.errors import UnetkitError
 from unetkit.export.settings import inference_settings, input_size_for_export
 from unetkit.infer.engine import run_network
@@ -96,14 +97,14 @@ def _run_export(fmt: Format, wrapper: nn.Module, example: Tensor, tmp: Path, dyn
         write_torchscript(wrapper, example, tmp)
 
 
-def _run_exported(fmt: Format, path: Path, x: np.ndarray) -> np.ndarray:
+def _run_exported(fmt: Format, path: Path, x: np.ndarray, device: torch.device) -> np.ndarray:
     if fmt == "onnx":
         from unetkit.export.onnx import run_onnx
 
-        return run_onnx(path, x)
+        return run_onnx(path, x)  # onnxruntime's CPU provider
     from unetkit.export.torchscript import run_torchscript
 
-    return run_torchscript(path, x)
+    return run_torchscript(path, x, device)
 
 
 def export_model(
@@ -114,6 +115,7 @@ def export_model(
     *,
     input_size: int | Sequence[int] | None = None,
     seed: int = 0,
+    device: str | torch.device | None = "cpu",
 ) -> ExportReport:
     """Export ``model`` to ``path`` and write ``<path>.json`` beside it (see the module doc).
 
@@ -125,6 +127,8 @@ def export_model(
         input_size: spatial size traced and checked; default: the inference tile size
             (valid mode: the fixed input size of the export).
         seed: seed of the random check inputs.
+        device: where the parity check runs eager PyTorch and the TorchScript file (the file is
+            traced on the CPU and loads anywhere); ONNX runs on onnxruntime's CPU provider.
 
     Raises:
         UnetkitError: the export differs from eager PyTorch (nothing is written), or onnx /
@@ -136,6 +140,9 @@ def export_model(
     if out.is_dir():
         raise UnetkitError(f"{out}: is a folder; --out names the exported file")
     meta = dict(metadata or {})
+    dev = policy.resolve_device(device)
+    model = policy.on_device(model, "cpu", copy=True)  # traced on the CPU: a portable file
+    reference = policy.on_device(model, dev, copy=True)
     size = input_size_for_export(model, meta, input_size)
     was_training = model.training
     model.eval()
@@ -152,9 +159,9 @@ def export_model(
                 _run_export(fmt, wrapper, inputs[0], tmp, dynamic)
             worst = 0.0
             for x in inputs:
-                eager = run_network(model, x, fast=False).numpy()
+                eager = run_network(reference, x.to(dev), fast=False).cpu().numpy()
                 try:
-                    got = _run_exported(fmt, tmp, x.numpy())
+                    got = _run_exported(fmt, tmp, x.numpy(), dev)
                 except Exception as exc:  # runtime errors of onnxruntime / TorchScript
                     raise UnetkitError(
                         f"{out}: the exported model failed on input shape {tuple(x.shape)}: "

@@ -17,10 +17,12 @@ def write_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
     torch.jit.save(traced, str(path))
 
 
-def run_torchscript(path: Path, x: np.ndarray) -> np.ndarray:
-    """Load a saved TorchScript module and run it: ``(B, C, *S) -> (B, K, *S_out)``."""
+def run_torchscript(path: Path, x: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Load a saved TorchScript module on ``device`` and run it: ``(B, C, *S) -> (B, K,
+    *S_out)`` (a NumPy array on the host)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in 2.13
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(str(path), map_location=torch.device(device))
     with torch.inference_mode():
-        return module(torch.from_numpy(x.astype(np.float32))).float().numpy()
+        x_t = torch.from_numpy(x.astype(np.float32)).to(device)
+        return module(x_t).float().cpu().numpy()

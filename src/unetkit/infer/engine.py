@@ -37,7 +37,7 @@ def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor
     if was_training:
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), policy.exact_fp32(batch.device):
             net = fast_model(model) if fast else model
             out = net(batch)
     finally:
@@ -47,7 +47,7 @@ def run_network(model: nn.Module, batch: Tensor, *, fast: bool = True) -> Tensor
 
 
 #: What prediction accepts: the float choices of :mod:`unetkit.precision`, and int8.
-PRECISIONS = (*policy.PRECISIONS, "int8")
+PRECISIONS = (*(p for p in policy.PRECISIONS if p != "fp16"), "int8")  # fp16: training only
 
 _NET_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
     weakref.WeakKeyDictionary()

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unetkit import precision as policy
+from unetkit.errors import UnetkitError
 from unetkit.infer import tta as tta_mod
 from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
@@ -238,7 +240,14 @@ def predict_array(
     runner = inference_network(model, opts.precision, int8)
 
     def network(batch: Tensor) -> Tensor:
-        return run_network(runner, batch, fast=False)
+        try:
+            return run_network(runner, batch, fast=False)
+        except torch.OutOfMemoryError:
+            raise UnetkitError(
+                f"out of memory on {device} running {batch.shape[0]} tile(s) of "
+                f"{'x'.join(map(str, plan.tile_in))}; lower --batch-size or --tile (or use "
+                f"--device cpu)"
+            ) from None
 
     from tqdm.auto import tqdm
 
@@ -261,16 +270,19 @@ def predict_array(
 
 
 def _resolve_model(
-    model: UNet | str | os.PathLike[str], metadata: Mapping[str, Any] | None
+    model: UNet | str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None,
+    device: str | torch.device | None = None,
 ) -> tuple[UNet, Mapping[str, Any]]:
+    """The network (on ``device``: :func:`unetkit.precision.on_device`) and its metadata."""
     if isinstance(model, str | os.PathLike):
         from unetkit.modelfile import load_with_metadata
 
         loaded, extra = load_with_metadata(Path(model))
-        return loaded, metadata if metadata is not None else extra
+        return policy.on_device(loaded, device), metadata if metadata is not None else extra
     if not isinstance(model, UNet):
         raise ValueError(f"model: expected a UNet or a model file path, got {type(model).__name__}")
-    return model, metadata or {}
+    return policy.on_device(model, device, copy=True), metadata or {}
 
 
 def predict_full(
@@ -285,9 +297,10 @@ def predict_full(
     probabilities: bool = True,
     progress: bool = False,
     precision: str = "auto",
+    device: str | torch.device | None = None,
 ) -> Prediction:
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
-    net, meta = _resolve_model(model, metadata)
+    net, meta = _resolve_model(model, metadata, device)
     options = PredictOptions(
         tile=tile, overlap=overlap, tta=tta, batch_size=batch_size, precision=precision
     )
@@ -314,6 +327,7 @@ def predict(
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
     precision: str = "auto",
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Label map of one image: ``(C, *spatial)`` or ``(*spatial)`` -> int64 ``(*spatial)``.
 
@@ -330,6 +344,8 @@ def predict(
         progress: show a progress bar over tiles.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (see
             :class:`PredictOptions`); int8 needs the calibration in the model's metadata.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``None``: a model file runs
+            on ``auto`` (a GPU when present), a :class:`UNet` where its weights are.
 
     Use :func:`predict_probabilities` for class probabilities, or :func:`predict_full` for both.
     """
@@ -344,6 +360,7 @@ def predict(
         probabilities=False,
         progress=progress,
         precision=precision,
+        device=device,
     ).labels
 
 
@@ -358,6 +375,7 @@ def predict_probabilities(
     metadata: Mapping[str, Any] | None = None,
     progress: bool = False,
     precision: str = "auto",
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Class probabilities ``(num_classes, *spatial)`` float32; arguments as :func:`predict`."""
     result = predict_full(
@@ -371,6 +389,7 @@ def predict_probabilities(
         probabilities=True,
         progress=progress,
         precision=precision,
+        device=device,
     )
     if result.probabilities is None:  # pragma: no cover - requested above
         raise RuntimeError("probabilities were requested but not computed")

@@ -128,12 +128,15 @@ def _scheduler_json(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str
 
 
 def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The torch, NumPy (global) and Python RNG states as tensors and JSON."""
+    """The torch (CPU and, where initialised, every CUDA GPU's), NumPy (global) and Python RNG
+    states as tensors and JSON."""
     np_state = np.random.get_state()
     tensors = {
         "rng/torch": torch.get_rng_state(),
         "rng/numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng/cuda"] = torch.stack(torch.cuda.get_rng_state_all())  # (GPUs, state)
     py_state = random.getstate()
     meta = {
         "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -146,6 +149,11 @@ def set_rng_states(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> No
     """Restore what :func:`rng_states` captured."""
     if "rng/torch" in tensors:
         torch.set_rng_state(tensors["rng/torch"].to(torch.uint8))
+    cuda = tensors.get("rng/cuda")
+    if cuda is not None and torch.cuda.is_available():
+        # the same GPUs continue exactly; on fewer or other GPUs the states that fit are restored
+        states = list(cuda.to(torch.uint8))[: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
     if "rng/numpy_keys" in tensors and "numpy" in meta:
         name, pos, has_gauss, cached = meta["numpy"]
         keys = tensors["rng/numpy_keys"].numpy().astype(np.uint32)

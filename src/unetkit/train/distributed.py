@@ -65,6 +65,8 @@ def init_from_env(device: torch.device | None = None, timeout_minutes: float = 3
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", 0)
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)  # NCCL collectives and object broadcasts use this GPU
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
     if not dist.is_initialized():
@@ -86,18 +88,27 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def _all_reduce(info: DistInfo, tensor: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    if not info.distributed:
+        return tensor
+    if info.backend == "nccl" and tensor.device.type != "cuda":
+        # NCCL reduces GPU tensors only: through this process's GPU and back, in place
+        on_gpu = tensor.to(torch.device("cuda", info.local_rank))
+        dist.all_reduce(on_gpu, op=op)
+        tensor.copy_(on_gpu.cpu())
+        return tensor
+    dist.all_reduce(tensor, op=op)
+    return tensor
+
+
 def all_reduce_sum(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over processes, in place, and return it (unchanged for one process)."""
-    if info.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    return _all_reduce(info, tensor, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum over processes, in place."""
-    if info.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor
+    return _all_reduce(info, tensor, dist.ReduceOp.MAX)
 
 
 def broadcast_object(info: DistInfo, obj: object) -> object:

@@ -33,7 +33,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def preflight(config: Any, prepared: Any, *, device: str = "cpu") -> None:
+def preflight(config: Any, prepared: Any, *, device: str | None = None) -> None:
     """Check that ``config`` trains on ``prepared`` here, writing nothing.
 
     1. memory: :func:`unetkit.memory.check_train` for the model, patch and batch size;
@@ -45,10 +45,12 @@ def preflight(config: Any, prepared: Any, *, device: str = "cpu") -> None:
             fits), or the first step fails (the error's first line, naming the step).
     """
     from unetkit.memory import check_train
+    from unetkit.precision import resolve_device
     from unetkit.train.distributed import DistInfo
     from unetkit.train.step import StepRunner
 
     patch = config.data.patch_size or tuple(prepared.train[0].image.shape[1:])
+    device = device if device is not None else str(resolve_device(config.train.device))
     check_train(config.model, patch, config.train.batch_size, device=device)
     threads = None
     try:

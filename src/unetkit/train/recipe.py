@@ -20,6 +20,10 @@ Rules (CPU-first; a few minutes of training is the common case):
   budgets.
 * normalisation: per image (robust to mixed microscopy modalities).
 * schedule: AdamW, 5% warm-up then poly decay, gradient clipping.
+* on a CUDA GPU (:func:`gpu_settings`): a GPU affords more in the same minutes, so the patch
+  cap doubles, the first level is 32 wide, and the batch grows while a training step's
+  estimated memory stays within 40% of the GPU's free memory (the step time the planner then
+  measures sizes the schedule).
 """
 
 from __future__ import annotations
@@ -95,8 +99,17 @@ def _round_down(value: int, multiple: int) -> int:
     return max(multiple, value // multiple * multiple)
 
 
-def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str, Any]:
-    """The automatic choices as dotted ``section.field`` keys -> values."""
+def recipe_settings(
+    summary: DataSummary, max_minutes: float | None, device: str = "cpu"
+) -> dict[str, Any]:
+    """The automatic choices as dotted ``section.field`` keys -> values (``device``: where the
+    run trains; on CUDA :func:`gpu_settings` scales them up)."""
+    if device != "cpu":
+        from unetkit.precision import resolve_device
+
+        resolved = resolve_device(device)
+        if resolved.type == "cuda":
+            return gpu_settings(summary, max_minutes, resolved)
     nd = summary.spatial_dims
     budget = max_minutes if max_minutes is not None else 30.0
     caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[nd]
@@ -145,6 +158,44 @@ def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str
     }
 
 
+def gpu_settings(
+    summary: DataSummary,
+    max_minutes: float | None,
+    device: Any,
+    *,
+    free_bytes: int | None = None,
+) -> dict[str, Any]:
+    """:func:`recipe_settings` for a GPU: the CPU recipe's long-budget choices (loss, schedule,
+    stronger augmentation), a patch cap of 512 (2D) / 160 (3D), widths from 32, and the batch
+    grown while the estimated training step fits in 40% of ``free_bytes`` (default: the GPU's
+    free memory now)."""
+    from unetkit.memory import available_bytes, train_step_estimate
+    from unetkit.model import UNetConfig
+
+    nd = summary.spatial_dims
+    settings = recipe_settings(summary, max(max_minutes or 30.0, 61.0))
+    cap = {1: 8192, 2: 512, 3: 160}[nd]
+    depth = len(settings["model.widths"])
+    factor = 2 ** (depth - 1)
+    patch = tuple(
+        max(factor, _round_down(min(cap, s), factor)) if s >= factor else p
+        for s, p in zip(summary.median_shape, settings["data.patch_size"], strict=True)
+    )
+    widths = tuple(min(32 * 2**i, 320) for i in range(depth))
+    free = free_bytes if free_bytes is not None else available_bytes(str(device))[0]
+    model = UNetConfig(
+        spatial_dims=nd,
+        in_channels=summary.in_channels,
+        out_channels=summary.num_classes,
+        widths=widths,
+    )
+    batch = 2
+    while batch < 64 and train_step_estimate(model, patch, batch * 2).total <= 0.4 * free:
+        batch *= 2
+    settings.update({"data.patch_size": patch, "model.widths": widths, "train.batch_size": batch})
+    return settings
+
+
 def apply_recipe(
     config: RunConfig, summary: DataSummary, explicit: set[str] | frozenset[str] = frozenset()
 ) -> tuple[RunConfig, dict[str, Any]]:
@@ -155,7 +206,9 @@ def apply_recipe(
     """
     chosen = {
         k: v
-        for k, v in recipe_settings(summary, config.train.max_minutes).items()
+        for k, v in recipe_settings(
+            summary, config.train.max_minutes, device=config.train.device
+        ).items()
         if not any(e == k or e.startswith(k + ".") or k.startswith(e + ".") for e in explicit)
     }
     sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}

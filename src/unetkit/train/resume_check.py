@@ -26,6 +26,7 @@ MUTABLE = {
     "train.threads": "train.threads",
     "train.checkpoint_every": "train.checkpoint_every",
     "train.keep_checkpoints": "train.keep_checkpoints",
+    "train.device": "--device",
 }
 OPTION_NAMES = {
     "data.path": "--data",

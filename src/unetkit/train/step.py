@@ -83,8 +83,10 @@ class StepRunner:
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(t.seed)
-        self.model = UNet(m)
-        self.device = next(self.model.parameters()).device
+        self.device = policy.resolve_device(
+            t.device, local_rank=info.local_rank if info.distributed else None
+        )
+        self.model = UNet(m).to(self.device)  # initialised on the CPU: the same weights anywhere
         self.channels_last = policy.use_channels_last(t.channels_last, m.spatial_dims, self.device)
         if self.channels_last:
             self.model = policy.to_channels_last(self.model, m.spatial_dims)
@@ -94,7 +96,10 @@ class StepRunner:
             convert_sync_batchnorm(self.model)
         self.forward_module: nn.Module = TrainForward(self.model)
         if info.distributed:
-            self.forward_module = nn.parallel.DistributedDataParallel(self.forward_module)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_module = nn.parallel.DistributedDataParallel(
+                self.forward_module, device_ids=ids
+            )
         self.optimizer = make_optimizer(
             self.model.parameters(), t.optimizer, t.lr, t.weight_decay, t.momentum
         )
@@ -133,6 +138,7 @@ class StepRunner:
         # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
         self.precision_note = "precision: fp32"
+        self.scaler = policy.grad_scaler("fp32", self.device)
 
     # -- precision ------------------------------------------------------------------------------
 
@@ -149,6 +155,7 @@ class StepRunner:
             requested, self.device, measure=self._time_step_in, key=self._timing_key()
         )
         self.precision = broadcast_object(self.info, chosen)  # type: ignore[assignment]
+        self.scaler = policy.grad_scaler(self.precision, self.device)
         self.precision_note = policy.describe_choice(
             requested, self.precision, self.device, key=self._timing_key()
         )
@@ -181,7 +188,7 @@ class StepRunner:
         """
         t = self.config.train
         torch.manual_seed(step_seed(t.seed, step, self.info.rank))
-        batch = self.batches.batch(epoch, index)
+        batch = self.batches.batch(epoch, index).to(self.device)
         x = batch.images
         if self.channels_last:
             x = policy.to_channels_last(x, self.config.model.spatial_dims)
@@ -193,12 +200,14 @@ class StepRunner:
         if finite.item() > 0:
             return float("nan"), False
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # fp16: scaled; otherwise loss.backward()
         if t.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            if not bool(torch.isfinite(norm)):
+            if not bool(torch.isfinite(norm)) and not self.scaler.is_enabled():
                 return float("nan"), False
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradients overflowed
+        self.scaler.update()
         self.scheduler.step()
         return float(loss.detach()), True
 
@@ -240,11 +249,14 @@ class StepRunner:
             self.model = model_copy
             self.forward_module = TrainForward(model_copy)
             self.optimizer = make_optimizer(model_copy.parameters(), "adamw", 1e-9, 0.0, 0.0)
+            scaler = self.scaler
+            self.scaler = policy.grad_scaler(self.precision, self.device)
             self.scheduler = make_scheduler(self.optimizer, 10, 0, "constant")
             times = []
             for i in range(steps + 1):
                 start = time.perf_counter()
                 self.train_step(10_000 + i, 0, 0)
+                policy.synchronize(self.device)
                 times.append(time.perf_counter() - start)
             step_time = float(np.median(times[1:]))
             val_time = 0.0
@@ -264,6 +276,7 @@ class StepRunner:
                 val_time = (time.perf_counter() - start) * n
         finally:
             self.model, self.forward_module, self.optimizer, self.scheduler = saved
+            self.scaler = scaler
             torch.set_rng_state(rng)
         if not with_val:
             return step_time, 0.0

@@ -342,6 +342,9 @@ def train(
     else:
         threads = trainer.steps.choose_threads()
         say(f"threads: {threads} (measured fastest on this machine now)")
+    device = trainer.steps.device
+    if device.type != "cpu":
+        say(f"device: {device} ({torch.cuda.get_device_name(device)})")
     precision = trainer.steps.choose_precision()
     if config.train.precision == "auto":
         say(trainer.steps.precision_note)

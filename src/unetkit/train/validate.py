@@ -70,22 +70,23 @@ def validate(
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     loss_sum = 0.0
     predictions: list[np.ndarray] = []
+    device = next(iter(model.parameters()), torch.empty(0)).device
     for i in range(info.rank, len(samples), info.world_size):
         s = samples[i]
-        x = torch.from_numpy(s.image).unsqueeze(0)  # (1, C, *spatial)
+        x = torch.from_numpy(s.image).unsqueeze(0).to(device)  # (1, C, *spatial)
         if channels_last:
             x = to_channels_last(x, x.ndim - 2)
         with autocast(precision, x.device):
             logits = model(x)
         logits = logits.float()  # (1, K, *spatial)
-        target = torch.from_numpy(s.mask).unsqueeze(0)
+        target = torch.from_numpy(s.mask).unsqueeze(0).to(device)
         w = None
         if weights is not None and weights[i] is not None:
-            w = torch.from_numpy(weights[i]).unsqueeze(0)
+            w = torch.from_numpy(weights[i]).unsqueeze(0).to(device)
         loss_sum += float(loss_fn(logits, target, w))
         if ignore_index is not None and 0 <= ignore_index < num_classes:
             logits[:, ignore_index] = -torch.inf  # never predict the void label
-        pred = logits.argmax(1)[0].numpy()
+        pred = logits.argmax(1)[0].cpu().numpy()
         confusion += confusion_matrix(pred, s.mask, num_classes, ignore_index)
         if i < keep_predictions:
             predictions.append(pred)
