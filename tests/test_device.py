@@ -177,3 +177,22 @@ def test_predict_api_runs_where_asked_and_leaves_the_callers_model(tmp_path: Pat
     b = predict(model, image, precision="fp32", device="cpu")
     assert np.array_equal(a, b)
     assert next(model.parameters()).device.type == "cpu"
+
+
+@no_gpu
+def test_lab_on_a_missing_gpu_is_refused_before_anything_runs(cli, tmp_path: Path) -> None:
+    out = tmp_path / "lab"
+    r = cli("lab", "concat-cost", "--quick", "--out", str(out), "--device", "cuda")
+    assert r.returncode == 2 and "--device cuda: no CUDA GPU" in r.stderr
+    assert not out.exists()
+
+
+def test_lab_training_returns_the_model_to_the_cpu() -> None:
+    from unetkit.lab.common import cross_entropy, train_steps
+
+    model = UNet(UNetConfig(widths=(4, 8)))
+    x, y = torch.randn(2, 1, 16, 16), torch.randint(0, 2, (2, 16, 16))
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = train_steps(model, lambda _s: (x, y), 3, cross_entropy, device="auto")
+    assert len(losses) == 3 and next(model.parameters()).device.type == "cpu"
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of real images (with images/) for spectrum and normalization; default "
         "../shared/data/isbi2012-em when present, else synthetic",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="D",
+        help="where the experiments train: cpu (default: the measurements are CPU ones), auto, "
+        "cuda or cuda:N",
+    )
     p.set_defaults(run=run)
 
 
@@ -44,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     if args.data is not None and not (args.data / "images").is_dir():
         raise ValueError(f"--data {args.data}: expected a folder with an images/ subfolder")
-    settings = LabSettings(quick=args.quick, seed=args.seed, data=args.data)
+    from unetkit.precision import resolve_device
+
+    resolve_device(args.device)  # refused before anything runs
+    settings = LabSettings(quick=args.quick, seed=args.seed, data=args.data, device=args.device)
     names = list(EXPERIMENTS) if name == "all" else [name]
     for path in run_and_write(names, args.out, settings):
         print(path)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unetkit.metrics import dice
+from unetkit.precision import resolve_device
 
 log = logging.getLogger("unetkit.lab")
 
@@ -36,11 +37,14 @@ class LabSettings:
         seed: seed for data, initialisation and training.
         data: a folder of real images (``images/*.png``) for the experiments that use them;
             ``None`` looks for ``../shared/data/isbi2012-em`` and falls back to synthetic data.
+        device: where the experiments' training runs (``--device``: ``cpu``, ``auto``,
+            ``cuda``, ``cuda:N``); measurements and figures are made on the CPU afterwards.
     """
 
     quick: bool = False
     seed: int = 0
     data: Path | None = None
+    device: str = "cpu"
 
 
 @dataclass
@@ -148,21 +152,27 @@ def train_steps(
     steps: int,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     lr: float = 1e-3,
+    device: str = "cpu",
 ) -> list[float]:
     """Train ``model`` in place for ``steps`` Adam steps; returns the loss of every step.
 
     ``batch(step) -> (x, target)`` supplies the data; ``loss_fn(model(x), target)`` the loss.
+    The steps run on ``device`` (:func:`unetkit.precision.resolve_device`); the model is back
+    on the CPU afterwards, so what an experiment measures next runs where it always did.
     """
+    dev = resolve_device(device)
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses: list[float] = []
     for step in range(steps):
         x, target = batch(step)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), target)
+        loss = loss_fn(model(x.to(dev)), target.to(dev))
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    model.cpu()
     return losses
 
 

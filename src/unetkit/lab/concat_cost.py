@@ -100,6 +100,7 @@ def run(settings: LabSettings) -> ExperimentResult:
             steps,
             cross_entropy,
             lr=3e-3,
+            device=settings.device,
         )
         training[fusion] = {
             "params": count_parameters(model),

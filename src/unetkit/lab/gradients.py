@@ -148,7 +148,11 @@ def run(settings: LabSettings) -> ExperimentResult:
                 )
                 at_init = measure(model, x, y, with_path=True)
                 train_steps(
-                    model, batches_from(images, masks, batch, settings.seed), steps, cross_entropy
+                    model,
+                    batches_from(images, masks, batch, settings.seed),
+                    steps,
+                    cross_entropy,
+                    device=settings.device,
                 )
                 trained = measure(model, x, y, with_path=False)
                 rows.append(

@@ -137,7 +137,11 @@ def run(settings: LabSettings) -> ExperimentResult:
         seed_everything(settings.seed)
         model = UNet(UNetConfig(widths=widths, **FUSION_CONFIGS[name]))  # type: ignore[arg-type]
         curves[name] = train_steps(
-            model, batches_from(images, masks, batch, settings.seed), steps, cross_entropy
+            model,
+            batches_from(images, masks, batch, settings.seed),
+            steps,
+            cross_entropy,
+            device=settings.device,
         )
 
     def m2(key: str, stage: str) -> float:

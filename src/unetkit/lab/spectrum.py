@@ -83,7 +83,14 @@ def run(settings: LabSettings) -> ExperimentResult:
         model = UNet(
             UNetConfig(widths=widths, in_channels=1, out_channels=1, fusion=fusion)  # type: ignore[arg-type]
         )
-        losses = train_steps(model, batch_fn, steps, lambda y, t: (y - t).square().mean(), lr=2e-3)
+        losses = train_steps(
+            model,
+            batch_fn,
+            steps,
+            lambda y, t: (y - t).square().mean(),
+            lr=2e-3,
+            device=settings.device,
+        )
         model.eval()
         with torch.no_grad():
             out = model(val_x)[:, 0].numpy()
