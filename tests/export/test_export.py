@@ -75,7 +75,7 @@ def test_torchscript_matches_eager_at_other_sizes(tmp_path, spatial_dims: int) -
 def test_export_that_differs_writes_nothing(tmp_path, monkeypatch) -> None:
     model = _model()
     monkeypatch.setattr(
-        export_core, "_run_exported", lambda fmt, path, x, *_: np.zeros((x.shape[0], 2, *x.shape[2:]))
+        export_core, "_run_exported", lambda _f, _p, x, *_: np.zeros((x.shape[0], 2, *x.shape[2:]))
     )
     out = tmp_path / "bad.pt"
     with pytest.raises(UnetkitError, match="differs from eager"):
