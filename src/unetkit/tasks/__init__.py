@@ -57,6 +57,13 @@ def make_objective(config: RunConfig, prepared: PreparedData, info: DistInfo) ->
         from unetkit.tasks.segment import SegmentObjective
 
         return SegmentObjective(config, prepared, info)
+    if config.task == "restore":
+        from unetkit.tasks.restore import RestoreObjective
+        from unetkit.tasks.restore_data import RestorePrepared
+
+        if not isinstance(prepared, RestorePrepared):
+            raise ValueError("task=restore: prepare the data with prepare_restore(config)")
+        return RestoreObjective(config, prepared, info)
     raise ValueError(f"task={config.task}: not available in this version; use task=segment")
 
 

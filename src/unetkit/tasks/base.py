@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from unetkit.data.sample import Sample
 from unetkit.precision import FloatPrecision
 from unetkit.train.distributed import DistInfo
-from unetkit.train.loader import TorchBatch
 from unetkit.train.validate import ValResult
 
 
@@ -36,10 +35,11 @@ class TaskBatch:
 
 
 class BatchSource(Protocol):
-    """Reproducible, rank-sharded training batches (:class:`~unetkit.train.loader.ShardedBatches`
-    is the segment one)."""
+    """Reproducible, rank-sharded training batches: whatever the same task's
+    :meth:`Objective.inputs` takes (segment: :class:`~unetkit.train.loader.ShardedBatches`
+    giving a :class:`~unetkit.train.loader.TorchBatch`; restore: ``RestoreBatch``)."""
 
-    def batch(self, epoch: int, index: int) -> TorchBatch: ...
+    def batch(self, epoch: int, index: int) -> Any: ...
 
     def stems(self, epoch: int, index: int) -> list[str]: ...
 
@@ -51,7 +51,7 @@ class Objective(Protocol):
     score_name: str
     batches: BatchSource
 
-    def inputs(self, batch: TorchBatch) -> TaskBatch:
+    def inputs(self, batch: Any) -> TaskBatch:
         """Network input, target and loss weights of one batch (may draw from torch's RNG)."""
         ...
 
