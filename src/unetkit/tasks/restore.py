@@ -112,7 +112,7 @@ class RestoreObjective:
         self.options = config.restore
         self.prepared = prepared
         self.self_supervised = prepared.mode == "self_supervised"
-        self.score_name = "psnr" if prepared.scored else "-loss"
+        self.score_name = "psnr" if prepared.scored else "neg_loss"
         augment = config.data.augment
         self.batches = RestoreBatches(
             prepared.train,

@@ -63,6 +63,7 @@ class TrainResult:
             ``interrupted`` (SIGINT/SIGTERM).
         seconds: wall time of this session.
         signal: the signal that interrupted the run, if any.
+        score_name: what ``best_dice`` measures (the task's score: ``dice``, ``psnr``, ...).
     """
 
     run: Path
@@ -74,6 +75,7 @@ class TrainResult:
     stopped: str
     seconds: float
     signal: int | None = None
+    score_name: str = "dice"
 
 
 class _Signals:
@@ -289,6 +291,7 @@ class Trainer:
             stopped=stopped,
             seconds=time.monotonic() - started,
             signal=signals.received,
+            score_name=self.steps.task.score_name,
         )
 
     def _class_names(self) -> tuple[str, ...]:
