@@ -312,6 +312,11 @@ def _recipe(
         say(f"note: {note}")
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
     config, chosen = apply_recipe(config, summary, explicit)
+    if config.task == "restore":
+        from unetkit.tasks.restore_recipe import apply_restore_recipe
+
+        config, more = apply_restore_recipe(config, summary, explicit)
+        chosen |= more
     note = small_image_note(prepared.raw_train, config.data.patch_size)
     if note:
         say(f"note: {note}")
