@@ -4,7 +4,10 @@ Denoising needs context of a few dozen pixels, not the whole-object view segment
 its loss is dense (every pixel, or a share of them for blind-spot training), so a short run
 gains most from many small, cheap steps: three levels, a ``64``-pixel patch (``96`` for longer
 budgets; ``32``/``48`` in 3D), ``16`` patches per step, and the learning rate a regression
-tolerates (``1e-3``). Settings the caller gave are kept, as with the segmentation recipe.
+tolerates (``1e-3``). No normalisation layers: batch norm's running statistics lag behind the
+weights early in a run (the regression output shifts with them, where a segmentation's argmax
+hardly moves), and group or instance norm would make a tile's output depend on the tile's size.
+Settings the caller gave are kept, as with the segmentation recipe.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def restore_settings(summary: DataSummary, max_minutes: float | None) -> dict[st
     return {
         "data.patch_size": (side,) * nd,
         "model.widths": (base, 2 * base, 4 * base),
+        "model.norm": "none",
         "train.batch_size": 16 if nd < 3 else 4,
         "train.lr": 1e-3,
     }
