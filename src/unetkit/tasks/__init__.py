@@ -5,9 +5,11 @@ classes, targets or noise. Everything that differs between tasks goes through on
 :class:`Objective`, built once per run by :func:`make_objective` from ``config.task``:
 
 ``objective.batches``
-    The batch source: ``batches.batch(epoch, index) -> TorchBatch`` (this rank's share of a
-    global batch, a pure function of ``(seed, epoch, index)``, so resumes are exact) and
-    ``batches.stems(epoch, index) -> list[str]`` (names for error messages).
+    The batch source: ``batches.batch(epoch, index)`` (this rank's share of a global batch, a
+    pure function of ``(seed, epoch, index)``, so resumes are exact; of whatever type the same
+    task's ``inputs`` takes: segment's :class:`~unetkit.train.loader.TorchBatch`, restore's
+    :class:`~unetkit.tasks.restore_data.RestoreBatch`) and ``batches.stems(epoch, index) ->
+    list[str]`` (names for error messages).
 
 ``objective.inputs(batch) -> TaskBatch``  (a: how a batch becomes network input and target)
     ``TaskBatch.inputs (B, C_in, *S)`` goes into the network, ``TaskBatch.conditioning`` (a
