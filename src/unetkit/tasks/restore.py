@@ -169,13 +169,18 @@ class RestoreObjective:
             if self.self_supervised:  # the blind-spot loss against the noisy image itself
                 x, mask = self._masked(image, torch.Generator().manual_seed(i))
             target = image if mask is not None else torch.from_numpy(s.target).unsqueeze(0)
-            if channels_last:
-                x = to_channels_last(x, x.ndim - 2)
-            with autocast(precision, x.device):
-                out = model(x)
-            out = out.float()  # (1, C_t, *S)
+
+            def forward(x: Tensor) -> Tensor:
+                if channels_last:
+                    x = to_channels_last(x, x.ndim - 2)
+                with autocast(precision, x.device):
+                    return model(x).float()  # (1, C_t, *S)
+
+            out = forward(x)
             sums[0] += float(self._loss(out, target, mask))
             if s.target is not None and stats is not None and len(stats[i][0]):
+                if mask is not None:  # scores see what prediction sees: the unmasked image
+                    out = forward(image)
                 shape = (-1,) + (1,) * (s.target.ndim - 1)
                 mean, std = (v.reshape(shape) for v in stats[i])
                 score = restoration_score(out[0].numpy() * std + mean, s.target * std + mean)
