@@ -13,8 +13,8 @@ import torch
 from unetkit import precision as policy
 from unetkit.config import TrainConfig, load_run_config
 from unetkit.model import UNet, UNetConfig
+from unetkit.tasks.base import TaskBatch
 from unetkit.train import checkpoint as ckpt
-from unetkit.train.loader import TorchBatch
 from unetkit.train.recipe import DataSummary, gpu_settings, recipe_settings
 from unetkit.train.resume_check import MUTABLE
 
@@ -96,7 +96,7 @@ def test_exact_fp32_changes_nothing_on_the_cpu() -> None:
 
 
 def test_a_cpu_batch_is_not_copied() -> None:
-    batch = TorchBatch(torch.zeros(2, 1, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long), None)
+    batch = TaskBatch(torch.zeros(2, 1, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))
     assert batch.to(torch.device("cpu")) is batch
 
 

@@ -67,21 +67,6 @@ class TorchBatch:
     masks: torch.Tensor
     weights: torch.Tensor | None
 
-    def to(self, device: torch.device) -> TorchBatch:
-        """The batch on ``device``; to a GPU through pinned memory, without blocking the host
-        (the copy overlaps the work already queued on the GPU). The same batch on the CPU."""
-        if device.type == "cpu":
-            return self
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.pin_memory().to(device, non_blocking=True)
-
-        return TorchBatch(
-            move(self.images),
-            move(self.masks),
-            None if self.weights is None else move(self.weights),
-        )
-
 
 class ShardedBatches:
     """Reproducible, rank-sharded batches of augmented patches (see the module docstring).
