@@ -33,7 +33,9 @@ import numpy as np
 
 from unetkit.config import RunConfig
 from unetkit.data.augment import AugmentConfig
+from unetkit.data.declaration import DatasetDeclaration, read_declaration
 from unetkit.data.sample import Sample
+from unetkit.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -190,3 +192,45 @@ def flip_axes_note(summary: DataSummary) -> str:
         if summary.oriented
         else ("flips on every axis and 90° rotations")
     )
+
+
+def apply_declaration(
+    config: RunConfig, declaration: DatasetDeclaration | None, explicit: set[str]
+) -> RunConfig:
+    """``config`` with ``data.class_names`` and ``data.ignore_index`` from ``declaration``,
+    except those the user set (``explicit`` dotted keys) or already set in ``config``.
+
+    Names are taken only when ``data.num_classes`` is unset or matches their count; a
+    mismatch is an error naming both.
+    """
+    if declaration is None:
+        return config
+    data = config.data
+    changes: dict[str, Any] = {}
+    if (
+        declaration.class_names is not None
+        and "data.class_names" not in explicit
+        and data.class_names is None
+    ):
+        if data.num_classes is not None and data.num_classes != declaration.num_classes:
+            raise DataError(
+                f"{declaration.path}: class_names has {declaration.num_classes} names but "
+                f"data.num_classes is {data.num_classes}; make them agree"
+            )
+        changes["class_names"] = declaration.class_names
+        if "data.num_classes" not in explicit:
+            changes["num_classes"] = declaration.num_classes
+    if (
+        declaration.ignore_index is not None
+        and "data.ignore_index" not in explicit
+        and data.ignore_index is None
+    ):
+        changes["ignore_index"] = declaration.ignore_index
+    return replace(config, data=replace(data, **changes)) if changes else config
+
+
+def with_declaration(config: RunConfig, explicit: set[str]) -> RunConfig:
+    """:func:`apply_declaration` with the ``dataset.yaml`` of ``data.path`` (if any)."""
+    if config.data.path is None:
+        return config
+    return apply_declaration(config, read_declaration(config.data.path), explicit)
