@@ -72,14 +72,17 @@ class Budget:
 
         0 at :meth:`start_training`; 1 where :meth:`should_stop` stops for time (the budget
         less the reserve for a last validation and checkpoint); may exceed 1. Without a
-        budget, 0. Each rank measures its own clock; ranks start and stop together, so their
-        shares differ by their clock skew only.
+        budget, 0. Under DDP every rank gets the largest share (all-reduced), so all ranks
+        step with the same learning rate.
         """
         if self.seconds is None:
             return 0.0
         elapsed = time.monotonic() - self.started + seconds_ahead
         horizon = self.seconds - self.reserve(self.val_seconds)
-        return (elapsed - self.training_started) / max(horizon - self.training_started, 1e-3)
+        share = (elapsed - self.training_started) / max(horizon - self.training_started, 1e-3)
+        value = torch.tensor([share], dtype=torch.float64)
+        all_reduce_max(self.info, value)
+        return float(value.item())
 
     def reserve(self, val_seconds: float) -> float:
         """Seconds kept free at the end of a budget: a last validation and checkpoint."""

@@ -181,6 +181,7 @@ class Trainer:
         state = ckpt.TrainState(history=[], total_steps=planned)
         budget = Budget(None if t.max_minutes is None else t.max_minutes * 60.0, started, self.info)
         self.budget = budget
+        budget.start_training()  # share 0 from here (the loop starts right after the restore)
         # a budget run's schedule follows the share of the run spent (steps or clock, whichever
         # is further; steps alone when deterministic); otherwise it is a function of the step
         time_share = None if t.deterministic or t.max_minutes is None else budget.share_spent
@@ -199,7 +200,6 @@ class Trainer:
         budget.val_seconds = val_seconds
         if self.clock is not None:
             self.clock.resume_from(state.schedule_share)
-        budget.start_training()
         stopped = "finished"
         last_val: ValResult | None = None
         with _Signals() as signals:
