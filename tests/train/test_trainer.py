@@ -257,5 +257,7 @@ def test_budget_run_slowed_mid_run_still_ends_annealed(tmp_path: Path, monkeypat
     assert all(b <= a + 1e-12 for a, b in zip(lrs[top:], lrs[top + 1 :], strict=False))
     state = load_latest(tmp_path)
     assert state.state.schedule_share == 1.0 and state.state.finished
+    # config.yaml records the steps the clock allowed, so the run can be reproduced
+    assert load_run_config(tmp_path / "config.yaml").train.total_steps == result.steps
     assert state.optimizer["param_groups"][0]["lr"] == 0.0  # poly's final value
     assert lrs[-1] < 0.25 * t.lr  # the last step already ran close to the end of the decay

@@ -271,8 +271,8 @@ class Trainer:
                 state.finished = state.step >= state.total_steps
                 if self.clock is not None:
                     state.schedule_share = self.clock.share
-                    # the clock ran the schedule to its end: the run is complete
-                    state.finished = state.finished or self.clock.share >= 1.0
+                    if self.clock.share >= 1.0:  # the clock ran the schedule to its end
+                        state.finished, state.total_steps = True, state.step
                 if reason is None and stop_after is not None and state.epoch >= stop_after:
                     reason = "paused"
                 write_now = (
