@@ -126,3 +126,28 @@ def test_evaluate_table_and_json_name_the_classes_and_skip_the_ignore_label() ->
     assert data["per_class"]["1"]["name"] == "sky"
     # sky: truth 3 px, pred 4 px on non-void pixels, 3 shared: Dice 6/7
     assert data["per_class"]["1"]["dice"] == pytest.approx(6 / 7)
+
+
+def test_evaluate_command_honours_the_truth_datasets_declaration(tmp_path: Path, capsys) -> None:
+    from unetkit.cli import main
+
+    root = _dataset(tmp_path / "ds", yaml="class_names: [void, sky, road]\nignore_index: 0\n")
+    pred = tmp_path / "pred"
+    for i in range(2):  # everything predicted "sky": void rows must not count against it
+        write_mask(pred / f"s{i}.png", np.ones((12, 12), np.uint8))
+    report = tmp_path / "eval.json"
+    assert (
+        main(
+            ["evaluate", "--pred", str(pred), "--truth", str(root / "masks"), "--json", str(report)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "1 sky" in out and "2 road" in out and "void" not in out
+    import json
+
+    data = json.loads(report.read_text())
+    assert data["settings"]["ignore_index"] == 0
+    # rows 3-5 sky, 6-8 road (and 0-2 void, 9-11 background 0 = void): sky Dice 2*36/(36+72)
+    assert data["per_class"]["1"]["name"] == "sky"
+    assert data["per_class"]["1"]["dice"] == pytest.approx(2 * 36 / (36 + 72))
