@@ -55,24 +55,17 @@ def test_explicit_settings_are_kept() -> None:
     assert "data.augment" not in chosen and "train.lr" not in chosen
 
 
-def test_class_aware_sampling_is_chosen_for_imbalanced_classes_only() -> None:
+def test_class_aware_sampling_draws_among_present_foreground_classes() -> None:
     from unetkit.config import DataConfig
     from unetkit.train.step import sampled_classes
 
     rare = np.zeros((64, 64), dtype=np.int64)
-    rare[:32] = 1  # class 1: half the pixels; class 2: 4 pixels (under a tenth of class 1)
+    rare[:32] = 1
     rare[40:42, 40:42] = 2
     summary = summarize_data(_samples((64, 64), 1, [rare] * 2), 3)
-    assert apply_recipe(RunConfig(), summary)[1]["data.sampling"] == "class_aware"
-    even = rare.copy()
-    even[32:] = 2
-    summary = summarize_data(_samples((64, 64), 1, [even] * 2), 3)
-    assert apply_recipe(RunConfig(), summary)[1]["data.sampling"] == "foreground"
-    binary = (rare > 0).astype(np.int64)
-    summary = summarize_data(_samples((64, 64), 1, [binary] * 2), 2)
-    assert apply_recipe(RunConfig(), summary)[1]["data.sampling"] == "foreground"
-    # the classes drawn among: present foreground classes, never the ignore label
+    # opt-in: the recipe does not choose it (it did not measurably help; see recipe's doc)
+    assert "data.sampling" not in apply_recipe(RunConfig(), summary)[1]
     freqs = np.array([0.05, 0.5, 0.0, 0.4, 0.05])
     config = RunConfig(data=DataConfig(sampling="class_aware", ignore_index=4))
-    assert sampled_classes(config, freqs) == (1, 3)
+    assert sampled_classes(config, freqs) == (1, 3)  # present, not background, not ignored
     assert sampled_classes(RunConfig(), freqs) is None
