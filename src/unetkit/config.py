@@ -83,6 +83,10 @@ class DataConfig:
         augment: augmentation probabilities and strengths.
         synthetic_count: images in the synthetic dataset.
         synthetic_size: side length of a synthetic image.
+        sampling: how foreground-centred patches pick their centre: ``foreground`` (any
+            labelled pixel, so classes are seen in proportion to their area) or
+            ``class_aware`` (a class drawn uniformly among the foreground classes the image
+            holds, then a pixel of it, so rare classes are seen often).
     """
 
     path: str | None = None
@@ -100,6 +104,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic_count: int = 40
     synthetic_size: int = 128
+    sampling: Literal["foreground", "class_aware"] = "foreground"
 
     def __post_init__(self) -> None:
         if self.class_names is not None:

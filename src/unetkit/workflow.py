@@ -39,7 +39,7 @@ from unetkit.train.preflight import (
     preflight,
 )
 from unetkit.train.prepare import PreparedData, prepare_data
-from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
+from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data, with_declaration
 from unetkit.train.resume_check import (
     check_data_relocation,
     check_resume_options,
@@ -215,6 +215,7 @@ def fit(
             check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
             check_unlocked(run_dir, "--out")
             run_config = with_run_defaults(run_config, keys)
+            run_config = with_declaration(run_config, keys)  # the data folder's dataset.yaml
             # 3. read the data and choose the recipe from it
             prepared = _prepare(run_config)
             run_config, lines = _recipe(run_config, prepared, keys, info, say)

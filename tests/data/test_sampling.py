@@ -112,3 +112,23 @@ def test_sampler_bad_arguments() -> None:
         PatchSampler(samples, 0, 8)
     with pytest.raises(ValueError, match="index"):
         PatchSampler(samples, 2, 8).batch(0, 5)
+
+
+def test_class_aware_sampling_centres_a_rare_class_as_often_as_a_common_one() -> None:
+    """One pixel of class 2 beside 600 of class 1: drawn by class, it is the centre of about
+    half the foreground patches; drawn by pixel, of about 1 in 600."""
+    mask = np.zeros((64, 64), np.int64)
+    mask[:20, :30] = 1
+    mask[50, 50] = 2
+    sample = Sample(np.zeros((1, 64, 64), np.float32), mask, None, "s")
+    rng = np.random.default_rng(0)
+    by_class = [
+        sample_patch(sample, 9, rng, 1.0, classes=(1, 2)).mask[4, 4] == 2 for _ in range(400)
+    ]
+    by_pixel = [sample_patch(sample, 9, rng, 1.0).mask[4, 4] == 2 for _ in range(400)]
+    assert 0.4 < np.mean(by_class) < 0.6
+    assert np.mean(by_pixel) < 0.02
+    # classes the image lacks are skipped; none present falls back to any foreground pixel
+    only_3 = [sample_patch(sample, 9, rng, 1.0, classes=(3,)).mask[4, 4] > 0 for _ in range(50)]
+    assert all(only_3)
+    assert all(sample_patch(sample, 9, rng, 1.0, classes=(2, 3)).mask[4, 4] == 2 for _ in range(20))

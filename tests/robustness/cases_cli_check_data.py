@@ -212,4 +212,42 @@ CASES: list[CliCase] = [
         ("ds/masks/s1.png: labels 0, 65535 are not a class map",),
         stream="stdout",
     ),
+    # dataset.yaml (the author's declaration): one line each, the report says NOT OK
+    CliCase(
+        "cli check-data",
+        "dataset.yaml is not valid YAML",
+        _check_data(_cli_dataset(_put("dataset.yaml", _write_bytes(b"class_names: [a, b\n")))),
+        ("ds/dataset.yaml: not valid YAML",),
+        stream="stdout",
+    ),
+    CliCase(
+        "cli check-data",
+        "dataset.yaml with an unknown key",
+        _check_data(_cli_dataset(_put("dataset.yaml", _write_bytes(b"classes: [a, b]\n")))),
+        ("ds/dataset.yaml: unknown key(s) classes",),
+        stream="stdout",
+    ),
+    CliCase(
+        "cli check-data",
+        "dataset.yaml ignore label out of range",
+        _check_data(
+            _cli_dataset(
+                _put("dataset.yaml", _write_bytes(b"class_names: [bg, cell]\nignore_index: 5\n"))
+            )
+        ),
+        ("ds/dataset.yaml: ignore_index: 5 is out of range for 2 class names",),
+        stream="stdout",
+    ),
+    CliCase(
+        "cli check-data",
+        "dataset.yaml names fewer classes than the masks hold",
+        _check_data(
+            _cli_dataset(
+                _put("dataset.yaml", _write_bytes(b"class_names: [bg, cell]\n")),
+                _put("masks/s1.png", _labels((2,))),
+            )
+        ),
+        ("ds/dataset.yaml: class_names has 2 names (labels 0..1) but masks hold larger",),
+        stream="stdout",
+    ),
 ]

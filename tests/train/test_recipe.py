@@ -53,3 +53,19 @@ def test_explicit_settings_are_kept() -> None:
     config, chosen = apply_recipe(base, summary, explicit)
     assert config.train.lr == base.train.lr and config.model.widths == base.model.widths
     assert "data.augment" not in chosen and "train.lr" not in chosen
+
+
+def test_class_aware_sampling_draws_among_present_foreground_classes() -> None:
+    from unetkit.config import DataConfig
+    from unetkit.tasks.segment import sampled_classes
+
+    rare = np.zeros((64, 64), dtype=np.int64)
+    rare[:32] = 1
+    rare[40:42, 40:42] = 2
+    summary = summarize_data(_samples((64, 64), 1, [rare] * 2), 3)
+    # opt-in: the recipe does not choose it (it did not measurably help; see recipe's doc)
+    assert "data.sampling" not in apply_recipe(RunConfig(), summary)[1]
+    freqs = np.array([0.05, 0.5, 0.0, 0.4, 0.05])
+    config = RunConfig(data=DataConfig(sampling="class_aware", ignore_index=4))
+    assert sampled_classes(config, freqs) == (1, 3)  # present, not background, not ignored
+    assert sampled_classes(RunConfig(), freqs) is None

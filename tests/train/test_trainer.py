@@ -220,3 +220,44 @@ def test_precision_auto_trains_in_what_the_measurement_chose(
     assert used_config.train.precision == chosen
     assert load_run_config(tmp_path / "config.yaml").train.precision == chosen
     assert any(line.startswith(f"precision: {chosen} (auto: bf16 measured") for line in said)
+
+
+def test_budget_run_slowed_mid_run_still_ends_annealed(tmp_path: Path, monkeypatch) -> None:
+    """After step 6 every step takes 6 s more (virtual time added to the clock, so the test
+    itself stays fast): the schedule follows the clock, the learning rate never rises after
+    warm-up, and the run ends at the schedule's final value long before the planned steps."""
+    import time
+
+    from unetkit.train import step as step_module
+
+    real_step = step_module.StepRunner.train_step
+    real_clock = time.monotonic
+    slowdown = {"seconds": 0.0}
+    lrs: list[float] = []
+
+    def slowed(self, epoch, index, step):
+        if epoch < 10_000:  # training steps, not the planner's measurements
+            lrs.append(self.optimizer.param_groups[0]["lr"])
+            if step >= 6:
+                slowdown["seconds"] += 6.0
+        return real_step(self, epoch, index, step)
+
+    monkeypatch.setattr(time, "monotonic", lambda: real_clock() + slowdown["seconds"])
+    monkeypatch.setattr(step_module.StepRunner, "train_step", slowed)
+    config = tiny_config(
+        max_minutes=2.0, auto_epochs=True, steps_per_epoch=None, deterministic=False, overlays=0
+    )
+    result, used = run(config, tmp_path)
+    t = used.train
+    assert result.steps < t.epochs * t.steps_per_epoch  # the clock ended the run, not the plan
+    assert result.steps <= 6 + 120 / 6
+    assert lrs[0] < lrs[1] < lrs[2]  # warm-up from its start, 1 / (W + 1) of the peak
+    top = int(np.argmax(lrs))
+    assert lrs[top] <= t.lr * (1 + 1e-9)
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[top:], lrs[top + 1 :], strict=False))
+    state = load_latest(tmp_path)
+    assert state.state.schedule_share == 1.0 and state.state.finished
+    # config.yaml records the steps the clock allowed, so the run can be reproduced
+    assert load_run_config(tmp_path / "config.yaml").train.total_steps == result.steps
+    assert state.optimizer["param_groups"][0]["lr"] == 0.0  # poly's final value
+    assert lrs[-1] < 0.25 * t.lr  # the last step already ran close to the end of the decay

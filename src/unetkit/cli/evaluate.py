@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -142,6 +143,12 @@ def run(args: argparse.Namespace) -> int:
             f"--num-classes: expected an integer in 1..{MAX_CLASSES}, got {args.num_classes}"
         )
     check_report_targets(args)
+    from unetkit.data.declaration import declaration_of
+
+    declared = declaration_of(args.data or args.truth)  # dataset.yaml: names, ignore label
+    if args.ignore_index is None and declared is not None:
+        args.ignore_index = declared.ignore_index
+    names = declared.class_names if declared is not None else None
     if model_mode:
         from unetkit.modelfile import load_with_metadata
 
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             boundary=args.boundary_class,
             progress=sys.stderr.isatty(),
         )
+        names = names or tuple(metadata.get("class_names") or ()) or None
     else:
         evaluation = evaluate_folders(
             args.pred,
@@ -171,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
             ignore_index=args.ignore_index,
             boundary=args.boundary_class,
         )
+    if names:
+        named = dataclasses.replace(evaluation.report, class_names=tuple(names))
+        evaluation = dataclasses.replace(evaluation, report=named)
     print(evaluation.report.format_table())
     print(f"rand error: {evaluation.boundary_reason}")
     _write_outputs(evaluation, args.json, args.csv)

@@ -19,6 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from unetkit.data.declaration import (
+    DECLARATION_FILE,
+    KEYS,
+    DatasetDeclaration,
+    read_declaration,
+)
 from unetkit.data.labels import MAX_DISTINCT_LABELS, check_mask_values, show_values  # noqa: F401
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
@@ -55,6 +61,7 @@ class DatasetReport:
         problems: errors that make the dataset unusable, each naming a file.
         warnings: suspicious but usable.
         notes: information (e.g. 0/255 masks mapped to 0/1).
+        declaration: the folder's ``dataset.yaml`` (class names, ignore label, ...), if any.
     """
 
     root: Path
@@ -66,6 +73,7 @@ class DatasetReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    declaration: DatasetDeclaration | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +93,7 @@ class DatasetReport:
             "problems": self.problems,
             "warnings": self.warnings,
             "notes": self.notes,
+            **(self.declaration.to_dict() if self.declaration is not None else dict.fromkeys(KEYS)),
         }
 
     def format(self) -> str:
@@ -99,8 +108,14 @@ class DatasetReport:
             lines.append("  channels: " + ", ".join(f"{c} ({n})" for c, n in sorted(chans.items())))
         if self.class_frequencies:
             lines.append(f"  classes: {self.num_classes}")
+            d = self.declaration
+            names = d.class_names if d is not None and d.class_names else ()
             for k, share in self.class_frequencies.items():
-                lines.append(f"    {k}: {100 * share:.2f}% of pixels")
+                name = f" {names[k]}" if k < len(names) else ""
+                void = " (ignored)" if d is not None and d.ignore_index == k else ""
+                lines.append(f"    {k}{name}: {100 * share:.2f}% of pixels{void}")
+        if self.declaration is not None:
+            lines.append(f"  {self.declaration.describe()}")
         for title, items in (
             ("notes", self.notes),
             ("warnings", self.warnings),
@@ -219,6 +234,18 @@ def _inspect(
         raise ValueError(f"spatial_dims: expected None, 1, 2 or 3, got {spatial_dims!r}")
     max_pixels = resolve_max_pixels(max_pixels)  # a bad limit is one error, not one per file
     report = DatasetReport(root=root)
+    try:
+        report.declaration = read_declaration(root)
+    except DataError as exc:
+        report.problems.append(str(exc))
+    declared_k = report.declaration.num_classes if report.declaration is not None else None
+    if num_classes is not None and declared_k is not None and num_classes != declared_k:
+        report.problems.append(
+            f"{root / DECLARATION_FILE}: class_names has {declared_k} names but "
+            f"--num-classes is {num_classes}; make them agree"
+        )
+    elif num_classes is None:
+        num_classes = declared_k
     report.pairs = _scan(root, report)
     samples: list[Sample] = []
     counts: Counter[int] = Counter()
@@ -293,6 +320,11 @@ def _inspect(
     if mapped:
         report.notes.append(
             f"{len(mapped)} mask(s) store labels as 0/255 (e.g. {mapped[0]}); read as 0/1"
+        )
+    if declared_k is not None and any("are outside 0.." in p for p in report.problems):
+        report.problems.append(
+            f"{root / DECLARATION_FILE}: class_names has {declared_k} names (labels "
+            f"0..{declared_k - 1}) but masks hold larger labels (above); add the missing names"
         )
     total = sum(counts.values())
     max_label = max(counts) if counts else 0

@@ -126,13 +126,17 @@ def sample_patch(
     foreground_share: float = 0.33,
     *,
     pad_mode: Literal["reflect", "constant"] = "reflect",
+    classes: Sequence[int] | None = None,
 ) -> Sample:
     """A random patch ``(C, *patch_size)`` of ``sample``, never failing on small images.
 
     With probability ``foreground_share`` the patch is centred (as far as the borders allow) on
-    a random pixel with label > 0; otherwise its position is uniform. An image smaller than the
-    patch is padded first (``reflect``: mirrored image and labels; ``constant``: zeros and
-    background), centred.
+    a random pixel with label > 0; otherwise its position is uniform. With ``classes``
+    (class-aware sampling) that pixel is found in two draws instead: a class uniformly among
+    those of ``classes`` the image holds, then a pixel of it, so a class covering 0.1% of the
+    pixels is centred as often as one covering 50% (an image holding none of ``classes``
+    falls back to any pixel with label > 0). An image smaller than the patch is padded first
+    (``reflect``: mirrored image and labels; ``constant``: zeros and background), centred.
     """
     if not 0.0 <= foreground_share <= 1.0:
         raise ValueError(f"foreground_share: expected 0..1, got {foreground_share!r}")
@@ -150,7 +154,11 @@ def sample_patch(
         inst = np.pad(inst, pads, mode=pad_mode) if inst is not None else None
     shape = mask.shape
     want_fg = rng.random() < foreground_share
-    fg = np.flatnonzero(mask > 0) if want_fg else np.empty(0, dtype=np.int64)
+    fg = np.empty(0, dtype=np.int64)
+    if want_fg and classes is not None:
+        fg = _pixels_of_a_class(mask, classes, rng)
+    if want_fg and not fg.size:
+        fg = np.flatnonzero(mask > 0)
     if fg.size:
         centre = np.unravel_index(int(fg[rng.integers(fg.size)]), shape)
         start = [
@@ -166,6 +174,22 @@ def sample_patch(
         instances=np.ascontiguousarray(inst[box]) if inst is not None else None,
         stem=sample.stem,
     )
+
+
+def _pixels_of_a_class(
+    mask: np.ndarray, classes: Sequence[int], rng: np.random.Generator
+) -> np.ndarray:
+    """Flat indices of the pixels of one class drawn uniformly among ``classes`` present in
+    ``mask`` (empty when none is)."""
+    wanted = np.asarray(sorted({int(c) for c in classes if c >= 0}), dtype=np.int64)
+    if not wanted.size:
+        return np.empty(0, dtype=np.int64)
+    flat = mask.reshape(-1)
+    counts = np.bincount(flat[flat >= 0], minlength=int(wanted.max()) + 1)
+    present = wanted[counts[wanted] > 0]
+    if not present.size:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(flat == present[rng.integers(present.size)])
 
 
 @dataclass(frozen=True)

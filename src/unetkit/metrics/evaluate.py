@@ -156,6 +156,8 @@ class Report:
         counts: ``metric -> (K,)`` number of images that entered each per-class mean.
         hd95_penalised: ``(K,)`` number of images whose HD95 was ``inf`` and got the penalty.
         mean: ``metric -> float`` over foreground classes (class metrics) or images.
+        class_names: one name per label ``0..K-1`` (a dataset's ``dataset.yaml`` or the
+            model's), shown in the table and the JSON; ``None`` shows indices only.
     """
 
     per_image: list[ImageResult]
@@ -165,6 +167,12 @@ class Report:
     counts: dict[str, np.ndarray]
     hd95_penalised: np.ndarray
     mean: dict[str, float | None] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
+
+    def name_of(self, c: int) -> str | None:
+        """The name of class ``c``, or ``None`` without names."""
+        names = self.class_names
+        return names[c] if names is not None and 0 <= c < len(names) else None
 
     def to_json_dict(self) -> dict[str, Any]:
         """``{"mean": {...}, "per_class": {...}, "per_image": [...]}``; NaN becomes null.
@@ -177,6 +185,8 @@ class Report:
             entry: dict[str, Any] = {m: _json_number(self.per_class[m][c]) for m in CLASS_METRICS}
             entry["n_images"] = {m: int(self.counts[m][c]) for m in CLASS_METRICS}
             entry["hd95_penalised"] = int(self.hd95_penalised[c])
+            if self.class_names is not None:
+                entry["name"] = self.name_of(c)
             per_class[str(c)] = entry
         per_image = []
         for r in self.per_image:
@@ -205,17 +215,21 @@ class Report:
 
     def format_table(self) -> str:
         """A text table: one row per class, then the foreground mean and image-level metrics."""
-        header = f"{'class':>8} {'dice':>8} {'iou':>8} {'hd95':>9} {'n':>4} {'hd95_pen':>8}"
+        named = [f"{c} {self.name_of(c)}" for c in self.classes if self.name_of(c)]
+        width = max([8, *(len(n) for n in named)])
+        header = f"{'class':>{width}} {'dice':>8} {'iou':>8} {'hd95':>9} {'n':>4} {'hd95_pen':>8}"
         lines = [header, "-" * len(header)]
         for c in self.classes:
             vals = [self.per_class[m][c] for m in CLASS_METRICS]
+            label = f"{c} {self.name_of(c)}" if self.name_of(c) else str(c)
             lines.append(
-                f"{c:>8} {_fmt(vals[0])} {_fmt(vals[1])} {_fmt(vals[2], 9, 2)} "
+                f"{label:>{width}} {_fmt(vals[0])} {_fmt(vals[1])} {_fmt(vals[2], 9, 2)} "
                 f"{int(self.counts['dice'][c]):>4} {int(self.hd95_penalised[c]):>8}"
             )
         lines.append("-" * len(header))
         m = self.mean
-        lines.append(f"{'mean fg':>8} {_fmt(m['dice'])} {_fmt(m['iou'])} {_fmt(m['hd95'], 9, 2)}")
+        means = f"{_fmt(m['dice'])} {_fmt(m['iou'])} {_fmt(m['hd95'], 9, 2)}"
+        lines.append(f"{'mean fg':>{width}} {means}")
         lines.append(f"pixel_error {_fmt(m['pixel_error']).strip()}")
         lines.append(f"rand_error  {_fmt(m['rand_error']).strip()}")
         lines.append(f"images      {len(self.per_image)}")

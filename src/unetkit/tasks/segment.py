@@ -40,6 +40,16 @@ def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
     return make_loss(t.loss, **kwargs)
 
 
+def sampled_classes(config: RunConfig, freqs: np.ndarray) -> tuple[int, ...] | None:
+    """The classes that class-aware sampling draws among (``data.sampling``): every
+    foreground class present in the training set (not 0, not ``ignore_index``); ``None`` for
+    plain foreground sampling."""
+    if config.data.sampling != "class_aware":
+        return None
+    ignore = config.data.ignore_index
+    return tuple(k for k in range(1, len(freqs)) if freqs[k] > 0 and k != ignore)
+
+
 class SegmentObjective:
     """Dense classification (see the module doc); an :class:`~unetkit.tasks.Objective`."""
 
@@ -67,6 +77,7 @@ class SegmentObjective:
             foreground_share=config.data.foreground_share,
             weight_map=wm,
             flips=config.data.flips,
+            classes=sampled_classes(config, self.freqs),
         )
         self.val_weights: list[np.ndarray | None] | None = None
         if wm is not None:

@@ -4,6 +4,10 @@ A run with ``train.max_minutes`` measures a step and a validation first (:func:`
 then after each epoch revises its number of steps from the time a step really took
 (:meth:`Budget.replan`), and stops cleanly when only a last validation and checkpoint still fit
 (:meth:`Budget.should_stop`). Every rank takes the same decision (all-reduced).
+
+:meth:`Budget.share_spent` is the share of the training time used: 0 when the loop starts,
+1 at the moment :meth:`Budget.should_stop` says ``"time"``; the learning-rate schedule of a
+budget run follows it (:class:`~unetkit.train.schedule.ScheduleClock`).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Budget:
     """The wall-clock budget of one session (``None`` seconds: no limit).
 
     ``started``: ``time.monotonic()`` when the command started (imports and data loading
-    count). ``write_seconds``: the last checkpoint's duration, updated by the loop.
+    count). ``write_seconds``: the last checkpoint's duration and ``val_seconds`` the last
+    validation's, updated by the loop.
     """
 
     def __init__(self, seconds: float | None, started: float, info: DistInfo) -> None:
@@ -55,6 +60,29 @@ class Budget:
         self.started = started
         self.info = info
         self.write_seconds = 1.0
+        self.val_seconds = 0.0
+        self.training_started = 0.0
+
+    def start_training(self) -> None:
+        """Mark now as share 0 of :meth:`share_spent` (the loop is about to start)."""
+        self.training_started = time.monotonic() - self.started
+
+    def share_spent(self, seconds_ahead: float = 0.0) -> float:
+        """The share of this session's training time used ``seconds_ahead`` seconds from now.
+
+        0 at :meth:`start_training`; 1 where :meth:`should_stop` stops for time (the budget
+        less the reserve for a last validation and checkpoint); may exceed 1. Without a
+        budget, 0. Under DDP every rank gets the largest share (all-reduced), so all ranks
+        step with the same learning rate.
+        """
+        if self.seconds is None:
+            return 0.0
+        elapsed = time.monotonic() - self.started + seconds_ahead
+        horizon = self.seconds - self.reserve(self.val_seconds)
+        share = (elapsed - self.training_started) / max(horizon - self.training_started, 1e-3)
+        value = torch.tensor([share], dtype=torch.float64)
+        all_reduce_max(self.info, value)
+        return float(value.item())
 
     def reserve(self, val_seconds: float) -> float:
         """Seconds kept free at the end of a budget: a last validation and checkpoint."""

@@ -56,6 +56,9 @@ class TrainState:
         elapsed_seconds: training time spent before this checkpoint (for ``--max-minutes``).
         finished: the planned schedule ran to its end.
         total_steps: the planned number of steps (time-budget runs revise it as they go).
+        schedule_share: the share of the run spent after the last step, as the learning-rate
+            schedule of a time-budget run saw it (:class:`~unetkit.train.schedule.ScheduleClock`);
+            a resumed run continues from it.
     """
 
     epoch: int = 0
@@ -66,6 +69,7 @@ class TrainState:
     elapsed_seconds: float = 0.0
     finished: bool = False
     total_steps: int = 0
+    schedule_share: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -78,6 +82,7 @@ class TrainState:
             "elapsed_seconds": self.elapsed_seconds,
             "finished": self.finished,
             "total_steps": self.total_steps,
+            "schedule_share": self.schedule_share,
         }
 
     @classmethod
@@ -92,6 +97,7 @@ class TrainState:
             elapsed_seconds=float(data.get("elapsed_seconds", 0.0)),
             finished=bool(data.get("finished", False)),
             total_steps=int(data.get("total_steps", 0)),
+            schedule_share=float(data.get("schedule_share", 0.0)),
         )
 
 

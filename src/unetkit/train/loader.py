@@ -82,6 +82,8 @@ class ShardedBatches:
         weight_map: compute the border weight map per patch (for ``weighted_ce``), or ``None``.
         flips: ``all`` (as ``augment`` says) or ``last_axis`` (no flips or 90° rotations from
             ``augment``; a left-right mirror with probability ``augment.p_flip``).
+        classes: class-aware sampling among these foreground classes (``sample_patch``), or
+            ``None`` for any foreground pixel.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class ShardedBatches:
         foreground_share: float = 0.33,
         weight_map: WeightMapConfig | None = None,
         flips: str = "all",
+        classes: Sequence[int] | None = None,
     ) -> None:
         if not samples:
             raise ValueError("samples: expected at least one training image")
@@ -116,6 +119,7 @@ class ShardedBatches:
         self.rank, self.world_size = rank, world_size
         self.foreground_share = float(foreground_share)
         self.weight_map = weight_map
+        self.classes = None if classes is None else tuple(int(c) for c in classes)
 
     @property
     def global_batch_size(self) -> int:
@@ -125,7 +129,9 @@ class ShardedBatches:
     def _item(self, epoch: int, index: int, j: int, order: np.ndarray) -> Sample:
         sample = self.samples[int(order[(index * self.global_batch_size + j) % len(order)])]
         rng = np.random.default_rng([self.seed, epoch, index, j])
-        patch = sample_patch(sample, self.patch_size, rng, self.foreground_share)
+        patch = sample_patch(
+            sample, self.patch_size, rng, self.foreground_share, classes=self.classes
+        )
         if self.augment is not None:
             patch = augment(patch, self.augment, rng)
         if self.hflip_p and rng.random() < self.hflip_p:

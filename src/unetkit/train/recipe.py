@@ -19,6 +19,10 @@ Rules (CPU-first; a few minutes of training is the common case):
   left-right flips only; light affine, elastic and intensity changes, stronger with longer
   budgets.
 * normalisation: per image (robust to mixed microscopy modalities).
+* sampling: foreground-centred patches. Class-aware centres (``data.sampling=class_aware``)
+  are available but not chosen: at equal 10-minute budgets on a heavily shared 2-core machine
+  they did not measurably help on Drosophila or CamVid (benchmarks/quality.py; see the report
+  of issue #20), so the recipe keeps the plain rule until a quieter measurement shows a gain.
 * schedule: AdamW, 5% warm-up then poly decay, gradient clipping.
 * on a CUDA GPU (:func:`gpu_settings`): a GPU affords more in the same minutes, so the patch
   cap doubles, the first level is 32 wide, and the batch grows while a training step's
@@ -37,7 +41,9 @@ import numpy as np
 
 from unetkit.config import RunConfig
 from unetkit.data.augment import AugmentConfig
+from unetkit.data.declaration import DatasetDeclaration, read_declaration
 from unetkit.data.sample import Sample
+from unetkit.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -243,3 +249,45 @@ def flip_axes_note(summary: DataSummary) -> str:
         if summary.oriented
         else ("flips on every axis and 90° rotations")
     )
+
+
+def apply_declaration(
+    config: RunConfig, declaration: DatasetDeclaration | None, explicit: set[str]
+) -> RunConfig:
+    """``config`` with ``data.class_names`` and ``data.ignore_index`` from ``declaration``,
+    except those the user set (``explicit`` dotted keys) or already set in ``config``.
+
+    Names are taken only when ``data.num_classes`` is unset or matches their count; a
+    mismatch is an error naming both.
+    """
+    if declaration is None:
+        return config
+    data = config.data
+    changes: dict[str, Any] = {}
+    if (
+        declaration.class_names is not None
+        and "data.class_names" not in explicit
+        and data.class_names is None
+    ):
+        if data.num_classes is not None and data.num_classes != declaration.num_classes:
+            raise DataError(
+                f"{declaration.path}: class_names has {declaration.num_classes} names but "
+                f"data.num_classes is {data.num_classes}; make them agree"
+            )
+        changes["class_names"] = declaration.class_names
+        if "data.num_classes" not in explicit:
+            changes["num_classes"] = declaration.num_classes
+    if (
+        declaration.ignore_index is not None
+        and "data.ignore_index" not in explicit
+        and data.ignore_index is None
+    ):
+        changes["ignore_index"] = declaration.ignore_index
+    return replace(config, data=replace(data, **changes)) if changes else config
+
+
+def with_declaration(config: RunConfig, explicit: set[str]) -> RunConfig:
+    """:func:`apply_declaration` with the ``dataset.yaml`` of ``data.path`` (if any)."""
+    if config.data.path is None:
+        return config
+    return apply_declaration(config, read_declaration(config.data.path), explicit)

@@ -44,7 +44,7 @@ from unetkit.train.epoch_output import EpochWriter, NonFiniteLossError, write_co
 from unetkit.train.prepare import PreparedData, model_metadata
 from unetkit.train.progress import epoch_line, epoch_row, iter_rows, name_list, progress_bar
 from unetkit.train.resume import restore, resume_point
-from unetkit.train.schedule import lr_factor
+from unetkit.train.schedule import make_run_scheduler
 from unetkit.train.step import StepRunner
 from unetkit.train.validate import ValResult
 
@@ -180,11 +180,14 @@ class Trainer:
         steps_per_epoch = t.steps_per_epoch or 1
         planned = t.total_steps or t.epochs * steps_per_epoch
         state = ckpt.TrainState(history=[], total_steps=planned)
-        warmup = round(t.warmup_fraction * state.total_steps)
-        # the schedule reads the current plan, which time-budget runs revise after each epoch
-        self.steps.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.steps.optimizer,
-            lambda step: lr_factor(step, state.total_steps, warmup, t.schedule),
+        budget = Budget(None if t.max_minutes is None else t.max_minutes * 60.0, started, self.info)
+        self.budget = budget
+        budget.start_training()  # share 0 from here (the loop starts right after the restore)
+        # a budget run's schedule follows the share of the run spent (steps or clock, whichever
+        # is further; steps alone when deterministic); otherwise it is a function of the step
+        time_share = None if t.deterministic or t.max_minutes is None else budget.share_spent
+        self.steps.scheduler, self.clock = make_run_scheduler(
+            self.steps.optimizer, t, lambda: state.total_steps, time_share
         )
         if resume_from is not None:
             state = restore(
@@ -194,13 +197,14 @@ class Trainer:
                 self.steps.scheduler,
                 state.total_steps,
             )
-        budget = Budget(None if t.max_minutes is None else t.max_minutes * 60.0, started, self.info)
-        self.budget = budget
         val_seconds = self.val_estimate
+        budget.val_seconds = val_seconds
+        if self.clock is not None:
+            self.clock.resume_from(state.schedule_share)
         stopped = "finished"
         last_val: ValResult | None = None
         with _Signals() as signals:
-            while state.step < state.total_steps:
+            while state.step < state.total_steps and not state.finished:
                 epoch = state.step // steps_per_epoch
                 first_index = state.step - epoch * steps_per_epoch
                 epoch_start = time.monotonic()
@@ -222,6 +226,8 @@ class Trainer:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.4f}")
                     reason = budget.should_stop(signals.received is not None, val_seconds)
+                    if reason is None and self.clock is not None and self.clock.share >= 1.0:
+                        reason = "time"  # the clock's schedule is at its end
                     if reason:
                         break
                 if bar is not None:
@@ -235,6 +241,7 @@ class Trainer:
                 v_start = time.monotonic()
                 last_val = self._validate(keep_predictions=t.overlays)
                 val_seconds = time.monotonic() - v_start
+                budget.val_seconds = val_seconds
                 row = epoch_row(
                     epoch + 1,
                     state.step,
@@ -260,6 +267,10 @@ class Trainer:
                     if plan is not None:
                         state.total_steps = plan
                 state.finished = state.step >= state.total_steps
+                if self.clock is not None:
+                    state.schedule_share = self.clock.share
+                    if self.clock.share >= 1.0:  # the clock ran the schedule to its end
+                        state.finished, state.total_steps = True, state.step
                 if reason is None and stop_after is not None and state.epoch >= stop_after:
                     reason = "paused"
                 write_now = (
