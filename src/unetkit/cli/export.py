@@ -90,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="a model file (.safetensors) or a run folder")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "bioimageio"))
     p.add_argument("--out", required=True, metavar="FILE", help="the exported file")
     p.add_argument(
         "--input-size",
@@ -105,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an earlier export at --out (never a file unetkit export did not write)",
     )
+    p.add_argument(
+        "--author",
+        action="append",
+        metavar="NAME",
+        help="bioimageio: an author of the package (repeat for several)",
+    )
     p.set_defaults(run=run)
 
 
@@ -116,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_target(out, overwrite=args.overwrite)
     model, metadata = load_with_metadata(args.model)
+    if args.format == "bioimageio":
+        from unetkit.export.bioimageio_cli import run_bioimageio
+
+        return run_bioimageio(args, model, metadata, _stamp)
     report = export_model(
         model,
         args.out,
