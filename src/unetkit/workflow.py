@@ -146,6 +146,7 @@ def fit(
     echo: Echo = print,
     info: DistInfo | None = None,
     started: float | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train a U-Net and write the run folder ``out``, as ``unetkit train`` does.
 
@@ -168,6 +169,8 @@ def fit(
         quiet: no output; ``echo`` receives every line otherwise (rank 0 only).
         info: the process group (default: one process); ``started``: ``time.monotonic()`` at
             the start of the command, so a budget counts the setup.
+        init_from: a trained model (file or run folder) to fine-tune from; the same as
+            ``train.init_from`` (:mod:`unetkit.train.finetune`).
 
     Returns:
         How the run ended (:class:`~unetkit.train.trainer.TrainResult`); ``model.safetensors``
@@ -202,6 +205,11 @@ def fit(
         else:
             # 1. build the config  2. check the run folder (nothing is written yet)
             run_config, found = resolve_config(config, overrides)
+            if init_from is not None:
+                t = dataclasses.replace(run_config.train, init_from=str(init_from))
+                run_config, found = dataclasses.replace(run_config, train=t), found | {
+                    "train.init_from"
+                }
             if run_config.task != "segment":
                 raise UnetkitError(
                     f"task={run_config.task}: not available in this version; use task=segment"
@@ -212,9 +220,21 @@ def fit(
             check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
             check_unlocked(run_dir, "--out")
             run_config = with_run_defaults(run_config, keys)
+            init, fixed = None, keys
+            if run_config.train.init_from:  # fine-tuning: the trained model's architecture
+                from unetkit.train import finetune
+
+                run_config, fixed, init = finetune.start_finetune(run_config, keys)
             # 3. read the data and choose the recipe from it
             prepared = prepare_data(run_config.data, seed=run_config.train.seed)
-            run_config, lines = _recipe(run_config, prepared, keys, info, say)
+            if init is not None:
+                finetune.check_data_fits(init, prepared.spatial_dims, prepared.in_channels)
+            run_config, lines = _recipe(run_config, prepared, fixed, info, say)
+            if init is not None:
+                run_config, more = finetune.finish_finetune(
+                    run_config, init, keys, distributed=info.distributed
+                )
+                lines += more
             run_config = _resolved_data_path(run_config)
             # 4. memory and a first training step, then the folder (lock, marker, old run)
             preflight(run_config, prepared)
