@@ -219,6 +219,10 @@ def fit(
             run_dir = Path(str(broadcast_object(info, str(run_dir))))
             check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
             check_unlocked(run_dir, "--out")
+            if run_config.train.tracking:
+                from unetkit.train.tracking import check_tracking
+
+                check_tracking(run_config, run_dir)
             run_config = with_run_defaults(run_config, keys)
             init, fixed = None, keys
             if run_config.train.init_from:  # fine-tuning: the trained model's architecture

@@ -286,6 +286,7 @@ class Trainer:
                 if reason is not None:
                     stopped = "finished" if state.finished else reason
                     break
+        self.writer.close()
         return TrainResult(
             run=self.out,
             epochs=state.epoch,
