@@ -276,6 +276,10 @@ def fit(
             and result.stopped != "paused"
         ):
             add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
+        if info.is_main and result.signal is None:  # report.html; a failure only warns
+            from unetkit.report import write_run_report
+
+            write_run_report(run_dir, prepared, echo=say)
         barrier(info)
     return result
 
