@@ -40,6 +40,13 @@ def _link_dataset(src: Path, stems: list[str], dst: Path) -> Path:
     return dst
 
 
+def _train(out: Path, reuse: bool, *args: str) -> None:
+    if reuse and (out / "model.safetensors").is_file():
+        print(f"    (reusing {out})")
+        return
+    _unetkit("train", "--out", str(out), *args)
+
+
 def _unetkit(*args: str) -> None:
     env = dict(os.environ)
     src = Path(__file__).resolve().parents[1] / "src"
@@ -68,6 +75,13 @@ def main() -> None:
     p.add_argument("--pretrain-minutes", type=float, default=6.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--also-lr",
+        type=float,
+        metavar="LR",
+        help="a further fine-tuning arm with this train.lr (the recipe's default is 0.1x)",
+    )
+    p.add_argument("--reuse", action="store_true", help="keep runs already in --out")
     args = p.parse_args()
     data, out = Path(args.data), Path(args.out)
     with (data / "manifest.csv").open() as fh:
@@ -96,22 +110,30 @@ def main() -> None:
     budget = ["--max-minutes", f"{args.minutes:g}", *small]
     t0 = time.time()
     print(f"1. pre-train on fluorescence ({args.pretrain_minutes:g} min)")
-    _unetkit("train", "--data", str(sets["fluo"]), "--out", str(out / "pretrained"),
-             "--max-minutes", f"{args.pretrain_minutes:g}", *small)  # fmt: skip
+    _train(out / "pretrained", args.reuse, "--data", str(sets["fluo"]),
+           "--max-minutes", f"{args.pretrain_minutes:g}", *small)  # fmt: skip
     import yaml
 
     model = yaml.safe_load((out / "pretrained" / "config.yaml").read_text())["model"]
     same_arch = [f"model.{k}={json.dumps(model[k])}" for k in ("norm", "padding")]
     print(f"2. fine-tune on {len(few)} images ({args.minutes:g} min)")
-    _unetkit("train", "--data", str(sets["few"]), "--out", str(out / "finetuned"),
-             "--init-from", str(out / "pretrained"), *budget)  # fmt: skip
+    arms = ["finetuned", "scratch", "pretrained"]
+    _train(out / "finetuned", args.reuse, "--data", str(sets["few"]),
+           "--init-from", str(out / "pretrained"), *budget)  # fmt: skip
+    if args.also_lr is not None:
+        print(f"2b. fine-tune with train.lr={args.also_lr:g} ({args.minutes:g} min)")
+        lr = f"train.lr={args.also_lr}"
+        _train(out / "finetuned-lr", args.reuse, "--data", str(sets["few"]),
+               "--init-from", str(out / "pretrained"), *budget, lr)  # fmt: skip
+        arms.insert(1, "finetuned-lr")
     print(f"3. from scratch on the same {len(few)} images ({args.minutes:g} min)")
-    _unetkit("train", "--data", str(sets["few"]), "--out", str(out / "scratch"), *budget,
-             *same_arch)  # fmt: skip
-    scores = {
-        arm: _evaluate(out / arm, sets["held"], out / f"{arm}-eval.json")
-        for arm in ("finetuned", "scratch", "pretrained")
-    }
+    _train(out / "scratch", args.reuse, "--data", str(sets["few"]), *budget, *same_arch)
+    scores = {}
+    for arm in arms:
+        file = out / f"{arm}-eval.json"
+        scores[arm] = _evaluate(out / arm, sets["held"], file) if not (
+            args.reuse and file.is_file()
+        ) else {k: float(json.loads(file.read_text())["mean"][k]) for k in ("dice", "iou")}
     print(f"held-out other-kind images: {len(held)} (total {(time.time() - t0) / 60:.1f} min)")
     for arm, s in scores.items():
         print(f"  {arm:10s} Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")
