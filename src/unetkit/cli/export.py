@@ -80,7 +80,7 @@ def _stamp(settings_path: Path, exported: Path) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to ONNX or TorchScript (checked against PyTorch)",
+        help="export a model to ONNX, TorchScript or a bioimage.io package (parity-checked)",
         description=(
             "Export a trained model. The export is run on random inputs and compared with eager "
             "PyTorch (ONNX through onnxruntime) before anything is written; the normalisation "
