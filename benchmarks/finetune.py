@@ -82,6 +82,13 @@ def main() -> None:
         help="a further fine-tuning arm with this train.lr (the recipe's default is 0.1x)",
     )
     p.add_argument("--reuse", action="store_true", help="keep runs already in --out")
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="give fine-tune and scratch N optimiser steps each (5 epochs) instead of --minutes: "
+        "equal work when the machine is shared and wall-clock minutes are not CPU minutes",
+    )
     args = p.parse_args()
     data, out = Path(args.data), Path(args.out)
     with (data / "manifest.csv").open() as fh:
@@ -108,6 +115,8 @@ def main() -> None:
              "data.val_fraction=0.1", f"train.threads={args.threads}",
              "train.int8_calibration=false", "--seed", str(args.seed)]  # fmt: skip
     budget = ["--max-minutes", f"{args.minutes:g}", *small]
+    if args.steps:
+        budget = ["--epochs", "5", f"train.steps_per_epoch={max(1, args.steps // 5)}", *small]
     t0 = time.time()
     print(f"1. pre-train on fluorescence ({args.pretrain_minutes:g} min)")
     _train(out / "pretrained", args.reuse, "--data", str(sets["fluo"]),
