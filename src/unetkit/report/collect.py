@@ -22,6 +22,8 @@ from unetkit.errors import UnetkitError
 
 MAX_IMAGES = 32
 """Validation images predicted and scored for the report (the worst are shown first)."""
+MAX_PIXELS = 4_000_000
+"""Larger validation images are left out of the report (predicted whole, without tiling)."""
 
 
 @dataclass
@@ -138,6 +140,9 @@ def score_and_draw(content: RunContent, model: Any, prepared: Any) -> None:
     shown = int((content.config.get("train") or {}).get("overlays", 4)) or 4
     scored = []
     for i, s in enumerate(prepared.val[:MAX_IMAGES]):
+        if s.mask.size > MAX_PIXELS:  # whole-image inference here; tiles are predict's job
+            content.notes.append(f"{s.stem or i}: larger than {MAX_PIXELS:,} pixels; not shown")
+            continue
         logits = run_network(model, torch.from_numpy(np.ascontiguousarray(s.image))[None])[0]
         pred = (logits[0] > 0).long() if logits.shape[0] == 1 else logits.argmax(0)
         pred_np = pred.numpy().astype(np.int64)
