@@ -79,7 +79,7 @@ def main() -> None:
         "--also-lr",
         type=float,
         metavar="LR",
-        help="a further fine-tuning arm with this train.lr (the recipe's default is 0.1x)",
+        help="a further fine-tuning arm with this train.lr (e.g. 0.0003, a tenth of the recipe's)",
     )
     p.add_argument("--reuse", action="store_true", help="keep runs already in --out")
     p.add_argument(
