@@ -32,6 +32,7 @@ TITLES = {
     "cli evaluate": "Command line — `unetkit evaluate`",
     "cli export": "Command line — `unetkit export`, refused before anything is written",
     "cli options": "Command line — odd option values on any command (the message names the option)",
+    "cli report": "Command line — `unetkit report`, refused before anything is written",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces
