@@ -188,6 +188,14 @@ class TrainConfig:
         device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu``, ``cuda`` or
             ``cuda:N`` (:func:`unetkit.precision.resolve_device`); under ``torchrun`` each
             process takes GPU ``LOCAL_RANK``. May change on resume (the model file is the same).
+        init_from: a trained model file or run folder to start from (fine-tuning,
+            :mod:`unetkit.train.finetune`); ``None`` trains from scratch.
+        freeze_encoder_steps: with ``init_from``, keep the encoder's weights fixed for this
+            many first optimiser steps (0: never).
+        tracking: also log the metrics.csv records (and the config, overlays) to
+            ``tensorboard`` and/or ``mlflow``, locally (:mod:`unetkit.train.tracking`).
+        tracking_uri: MLflow tracking URI, a local ``file:`` URI or folder (default
+            ``<run>/mlruns``).
     """
 
     epochs: int = 30
@@ -219,8 +227,23 @@ class TrainConfig:
     threads: int = 0
     int8_calibration: bool = True
     device: str = "auto"
+    init_from: str | None = None
+    freeze_encoder_steps: int = 0
+    tracking: tuple[str, ...] = ()
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
+        if self.freeze_encoder_steps < 0:
+            raise ValueError(
+                f"freeze_encoder_steps: expected 0 or a positive integer, got "
+                f"{self.freeze_encoder_steps}"
+            )
+        object.__setattr__(self, "tracking", tuple(self.tracking))
+        unknown = [t for t in self.tracking if t not in ("tensorboard", "mlflow")]
+        if unknown:
+            raise ValueError(
+                f"tracking: expected a list of tensorboard, mlflow; got {', '.join(unknown)}"
+            )
         if self.threads < 0:
             raise ValueError(f"threads: expected 0 (auto) or a positive number, got {self.threads}")
         for name in ("epochs", "batch_size", "checkpoint_every"):

@@ -147,6 +147,7 @@ def fit(
     echo: Echo = print,
     info: DistInfo | None = None,
     started: float | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train a U-Net and write the run folder ``out``, as ``unetkit train`` does.
 
@@ -169,6 +170,8 @@ def fit(
         quiet: no output; ``echo`` receives every line otherwise (rank 0 only).
         info: the process group (default: one process); ``started``: ``time.monotonic()`` at
             the start of the command, so a budget counts the setup.
+        init_from: a trained model (file or run folder) to fine-tune from; the same as
+            ``train.init_from`` (:mod:`unetkit.train.finetune`).
 
     Returns:
         How the run ended (:class:`~unetkit.train.trainer.TrainResult`); ``model.safetensors``
@@ -204,6 +207,11 @@ def fit(
         else:
             # 1. build the config  2. check the run folder (nothing is written yet)
             run_config, found = resolve_config(config, overrides)
+            if init_from is not None:
+                t = dataclasses.replace(run_config.train, init_from=str(init_from))
+                run_config, found = dataclasses.replace(run_config, train=t), found | {
+                    "train.init_from"
+                }
             if run_config.task not in ("segment", "restore"):
                 raise UnetkitError(
                     f"task={run_config.task}: not available in this version; use task=segment"
@@ -214,11 +222,27 @@ def fit(
             run_dir = Path(str(broadcast_object(info, str(run_dir))))
             check_new_run_folder(run_dir, overwrite=overwrite)  # every rank: all stop together
             check_unlocked(run_dir, "--out")
+            if run_config.train.tracking:
+                from unetkit.train.tracking import check_tracking
+
+                check_tracking(run_config, run_dir)
             run_config = with_run_defaults(run_config, keys)
             run_config = with_declaration(run_config, keys)  # the data folder's dataset.yaml
+            init, fixed = None, keys
+            if run_config.train.init_from:  # fine-tuning: the trained model's architecture
+                from unetkit.train import finetune
+
+                run_config, fixed, init = finetune.start_finetune(run_config, keys)
             # 3. read the data and choose the recipe from it
             prepared = _prepare(run_config)
-            run_config, lines = _recipe(run_config, prepared, keys, info, say)
+            if init is not None:
+                finetune.check_data_fits(init, prepared.spatial_dims, prepared.in_channels)
+            run_config, lines = _recipe(run_config, prepared, fixed, info, say)
+            if init is not None:
+                run_config, more = finetune.finish_finetune(
+                    run_config, init, keys, distributed=info.distributed
+                )
+                lines += more
             run_config = _resolved_data_path(run_config)
             # 4. memory and a first training step, then the folder (lock, marker, old run)
             preflight(run_config, prepared)
@@ -257,6 +281,10 @@ def fit(
             and result.stopped != "paused"
         ):
             add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
+        if info.is_main and result.signal is None:  # report.html; a failure only warns
+            from unetkit.report import write_run_report
+
+            write_run_report(run_dir, prepared, echo=say)
         barrier(info)
     return result
 

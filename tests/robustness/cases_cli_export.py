@@ -47,3 +47,22 @@ CASES: list[CliCase] = [
         ("--out m.pt: is a dangling symlink to /nowhere/m.pt",),
     ),
 ]
+
+
+def _per_channel_clip_model(tmp: Path) -> list[str]:
+    from unetkit.model import UNet, UNetConfig
+    from unetkit.modelfile import save
+
+    meta = {"normalization": {"mode": "per_image", "clip": [[0, 5], [200, 250]]}}
+    save(UNet(UNetConfig(widths=(4, 8), in_channels=2)).eval(), tmp / "c.safetensors", meta)
+    return ["export", "--model", "c.safetensors", "--format", "bioimageio", "--out", "c.zip"]
+
+
+CASES.append(
+    CliCase(
+        "cli export",
+        "bioimageio: pre-processing the spec cannot express (per-channel clip bounds)",
+        _per_channel_clip_model,
+        ("bioimage.io export: the model's normalization clips each of its 2 channels",),
+    )
+)

@@ -85,3 +85,24 @@ CASES: list[CliCase] = [
         ("--resume: ds: no config.yaml",),
     ),
 ]
+
+CASES += [
+    CliCase(
+        "cli train",
+        "--init-from a pickled PyTorch file",
+        _train(
+            "--out", "run", "--init-from", "w.pt", *TRAIN_TINY,
+            build=lambda t: (t / "w.pt").write_bytes(b"\x80\x04\x95 pickled"),
+        ),
+        ("--init-from w.pt: w.pt: is a pickled PyTorch file; unetkit never loads pickles",),
+    ),
+    CliCase(
+        "cli train",
+        "--init-from a corrupt model file",
+        _train(
+            "--out", "run", "--init-from", "m.safetensors", *TRAIN_TINY,
+            build=lambda t: (t / "m.safetensors").write_bytes(b"\x10\x00garbage"),
+        ),
+        ("--init-from m.safetensors: m.safetensors: not a readable safetensors file",),
+    ),
+]

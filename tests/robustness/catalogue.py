@@ -57,6 +57,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_export",
     "cases_cli_options",
     "cases_restore",
+    "cases_cli_report",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

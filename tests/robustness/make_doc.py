@@ -33,6 +33,7 @@ TITLES = {
     "cli export": "Command line — `unetkit export`, refused before anything is written",
     "cli options": "Command line — odd option values on any command (the message names the option)",
     "restore": "Restoration (`task=restore`): `train`, `predict`, `evaluate` on bad input",
+    "cli report": "Command line — `unetkit report`, refused before anything is written",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces

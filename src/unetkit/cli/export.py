@@ -80,7 +80,7 @@ def _stamp(settings_path: Path, exported: Path) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to ONNX or TorchScript (checked against PyTorch)",
+        help="export a model to ONNX, TorchScript or a bioimage.io package (parity-checked)",
         description=(
             "Export a trained model. The export is run on random inputs and compared with eager "
             "PyTorch (ONNX through onnxruntime) before anything is written; the normalisation "
@@ -90,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="a model file (.safetensors) or a run folder")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "bioimageio"))
     p.add_argument("--out", required=True, metavar="FILE", help="the exported file")
     p.add_argument(
         "--input-size",
@@ -112,6 +112,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="where the parity check runs eager PyTorch and TorchScript: cpu (default), auto, "
         "cuda or cuda:N (the exported file is the same)",
     )
+    p.add_argument(
+        "--author",
+        action="append",
+        metavar="NAME",
+        help="bioimageio: an author of the package (repeat for several)",
+    )
     p.set_defaults(run=run)
 
 
@@ -123,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_target(out, overwrite=args.overwrite)
     model, metadata = load_with_metadata(args.model)
+    if args.format == "bioimageio":
+        from unetkit.export.bioimageio_cli import run_bioimageio
+
+        return run_bioimageio(args, model, metadata, _stamp)
     report = export_model(
         model,
         args.out,

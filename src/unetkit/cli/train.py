@@ -43,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=("ce", "dice", "dice_ce", "focal", "weighted_ce"))
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
     p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this trained model (file or run folder); a new head where "
+        "the classes differ (train.freeze_encoder_steps=N freezes the encoder at first)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help=(
@@ -89,6 +95,8 @@ def _explicit_options(args: argparse.Namespace) -> dict[str, Any]:
         values["train.deterministic"] = True
     if args.device is not None:
         values["train.device"] = args.device
+    if args.init_from is not None:
+        values["train.init_from"] = args.init_from
     return values
 
 

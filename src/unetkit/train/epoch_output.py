@@ -61,6 +61,7 @@ class EpochWriter:
         self.prepared = prepared
         self.metadata = metadata
         self.info = info
+        self.tracker: Any = None  # train.tracking sinks (unetkit.train.tracking), opened lazily
 
     def write_epoch(
         self,
@@ -99,9 +100,25 @@ class EpochWriter:
                 if state.epoch > 0 and state.step % (t.steps_per_epoch or 1) == 0:
                     ckpt.keep_ring(self.out, state.epoch, t.keep_checkpoints)
             write_metrics_csv(self.out / "metrics.csv", state.history or [])
+            if t.tracking and state.history:  # the same records, also to TensorBoard / MLflow
+                self._track(config, state.history[-1], state.step, best)
             with contextlib.suppress(Exception):  # a plot must never stop training
                 plot_progress(self.out / "progress.png", state.history or [])
         barrier(self.info)
+
+    def _track(self, config: RunConfig, row: dict[str, Any], step: int, best: bool) -> None:
+        from unetkit.train.tracking import Tracker
+
+        if self.tracker is None:
+            self.tracker = Tracker(config, self.out)
+        images = sorted((self.out / "overlays").glob("*.png")) if best else []
+        self.tracker.log_epoch(row, step, images)
+
+    def close(self) -> None:
+        """Finish the tracking sinks (the files are complete after every epoch)."""
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
 
     def _overlays(self, val: ValResult) -> None:
         folder = self.out / "overlays"

@@ -41,6 +41,9 @@ RUN_ENTRIES = (
     "metrics.csv",
     "progress.png",
     "overlays",
+    "report.html",
+    "tensorboard",
+    "mlruns",
 )
 #: Entries that only look like a run; without the marker they are someone else's.
 LEGACY_SIGNS = ("config.yaml", "last", "model.safetensors")

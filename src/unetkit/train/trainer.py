@@ -41,6 +41,7 @@ from unetkit.train import checkpoint as ckpt
 from unetkit.train.budget import Budget, default_steps_per_epoch, plan_schedule
 from unetkit.train.distributed import DistInfo, all_reduce_sum, barrier, broadcast_object
 from unetkit.train.epoch_output import EpochWriter, NonFiniteLossError, write_config
+from unetkit.train.finetune import load_init_weights, set_encoder_frozen
 from unetkit.train.prepare import PreparedData, model_metadata
 from unetkit.train.progress import epoch_line, epoch_row, iter_rows, name_list, progress_bar
 from unetkit.train.resume import restore, resume_point
@@ -216,6 +217,8 @@ class Trainer:
                 session_start, session_step = time.monotonic(), state.step
                 last_index = min(steps_per_epoch, state.total_steps - epoch * steps_per_epoch)
                 for index in range(first_index, last_index):
+                    if t.freeze_encoder_steps:  # fine-tuning: a first phase with a fixed encoder
+                        set_encoder_frozen(self.steps.model, state.step < t.freeze_encoder_steps)
                     loss, ok = self.steps.train_step(epoch, index, state.step)
                     if not ok:
                         raise self._non_finite(epoch, index, state.step)
@@ -292,6 +295,7 @@ class Trainer:
                 if reason is not None:
                     stopped = "finished" if state.finished else reason
                     break
+        self.writer.close()
         return TrainResult(
             run=self.out,
             epochs=state.epoch,
@@ -344,6 +348,8 @@ def train(
     trainer = Trainer(
         config, prepared, out, info, echo=echo, quiet=quiet, progress_bar=progress_bar
     )
+    if config.train.init_from and not resume:  # fine-tuning (a resume restores its checkpoint)
+        load_init_weights(trainer.steps.model, config.train.init_from)
     threads = config.train.threads
     if threads == 0 and (config.train.deterministic or info.distributed):
         threads = torch.get_num_threads() if info.distributed else 1
