@@ -244,7 +244,10 @@ def fit(
             echo=echo,
             started=started,
         )
-        # 6. calibrate the best model for int8
+        # 6. tune the instance post-processing on the validation images (instance target)
+        if info.is_main and result.signal is None and prepared.instance_spec is not None:
+            tune_instances(run_dir / "model.safetensors", prepared, echo=say)
+        # 7. calibrate the best model for int8
         if (
             info.is_main
             and run_config.train.int8_calibration
@@ -318,6 +321,24 @@ def _recipe(
         f"{config.train.batch_size} per process, global batch {gb}"
     )
     return config, lines
+
+
+def tune_instances(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:
+    """Pick the instance post-processing parameters on the validation images and store them
+    in the saved best model (:func:`unetkit.infer.instances.tune_model_file`)."""
+    from unetkit.infer.instances import tune_model_file
+
+    val = [s for s in prepared.raw_val if s.instances is not None]
+    result = tune_model_file(path, [s.image for s in val], [s.instances for s in val])
+    if result is None:
+        return
+    p = result.params
+    echo(
+        f"instances: post-processing tuned on {len(val)} validation images in "
+        f"{result.seconds:.0f} s: DSB score {result.score:.3f} (seed {p.seed_threshold:g}, "
+        f"foreground {p.foreground_threshold:g}, min seed {p.min_seed_size}, min size "
+        f"{p.min_size})"
+    )
 
 
 def add_int8_calibration(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:

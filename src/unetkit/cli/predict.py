@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unetkit.cli.instance_options import add_instance_arguments, params_from_args, run_instances
 from unetkit.infer.engine import PRECISIONS
 from unetkit.infer.files import FileResult, predict_files
 from unetkit.infer.predictor import PredictOptions
@@ -118,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true", help="also write colour overlay PNGs")
     p.add_argument("--overwrite", action="store_true", help="predict again existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_instance_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -127,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     model, metadata = load_with_metadata(args.model)
     check_precision(model, metadata, options)
+    params_from_args(args, metadata)  # a bad instance option fails before any output
+    if args.instances:
+        return run_instances(args, model, metadata, options)
 
     def report(result: FileResult) -> None:
         if result.status == "skipped":

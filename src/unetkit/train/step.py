@@ -22,12 +22,11 @@ from unetkit import precision as policy
 from unetkit.config import RunConfig
 from unetkit.model import UNet
 from unetkit.train.distributed import DistInfo, all_reduce_max, broadcast_object
-from unetkit.train.loader import ShardedBatches, WeightMapConfig
+from unetkit.train.loader import ShardedBatches, WeightMapConfig, sample_weights
 from unetkit.train.losses import deep_supervision_loss, make_loss
 from unetkit.train.prepare import PreparedData, class_frequencies
 from unetkit.train.schedule import make_optimizer, make_scheduler
 from unetkit.train.validate import validate
-from unetkit.train.weight_map import border_weight_map
 
 
 class TrainForward(nn.Module):
@@ -107,6 +106,8 @@ class StepRunner:
         wm = None
         if t.loss == "weighted_ce":
             wm = WeightMapConfig(w0=t.border_w0, sigma=t.border_sigma)
+        if prepared.instance_spec is not None and t.border_w0 > 0:  # boundary target
+            wm = WeightMapConfig(w0=t.border_w0, sigma=t.border_sigma, objects="interiors")
         self.batches = ShardedBatches(
             prepared.train,
             t.batch_size,
@@ -121,15 +122,7 @@ class StepRunner:
         )
         self.val_weights: list[np.ndarray | None] | None = None
         if wm is not None:
-            self.val_weights = [
-                border_weight_map(
-                    s.instances if s.instances is not None else s.mask,
-                    w0=wm.w0,
-                    sigma=wm.sigma,
-                    from_components=s.instances is None,
-                )
-                for s in prepared.val
-            ]
+            self.val_weights = [sample_weights(s, wm) for s in prepared.val]
         # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
         self.precision_note = "precision: fp32"
