@@ -334,7 +334,7 @@ def tune_instances(path: Path, prepared: PreparedData, *, echo: Echo = print) ->
         return
     p = result.params
     echo(
-        f"instances: post-processing tuned on {len(val)} validation images in "
+        f"instances: post-processing tuned on {result.images} validation images in "
         f"{result.seconds:.0f} s: DSB score {result.score:.3f} (seed {p.seed_threshold:g}, "
         f"foreground {p.foreground_threshold:g}, min seed {p.min_seed_size}, min size "
         f"{p.min_size})"

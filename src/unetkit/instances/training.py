@@ -8,7 +8,8 @@
   run's :class:`~unetkit.instances.spec.InstanceSpec` maps them back to the dataset's classes
   (``class_of_channel = (0, 1, 1)``): the model's plain class map is still the binary mask.
 * ``none``: the masks are used as they are.
-* ``auto``: ``boundary`` when the dataset has instance truth and binary masks, else ``none``.
+* ``auto``: ``boundary`` when the dataset folder has instance truth and binary masks, else
+  ``none``.
 
 The boundary target is defined for binary masks (one object class): with several object
 classes a border pixel would also need its class, which this target does not carry, so an
@@ -32,8 +33,14 @@ from unetkit.instances.targets import NUM_BOUNDARY_CLASSES, boundary_target, ins
 TARGET_WIDTH = 2
 
 
-def wants_boundary(mode: str, samples: Sequence[Sample], num_classes: int, source: str) -> bool:
+def wants_boundary(
+    mode: str, samples: Sequence[Sample], num_classes: int, source: str, *, folder: bool = True
+) -> bool:
     """Whether a run with ``data.instance_target=mode`` trains on the boundary target.
+
+    ``folder``: the samples come from a dataset folder; ``auto`` looks for instance truth only
+    there (the built-in synthetic data carries ids too, but its runs keep the class target
+    unless ``boundary`` is asked for).
 
     Raises:
         DataError: ``boundary`` asked for on data with more than one object class.
@@ -50,7 +57,7 @@ def wants_boundary(mode: str, samples: Sequence[Sample], num_classes: int, sourc
                 f"data.instance_target=none"
             )
         return False
-    return mode == "boundary" or any(s.instances is not None for s in samples)
+    return mode == "boundary" or (folder and any(s.instances is not None for s in samples))
 
 
 def to_boundary_samples(

@@ -49,12 +49,14 @@ class TuneGrid:
 
 @dataclass(frozen=True)
 class TuneResult:
-    """The chosen parameters, their mean DSB score, every setting's score and the time taken."""
+    """The chosen parameters, their mean DSB score, every setting's score, the time taken and
+    the number of images scored."""
 
     params: InstanceParams
     score: float
     scores: tuple[tuple[InstanceParams, float], ...]
     seconds: float
+    images: int = 0
 
 
 def tune_instance_params(
@@ -98,4 +100,4 @@ def tune_instance_params(
     for p, sc in scores[1:]:
         if sc > best_score:
             best, best_score = p, sc
-    return TuneResult(best, best_score, scores, time.perf_counter() - start)
+    return TuneResult(best, best_score, scores, time.perf_counter() - start, n)

@@ -106,7 +106,9 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
         )
     num_classes = infer_num_classes(samples, data)
     spec = None
-    if wants_boundary(data.instance_target, samples, num_classes, source):
+    if wants_boundary(
+        data.instance_target, samples, num_classes, source, folder=data.path is not None
+    ):
         samples = to_boundary_samples(samples, ignore_index=data.ignore_index)
         spec = boundary_spec()
         num_classes = len(spec.class_of_channel)
