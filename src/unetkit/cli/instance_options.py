@@ -16,6 +16,7 @@ _PARAMS = (
     ("--foreground-threshold", float, "interior + border probability an object pixel needs"),
     ("--min-seed-size", int, "seeds with fewer pixels are dropped"),
     ("--min-size", int, "objects with fewer pixels are removed"),
+    ("--split-distance", int, "cut seeds at distance-map necks, maxima this far apart (0: off)"),
 )
 
 
