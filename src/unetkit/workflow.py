@@ -288,6 +288,13 @@ def _resume_config(
         run_dir, stored.data.path, given, marker.get("data_fingerprint")
     )
     config = load_run_config(run_dir / "config.yaml", list(overrides))
+    raw = load_yaml(str(run_dir / "config.yaml"))
+    stored_data = raw.get("data") if isinstance(raw, Mapping) else None
+    if not isinstance(stored_data, Mapping) or "instance_target" not in stored_data:
+        # a run from before instance targets trained on the class masks: keep it so
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, instance_target="none")
+        )
     if data_path is not None:
         config = _resolved_data_path(
             dataclasses.replace(config, data=dataclasses.replace(config.data, path=data_path))
