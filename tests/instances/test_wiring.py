@@ -140,7 +140,7 @@ def test_trained_model_stores_spec_and_keeps_the_class_map(run: tuple[Path, Path
     model, meta = load_with_metadata(run_dir)
     assert model.config.out_channels == 3 and meta["num_classes"] == 2
     assert set(meta["instances"]["params"]) == {
-        "seed_threshold", "foreground_threshold", "min_seed_size", "min_size",
+        "seed_threshold", "foreground_threshold", "min_seed_size", "min_size", "split_distance",
     }  # fmt: skip
     image = load_dataset(data)[0].image
     labels = predict(model, image, metadata=meta)
