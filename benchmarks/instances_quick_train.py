@@ -1,6 +1,8 @@
 """A quick check of the claim on DSB 2018 nuclei: boundary target + watershed vs class-map blobs.
 
-A stand-in until instance training is wired into `unetkit train`: the same held-out fifth as
+Written before instance training was wired into `unetkit train` (``instances_dsb.py`` now
+measures the real command line); kept as a hand-rolled loop for comparison: the same held-out
+fifth as
 ``benchmarks/instances_ceiling.py``; random 128 x 128 patches with flips and 90-degree
 rotations, per-image z-score, cross-entropy weighted by the paper's border weight map, Adam, a
 fixed wall-clock budget. ``--target boundary`` learns the three-class boundary target (weight

@@ -38,6 +38,7 @@ LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
 ClassWeighting = Literal["none", "balanced"]
 Flips = Literal["all", "last_axis"]
 Task = Literal["segment", "restore", "diffusion"]
+InstanceTarget = Literal["auto", "none", "boundary"]
 
 
 def _positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
@@ -87,6 +88,14 @@ class DataConfig:
             labelled pixel, so classes are seen in proportion to their area) or
             ``class_aware`` (a class drawn uniformly among the foreground classes the image
             holds, then a pixel of it, so rare classes are seen often).
+        instance_target: what the network learns so that touching objects can be separated
+            (``unetkit predict --instances``). ``boundary``: the three-class target background
+            / interior / touching border (:mod:`unetkit.instances.targets`), from
+            ``instances/`` or, without it, from connected components of the masks, with the
+            paper's border weight map on the interiors (``train.border_w0``, 0 turns it off);
+            the model's plain class map stays the dataset's own (binary masks only). ``none``:
+            the class masks as they are. ``auto`` (default): ``boundary`` when the dataset has
+            ``instances/`` and binary masks, else ``none``.
     """
 
     path: str | None = None
@@ -105,6 +114,7 @@ class DataConfig:
     synthetic_count: int = 40
     synthetic_size: int = 128
     sampling: Literal["foreground", "class_aware"] = "foreground"
+    instance_target: InstanceTarget = "auto"
 
     def __post_init__(self) -> None:
         if self.class_names is not None:

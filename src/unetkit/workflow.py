@@ -272,7 +272,10 @@ def fit(
             echo=echo,
             started=started,
         )
-        # 6. calibrate the best model for int8
+        # 6. tune the instance post-processing on the validation images (instance target)
+        if info.is_main and result.signal is None and prepared.instance_spec is not None:
+            tune_instances(run_dir / "model.safetensors", prepared, echo=say)
+        # 7. calibrate the best model for int8
         if (
             info.is_main
             and run_config.train.int8_calibration
@@ -327,6 +330,13 @@ def _resume_config(
         run_dir, stored.data.path, given, marker.get("data_fingerprint")
     )
     config = load_run_config(run_dir / "config.yaml", list(overrides))
+    raw = load_yaml(str(run_dir / "config.yaml"))
+    stored_data = raw.get("data") if isinstance(raw, Mapping) else None
+    if not isinstance(stored_data, Mapping) or "instance_target" not in stored_data:
+        # a run from before instance targets trained on the class masks: keep it so
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, instance_target="none")
+        )
     if data_path is not None:
         config = _resolved_data_path(
             dataclasses.replace(config, data=dataclasses.replace(config.data, path=data_path))
@@ -370,6 +380,24 @@ def _recipe(
         f"{config.train.batch_size} per process, global batch {gb}"
     )
     return config, lines
+
+
+def tune_instances(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:
+    """Pick the instance post-processing parameters on the validation images and store them
+    in the saved best model (:func:`unetkit.infer.instances.tune_model_file`)."""
+    from unetkit.infer.instances import tune_model_file
+
+    val = [s for s in prepared.raw_val if s.instances is not None]
+    result = tune_model_file(path, [s.image for s in val], [s.instances for s in val])
+    if result is None:
+        return
+    p = result.params
+    echo(
+        f"instances: post-processing tuned on {result.images} validation images in "
+        f"{result.seconds:.0f} s: DSB score {result.score:.3f} (seed {p.seed_threshold:g}, "
+        f"foreground {p.foreground_threshold:g}, min seed {p.min_seed_size}, min size "
+        f"{p.min_size})"
+    )
 
 
 def add_int8_calibration(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:

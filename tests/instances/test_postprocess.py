@@ -151,3 +151,22 @@ def test_relabel_rejects_bad_labels() -> None:
 def test_label_suffix() -> None:
     assert label_suffix(np.zeros(3, dtype=np.uint16)) == ".png"
     assert label_suffix(np.zeros(3, dtype=np.uint32)) == ".tif"
+
+
+def test_split_distance_cuts_a_merged_pair_at_its_neck() -> None:
+    # two discs of radius 6 whose interiors the network merged (no border predicted)
+    yy, xx = np.mgrid[:24, :36]
+    a = (yy - 12) ** 2 + (xx - 11) ** 2 <= 36
+    b = (yy - 12) ** 2 + (xx - 23) ** 2 <= 36
+    interior = (a | b).astype(np.float32)
+    probs = np.stack([1 - interior, interior, np.zeros_like(interior)])
+    merged = instances_from_probabilities(probs, InstanceParams(min_size=0))
+    assert merged.max() == 1
+    cut = instances_from_probabilities(probs, InstanceParams(min_size=0, split_distance=4))
+    assert cut.max() == 2
+    assert cut[12, 8] != cut[12, 26] and cut[12, 8] > 0 and cut[12, 26] > 0
+    single = instances_from_probabilities(
+        np.stack([1 - a, a, np.zeros_like(interior)]).astype(np.float32),
+        InstanceParams(min_size=0, split_distance=4),
+    )
+    assert single.max() == 1  # a round object is not cut

@@ -58,6 +58,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_options",
     "cases_restore",
     "cases_cli_report",
+    "cases_instances",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

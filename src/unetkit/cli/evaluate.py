@@ -81,10 +81,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="restoration models: the data range of PSNR and SSIM (default: each target's "
         "max - min)",
     )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="score objects instead of classes, against instances/ truth: DSB 2018 score, "
+        "F1/precision/recall at IoU 0.5, panoptic quality, SEG, merges and splits",
+    )
+    p.add_argument(
+        "--instances-fallback",
+        choices=("none", "components"),
+        default="none",
+        help="with --model: accept a model without an instance target (connected components "
+        "of its class map)",
+    )
     p.set_defaults(run=run)
 
 
 CSV_HEADER = "image,class,dice,iou,hd95,pixel_error,rand_error"
+#: the first columns of an ``--instances`` CSV (more follow: see ``metrics.instance_report``)
+INSTANCE_CSV_PREFIX = "image,dsb,f1,precision,recall"
 
 
 def _earlier_report(path: Path, kind: str) -> bool:
@@ -92,11 +107,16 @@ def _earlier_report(path: Path, kind: str) -> bool:
     try:
         with path.open(encoding="utf-8") as fh:
             if kind == "--csv":
-                return fh.readline().strip() in (CSV_HEADER, RESTORE_CSV_HEADER)
+                head = fh.readline().strip()
+                return head in (CSV_HEADER, RESTORE_CSV_HEADER) or head.startswith(
+                    INSTANCE_CSV_PREFIX + ","
+                )
             data = json.load(fh)
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and {"mean", "per_class", "per_image"} <= set(data)
+    return isinstance(data, dict) and (
+        {"mean", "per_class", "per_image"} <= set(data) or {"overall", "per_image"} <= set(data)
+    )
 
 
 def check_report_targets(args: argparse.Namespace) -> None:
@@ -143,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
             f"--num-classes: expected an integer in 1..{MAX_CLASSES}, got {args.num_classes}"
         )
     check_report_targets(args)
+    if args.instances:
+        return run_instances(args, model_mode)
+
     from unetkit.data.declaration import declaration_of
 
     declared = declaration_of(args.data or args.truth)  # dataset.yaml: names, ignore label
@@ -209,4 +232,34 @@ def _run_restore(
         atomic_save_bytes(Path(args.json), text.encode())
     if args.csv:
         atomic_save_bytes(Path(args.csv), evaluation.to_csv_text().encode())
+
+
+def run_instances(args: argparse.Namespace, model_mode: bool) -> int:
+    """``evaluate --instances``: the instance scores as a table, JSON and CSV."""
+    from unetkit.infer.instance_evaluation import (
+        evaluate_instance_folders,
+        evaluate_instance_model,
+    )
+
+    if model_mode:
+        from unetkit.infer.instance_files import check_instance_model
+        from unetkit.modelfile import load_with_metadata
+
+        options = options_from_args(args)
+        model, metadata = load_with_metadata(args.model)
+        check_precision(model, metadata, options)
+        check_instance_model(metadata, str(args.model), args.instances_fallback)
+        report = evaluate_instance_model(
+            model, metadata, args.data, options=options, fallback=args.instances_fallback
+        )
+    else:
+        report = evaluate_instance_folders(
+            args.pred, args.truth, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+        )
+    print(report.format_table())
+    if args.json:
+        text = json.dumps(report.to_json_dict(), indent=2) + "\n"
+        atomic_save_bytes(Path(args.json), text.encode())
+    if args.csv:
+        atomic_save_bytes(Path(args.csv), report.csv_text().encode())
     return 0

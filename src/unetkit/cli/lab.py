@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Run one experiment, or 'all', and write OUT/EXPERIMENT.json (numbers), "
             "OUT/EXPERIMENT.png (figure) and OUT/EXPERIMENT.md (a paragraph); 'all' also writes "
             "OUT/report.md. Experiments: spike, spectrum (P4); gradients (P5); concat-cost (P8); "
-            "normalization (P9); memory (P10); alignment (P6, P7)."
+            "normalization (P9); memory (P10); alignment (P6, P7); touching (the paper's touching "
+            "cells: border weight map and boundary target)."
         ),
     )
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unetkit.cli.instance_options import add_instance_arguments, params_from_args, run_instances
 from unetkit.infer.engine import PRECISIONS
 from unetkit.infer.files import FileResult, predict_files
 from unetkit.infer.predictor import PredictOptions
@@ -138,6 +139,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="restoration models: write float32 TIFF (default; .npy for 1D) in the input's "
         "intensity units, or 'input': the input's own format and pixel type (rounded, clipped)",
     )
+    add_instance_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -157,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
             f"--dtype {args.dtype}: only for restoration models; {args.model} is a segmentation "
             f"model (its label maps keep the input's format)"
         )
+    params_from_args(args, metadata)  # a bad instance option fails before any output
+    if args.instances:
+        return run_instances(args, model, metadata, options)
 
     def report(result: FileResult) -> None:
         if result.status == "skipped":

@@ -221,6 +221,22 @@ def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
     return _scan(Path(root), None)
 
 
+def _instance_truth(
+    inst: np.ndarray, path: Path | None, report: DatasetReport
+) -> np.ndarray | None:
+    """Checked instance ids (reused ids split into pieces, with a warning), or None."""
+    from unetkit.instances.validate import repair_instances
+
+    try:
+        lab, warning = repair_instances(inst, str(path))
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return None
+    if warning:
+        report.warnings.append(warning)
+    return lab
+
+
 def _inspect(
     root: Path,
     num_classes: int | None,
@@ -289,6 +305,8 @@ def _inspect(
                 f"from image size {'x'.join(map(str, spatial))} of {pair.image}"
             )
             inst = None
+        if inst is not None:
+            inst = _instance_truth(inst, pair.instances, report)
         report.sizes[pair.stem] = spatial
         report.channels[pair.stem] = int(image.shape[0])
         mask, was255 = check_mask_values(pair.mask, mask, num_classes, report.problems)

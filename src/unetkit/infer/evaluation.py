@@ -29,7 +29,12 @@ from unetkit.data.dataset import stem_key
 from unetkit.data.labels import show_values
 from unetkit.errors import DataError
 from unetkit.infer.normalization import Normalization
-from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
+from unetkit.infer.predictor import (
+    PredictOptions,
+    channel_classes,
+    default_tile,
+    predict_array,
+)
 from unetkit.io.images import ALLOWED_SUFFIXES, read_mask
 from unetkit.metrics import Report, aggregate, evaluate_pair
 from unetkit.model import UNet
@@ -292,6 +297,7 @@ def evaluate_model(
                 default_tile=tile_default,
                 progress=progress,
                 int8=metadata.get("int8"),
+                class_of_channel=channel_classes(metadata),
             )
         except ValueError as exc:
             raise DataError(f"{data_dir}: image {s.stem}: {exc}") from None

@@ -32,7 +32,12 @@ from unetkit.infer.output_folder import (
     name_key,
     settings_digest,
 )
-from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
+from unetkit.infer.predictor import (
+    PredictOptions,
+    channel_classes,
+    default_tile,
+    predict_array,
+)
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_mask
 from unetkit.model import UNet
@@ -215,6 +220,7 @@ def predict_file(
     progress: bool = False,
     int8: Mapping[str, Any] | None = None,
     before_write: Callable[[], None] | None = None,
+    class_of_channel: Sequence[int] | None = None,
 ) -> None:
     """Predict one file and write its outputs (probabilities and overlay first, labels last).
 
@@ -243,6 +249,7 @@ def predict_file(
             label_dtype=np.uint8 if model.config.out_channels <= 256 else np.int64,
             progress=progress,
             int8=int8,
+            class_of_channel=class_of_channel,
         )
     except ValueError as exc:
         raise DataError(f"{source}: {exc}") from None
@@ -328,6 +335,7 @@ def predict_files(
                 tile_default=tile_default,
                 progress=progress,
                 int8=metadata.get("int8"),
+                class_of_channel=channel_classes(metadata),
                 before_write=claim,
             )
             result = FileResult(source, paths, "predicted")

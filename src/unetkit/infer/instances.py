@@ -13,8 +13,9 @@ caller asks for the fallback, connected components of the model's class map.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -24,10 +25,13 @@ from unetkit.infer.predictor import predict_full
 from unetkit.infer.tiling import TileSpec
 from unetkit.instances import (
     InstanceParams,
+    TuneGrid,
+    TuneResult,
     instances_from_class_map,
     instances_from_probabilities,
+    tune_instance_params,
 )
-from unetkit.instances.spec import InstanceSpec
+from unetkit.instances.spec import KEY, InstanceSpec
 from unetkit.model import UNet
 from unetkit.modelfile import load_with_metadata
 
@@ -113,3 +117,57 @@ def predict_instances(
     use = spec.params if params is None else params
     labels = instances_from_probabilities(spec.boundary_probabilities(probs), use)
     return InstancePrediction(labels, spec.class_map(probs), use)
+
+
+def tune_model_file(
+    path: str | os.PathLike[str],
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    *,
+    grid: TuneGrid | None = None,
+    max_images: int = 8,
+    max_side: int = 384,
+) -> TuneResult | None:
+    """Tune the post-processing of the model file ``path`` on validation images and store it.
+
+    To bound the time this adds to a run, at most ``max_images`` images are used (evenly
+    spread over the list), each cut to its central ``max_side`` pixels per axis (objects cut by
+    the crop are scored as they are in the crop). Predicts each raw image ``(C, *spatial)``
+    (tiled, fp32), picks the
+    :class:`InstanceParams` with the best mean DSB score against ``truths`` (int instance ids
+    ``(*spatial)``) and rewrites the model file (atomically) with them in its
+    ``"instances"`` spec. Returns ``None`` (nothing written) for a model without an instance
+    target, a missing file or no images.
+    """
+    from unetkit.modelfile import save
+
+    p = Path(path)
+    if not p.is_file() or not images:
+        return None
+    net, meta = load_with_metadata(p)
+    spec = InstanceSpec.from_metadata(meta, str(p))
+    if spec is None:
+        return None
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), max_images)).round())
+    images = [_central(images[int(i)], max_side, channels=True) for i in pick]
+    truths = [_central(np.asarray(truths[int(i)]), max_side, channels=False) for i in pick]
+    probs = []
+    for image in images:
+        full = predict_full(net, image, metadata=meta, probabilities=True, precision="fp32")
+        if full.probabilities is None:  # pragma: no cover - requested above
+            raise RuntimeError("probabilities were requested but not computed")
+        probs.append(spec.boundary_probabilities(full.probabilities))
+    result = tune_instance_params(probs, truths, grid)
+    tuned = replace(spec, params=result.params)
+    save(net, p, metadata={**meta, KEY: tuned.to_dict()})
+    return result
+
+
+def _central(arr: np.ndarray, side: int, *, channels: bool) -> np.ndarray:
+    """The central ``side`` pixels of each spatial axis (after a channel axis if any)."""
+    first = 1 if channels and arr.ndim >= 2 else 0
+    index: list[slice] = [slice(None)] * first
+    for n in arr.shape[first:]:
+        start = max(0, (n - side) // 2)
+        index.append(slice(start, start + min(n, side)))
+    return arr[tuple(index)]

@@ -134,8 +134,10 @@ class _Band:
         out_channels: int,
         labels: np.ndarray,
         probabilities: np.ndarray | None,
+        class_of_channel: Sequence[int] | None = None,
     ) -> None:
         self.plan = plan
+        self.lookup = None if class_of_channel is None else torch.tensor(list(class_of_channel))
         self.k = out_channels
         self.spatial = tuple(a.size for a in plan.axes)
         self.o0 = plan.axes[0].tile_out
@@ -178,7 +180,8 @@ class _Band:
                 self.probabilities[1, target] = p
                 self.probabilities[0, target] = 1.0 - p
         else:
-            self.labels[target] = logits.argmax(dim=0).numpy()
+            best = logits.argmax(dim=0)
+            self.labels[target] = (best if self.lookup is None else self.lookup[best]).numpy()
             if self.probabilities is not None:
                 self.probabilities[:, target] = torch.softmax(logits, dim=0).numpy()
         keep = self.o0 - rows
@@ -199,6 +202,7 @@ def predict_array(
     label_dtype: np.dtype | type = np.int64,
     progress: bool = False,
     int8: Mapping[str, Any] | None = None,
+    class_of_channel: Sequence[int] | None = None,
 ) -> Prediction:
     """Predict one image with tiles, in bounded memory (see the module doc).
 
@@ -213,6 +217,9 @@ def predict_array(
         progress: show a progress bar over tiles (on stderr).
         int8: the model's int8 calibration (``metadata["int8"]``), used per
             ``options.precision``.
+        class_of_channel: the class of each output channel, for a model with more output
+            channels than classes (an instance target: :func:`channel_classes`); the labels are
+            then ``class_of_channel[argmax]``. ``None``: the argmax itself.
 
     Returns:
         :class:`Prediction` with ``labels (*spatial)`` and optional probabilities.
@@ -227,7 +234,7 @@ def predict_array(
     probabilities = (
         np.empty((2 if k == 1 else k, *spatial), dtype=np.float32) if keep_probabilities else None
     )
-    band = _Band(plan, k, labels, probabilities)
+    band = _Band(plan, k, labels, probabilities, class_of_channel)
     tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
     transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
     device = next(iter(model.parameters()), torch.empty(0)).device
@@ -267,6 +274,15 @@ def predict_array(
             nxt = row_starts[r + 1] if r + 1 < len(row_starts) else spatial[0]
             band.finish_rows(nxt)
     return Prediction(labels=labels, probabilities=probabilities)
+
+
+def channel_classes(metadata: Mapping[str, Any] | None) -> tuple[int, ...] | None:
+    """The dataset class of each output channel stored with a model trained on an instance
+    target (``metadata["instances"]["class_of_channel"]``), else ``None`` (argmax = class)."""
+    spec = (metadata or {}).get("instances")
+    if not isinstance(spec, Mapping) or spec.get("class_of_channel") is None:
+        return None
+    return tuple(int(c) for c in spec["class_of_channel"])
 
 
 def _resolve_model(
@@ -313,6 +329,7 @@ def predict_full(
         default_tile=default_tile(net.config.spatial_dims, meta),
         keep_probabilities=probabilities,
         progress=progress,
+        class_of_channel=channel_classes(meta),
     )
 
 

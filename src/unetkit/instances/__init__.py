@@ -45,6 +45,7 @@ from unetkit.instances.validate import (
     as_instances,
     check_instances,
     disconnected_ids,
+    repair_instances,
     separate_pieces,
 )
 
@@ -71,6 +72,7 @@ __all__ = [
     "object_table",
     "object_table_csv",
     "relabel",
+    "repair_instances",
     "separate_pieces",
     "tune_instance_params",
     "watershed_labels",

@@ -6,7 +6,11 @@ Input: the softmax of the three boundary classes (:mod:`unetkit.instances.target
 1. **foreground** = ``p_interior + p_border > foreground_threshold`` (or a given mask, e.g. the
    class map's objects);
 2. **seeds** = connected components (face connectivity) of ``p_interior > seed_threshold``
-   inside the foreground; seeds smaller than ``min_seed_size`` pixels are dropped;
+   inside the foreground; with ``split_distance > 0`` a seed is further cut at the necks of its
+   distance map (one part per local maximum of the Euclidean distance to the seed's edge, maxima
+   at least ``split_distance`` pixels apart: the classical distance-transform watershed), which
+   parts touching objects whose border the network did not mark; seeds smaller than
+   ``min_seed_size`` pixels are dropped;
 3. **watershed** (``skimage.segmentation.watershed``) from the seeds over the elevation
    ``1 - p_interior``, restricted to the foreground: each seed grows outwards through its border
    zone until it meets its neighbour's front, which is where touching objects part;
@@ -51,19 +55,22 @@ class InstanceParams:
         foreground_threshold: interior + border probability above which a pixel is an object.
         min_seed_size: seeds with fewer pixels are dropped (noise would split objects).
         min_size: objects with fewer pixels are removed from the output.
+        split_distance: 0 (off), or the smallest distance in pixels between two distance-map
+            maxima that cut one seed into two (module doc, step 2).
     """
 
     seed_threshold: float = 0.5
     foreground_threshold: float = 0.5
     min_seed_size: int = 4
     min_size: int = 8
+    split_distance: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seed_threshold", "foreground_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v < 1.0:
                 raise ValueError(f"InstanceParams.{name} must be a number in [0, 1), got {v!r}")
-        for name in ("min_seed_size", "min_size"):
+        for name in ("min_seed_size", "min_size", "split_distance"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
                 raise ValueError(f"InstanceParams.{name} must be an int >= 0, got {v!r}")
@@ -160,6 +167,7 @@ def watershed_labels(
     foreground_threshold: float,
     min_seed_size: int,
     foreground: np.ndarray | None = None,
+    split_distance: int = 0,
 ) -> np.ndarray:
     """Steps 1-4 of the module doc: integer object ids ``(*spatial)``, not yet size-filtered.
 
@@ -177,11 +185,14 @@ def watershed_labels(
             )
     cross = ndimage.generate_binary_structure(fg.ndim, 1)
     seeds, n_seeds = ndimage.label((interior > seed_threshold) & fg, structure=cross)
+    if n_seeds and split_distance > 0:
+        seeds, n_seeds = _split_seeds(seeds, int(split_distance))
     if n_seeds and min_seed_size > 1:
         small = np.bincount(seeds.ravel(), minlength=n_seeds + 1) < min_seed_size
         small[0] = False
         seeds[small[seeds]] = 0
     from skimage.segmentation import watershed  # lazy: keeps import unetkit fast
+
     labels = watershed(1.0 - interior, markers=seeds, mask=fg, connectivity=1)
     rest, n_rest = ndimage.label(fg & (labels == 0), structure=cross)
     if n_rest:
@@ -218,8 +229,27 @@ def instances_from_probabilities(
         foreground_threshold=p.foreground_threshold,
         min_seed_size=p.min_seed_size,
         foreground=foreground,
+        split_distance=p.split_distance,
     )
     return relabel(labels, min_size=p.min_size)
+
+
+def _split_seeds(seeds: np.ndarray, min_distance: int) -> tuple[np.ndarray, int]:
+    """Cut each seed at the necks of its distance map (module doc, step 2)."""
+    from skimage.feature import peak_local_max  # lazy: keeps import unetkit fast
+    from skimage.segmentation import watershed
+
+    dist = ndimage.distance_transform_edt(seeds > 0)
+    peaks = peak_local_max(dist, min_distance=min_distance, labels=seeds, exclude_border=False)
+    markers = np.zeros(seeds.shape, dtype=np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    parts = watershed(-dist, markers=markers, mask=seeds > 0)
+    # a seed without a peak (possible on plateaus) keeps its own id after the parts
+    lost = (seeds > 0) & (parts == 0)
+    if lost.any():
+        rest, _ = ndimage.label(lost)
+        parts = np.where(lost, rest + parts.max(), parts)
+    return parts, int(parts.max())
 
 
 def instances_from_class_map(

@@ -30,9 +30,16 @@ class TuneGrid:
     foreground_threshold: tuple[float, ...] = (0.5, 0.3, 0.7)
     min_seed_size: tuple[int, ...] = (4, 16)
     min_size: tuple[int, ...] = (8, 0, 32)
+    split_distance: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
-        for name in ("seed_threshold", "foreground_threshold", "min_seed_size", "min_size"):
+        for name in (
+            "seed_threshold",
+            "foreground_threshold",
+            "min_seed_size",
+            "min_size",
+            "split_distance",
+        ):
             if not getattr(self, name):
                 raise ValueError(f"TuneGrid.{name} must list at least one value")
         self.settings()  # every combination must be valid InstanceParams
@@ -40,21 +47,27 @@ class TuneGrid:
     def settings(self) -> list[InstanceParams]:
         """Every combination, in grid order (first field slowest)."""
         return [
-            InstanceParams(s, f, m, k)
-            for s, f, m, k in itertools.product(
-                self.seed_threshold, self.foreground_threshold, self.min_seed_size, self.min_size
+            InstanceParams(s, f, m, k, d)
+            for d, s, f, m, k in itertools.product(
+                self.split_distance,
+                self.seed_threshold,
+                self.foreground_threshold,
+                self.min_seed_size,
+                self.min_size,
             )
         ]
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """The chosen parameters, their mean DSB score, every setting's score and the time taken."""
+    """The chosen parameters, their mean DSB score, every setting's score, the time taken and
+    the number of images scored."""
 
     params: InstanceParams
     score: float
     scores: tuple[tuple[InstanceParams, float], ...]
     seconds: float
+    images: int = 0
 
 
 def tune_instance_params(
@@ -88,14 +101,18 @@ def tune_instance_params(
             raise ValueError(
                 f"probabilities {np.shape(probs)} do not match truth shape {truth.shape}"
             )
-        for s, f, m in itertools.product(g.seed_threshold, g.foreground_threshold, g.min_seed_size):
-            raw = watershed_labels(probs, seed_threshold=s, foreground_threshold=f, min_seed_size=m)
+        for d, s, f, m in itertools.product(
+            g.split_distance, g.seed_threshold, g.foreground_threshold, g.min_seed_size
+        ):
+            raw = watershed_labels(
+                probs, seed_threshold=s, foreground_threshold=f, min_seed_size=m, split_distance=d
+            )
             for k in g.min_size:
-                totals[InstanceParams(s, f, m, k)] += dsb_score(relabel(raw, min_size=k), truth)
+                totals[InstanceParams(s, f, m, k, d)] += dsb_score(relabel(raw, min_size=k), truth)
     n = len(truth_maps)
     scores = tuple((p, totals[p] / n) for p in settings)
     best, best_score = scores[0]
     for p, sc in scores[1:]:
         if sc > best_score:
             best, best_score = p, sc
-    return TuneResult(best, best_score, scores, time.perf_counter() - start)
+    return TuneResult(best, best_score, scores, time.perf_counter() - start, n)

@@ -74,15 +74,8 @@ def separate_pieces(instances: np.ndarray, *, connectivity: int | None = None) -
     return label_regions(lab, background=0, connectivity=conn).astype(np.int64, copy=False)
 
 
-def check_instances(
-    instances: np.ndarray, source: str, *, connectivity: int | None = None
-) -> np.ndarray:
-    """Validate instance truth read from ``source``; return it as int64 ``(*spatial)``.
-
-    Raises:
-        DataError: one line naming ``source``: a dtype that is not numeric, NaN or fractional
-            ids, negative ids, or ids used by disconnected pieces (``disconnected_ids``).
-    """
+def _integer_ids(instances: np.ndarray, source: str) -> np.ndarray:
+    """The dtype, value and sign checks of :func:`check_instances`; int64 ``(*spatial)``."""
     arr = np.asarray(instances)
     if arr.ndim < 1 or arr.ndim > 3:
         raise DataError(
@@ -117,13 +110,53 @@ def check_instances(
         raise DataError(
             f"{source}: instance ids must be >= 0 (0 = background), found {int(lab.min())}"
         )
+    return lab
+
+
+def _split_listing(split: dict[int, int]) -> str:
+    shown = [f"id {k} ({n} pieces)" for k, n in list(split.items())[:_LIST_AT_MOST]]
+    more = len(split) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def check_instances(
+    instances: np.ndarray, source: str, *, connectivity: int | None = None
+) -> np.ndarray:
+    """Validate instance truth read from ``source``; return it as int64 ``(*spatial)``.
+
+    Raises:
+        DataError: one line naming ``source``: a dtype that is not numeric, NaN or fractional
+            ids, negative ids, or ids used by disconnected pieces (``disconnected_ids``).
+    """
+    lab = _integer_ids(instances, source)
     split = disconnected_ids(lab, connectivity=connectivity)
     if split:
-        shown = [f"id {k} ({n} pieces)" for k, n in list(split.items())[:_LIST_AT_MOST]]
-        more = len(split) - len(shown)
-        listing = ", ".join(shown) + (f" and {more} more" if more else "")
         raise DataError(
-            f"{source}: {len(split)} instance id(s) used by disconnected pieces: {listing}; "
-            f"give each object its own id (one connected piece per id)"
+            f"{source}: {len(split)} instance id(s) used by disconnected pieces: "
+            f"{_split_listing(split)}; give each object its own id (one connected piece per id)"
         )
     return lab
+
+
+def repair_instances(
+    instances: np.ndarray, source: str, *, connectivity: int | None = None
+) -> tuple[np.ndarray, str | None]:
+    """Instance truth for training and scoring: checked, with reused ids split into pieces.
+
+    Like :func:`check_instances`, but an id used by disconnected pieces is not an error: every
+    piece becomes an object of its own (:func:`separate_pieces`) and the second value is a
+    one-line warning naming ``source`` and the ids (``None`` when nothing was repaired).
+
+    Raises:
+        DataError: ids that are not integers or are negative (one line naming ``source``).
+    """
+    lab = _integer_ids(instances, source)
+    split = disconnected_ids(lab, connectivity=connectivity)
+    if not split:
+        return lab, None
+    warning = (
+        f"{source}: {len(split)} instance id(s) used by disconnected pieces: "
+        f"{_split_listing(split)}; each piece is taken as an object of its own (give each "
+        f"object its own id to silence this)"
+    )
+    return separate_pieces(lab, connectivity=connectivity), warning

@@ -18,11 +18,10 @@ from unetkit.data.sample import Sample
 from unetkit.precision import FloatPrecision
 from unetkit.tasks.base import TaskBatch
 from unetkit.train.distributed import DistInfo
-from unetkit.train.loader import ShardedBatches, TorchBatch, WeightMapConfig
+from unetkit.train.loader import ShardedBatches, TorchBatch, WeightMapConfig, sample_weights
 from unetkit.train.losses import deep_supervision_loss, make_loss
 from unetkit.train.prepare import PreparedData, class_frequencies
 from unetkit.train.validate import ValResult, validate
-from unetkit.train.weight_map import border_weight_map
 
 
 def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
@@ -66,6 +65,8 @@ class SegmentObjective:
         wm = None
         if t.loss == "weighted_ce":
             wm = WeightMapConfig(w0=t.border_w0, sigma=t.border_sigma)
+        if prepared.instance_spec is not None and t.border_w0 > 0:  # boundary target
+            wm = WeightMapConfig(w0=t.border_w0, sigma=t.border_sigma, objects="interiors")
         self.batches = ShardedBatches(
             prepared.train,
             t.batch_size,
@@ -81,15 +82,7 @@ class SegmentObjective:
         )
         self.val_weights: list[np.ndarray | None] | None = None
         if wm is not None:
-            self.val_weights = [
-                border_weight_map(
-                    s.instances if s.instances is not None else s.mask,
-                    w0=wm.w0,
-                    sigma=wm.sigma,
-                    from_components=s.instances is None,
-                )
-                for s in prepared.val
-            ]
+            self.val_weights = [sample_weights(s, wm) for s in prepared.val]
 
     def inputs(self, batch: TorchBatch) -> TaskBatch:
         """The patch as input; its labels (and border weights) as target."""

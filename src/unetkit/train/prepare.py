@@ -14,6 +14,9 @@ from unetkit.data.sample import Sample
 from unetkit.data.sampling import DatasetStats, dataset_stats
 from unetkit.data.synthetic import make_synthetic
 from unetkit.errors import DataError
+from unetkit.instances.spec import KEY as INSTANCES_KEY
+from unetkit.instances.spec import InstanceSpec
+from unetkit.instances.training import boundary_spec, to_boundary_samples, wants_boundary
 from unetkit.train.loader import normalize_samples, split_indices
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,11 @@ class PreparedData:
         normalization: the ``normalization`` entry of the model-file metadata.
         source: the dataset folder, or ``"synthetic"``.
         notes: messages for the user (e.g. 0/255 masks mapped to 0/1).
+        instance_spec: the instance target (``data.instance_target``), or ``None``; with one,
+            the masks of ``train``/``val``/``raw_train`` are the boundary target and
+            ``num_classes`` is its 3 classes (:mod:`unetkit.instances.training`).
+        raw_val: the validation samples before normalisation (for tuning the instance
+            post-processing on whole images).
     """
 
     train: list[Sample]
@@ -41,6 +49,8 @@ class PreparedData:
     normalization: dict[str, Any]
     source: str
     notes: list[str] = field(default_factory=list)
+    instance_spec: InstanceSpec | None = None
+    raw_val: list[Sample] = field(default_factory=list)
 
 
 def load_samples(data: DataConfig, seed: int = 0) -> tuple[list[Sample], str, list[str]]:
@@ -95,6 +105,13 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
             f"{sorted(channels)}; a run needs one kind"
         )
     num_classes = infer_num_classes(samples, data)
+    spec = None
+    if wants_boundary(
+        data.instance_target, samples, num_classes, source, folder=data.path is not None
+    ):
+        samples = to_boundary_samples(samples, ignore_index=data.ignore_index)
+        spec = boundary_spec()
+        num_classes = len(spec.class_of_channel)
     tr, va = split_indices(len(samples), data.val_fraction, data.split_seed)
     raw_train = [samples[i] for i in tr]
     raw_val = [samples[i] for i in va]
@@ -119,15 +136,26 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
         normalization=normalization,
         source=source,
         notes=notes,
+        instance_spec=spec,
+        raw_val=raw_val,
     )
 
 
 def model_metadata(
     data: DataConfig, prepared: PreparedData, patch_size: tuple[int, ...]
 ) -> dict[str, Any]:
-    """The ``extra`` metadata of a trained model file (the project's convention)."""
+    """The ``extra`` metadata of a trained model file (the project's convention).
+
+    A run with an instance target stores its :class:`InstanceSpec` under ``"instances"``, and
+    ``num_classes`` is then the dataset's (the classes of the plain class map).
+    """
+    spec = prepared.instance_spec
+    extra = {} if spec is None else {INSTANCES_KEY: spec.to_dict()}
     return {
-        "num_classes": prepared.num_classes,
+        **extra,
+        "num_classes": (
+            prepared.num_classes if spec is None else max(spec.class_of_channel) + 1
+        ),
         "ignore_index": data.ignore_index,
         "spatial_dims": prepared.spatial_dims,
         "in_channels": prepared.in_channels,
