@@ -29,6 +29,7 @@ from unetkit.config import RunConfig, load_run_config, run_config_from_dict
 from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_dict
 from unetkit.errors import UnetkitError
 from unetkit.train.distributed import DistInfo, barrier, broadcast_object
+from unetkit.train.fingerprint import dataset_fingerprint
 from unetkit.train.lock import check_unlocked
 from unetkit.train.preflight import (
     adopt,
@@ -38,7 +39,7 @@ from unetkit.train.preflight import (
     preflight,
 )
 from unetkit.train.prepare import PreparedData, prepare_data
-from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data
+from unetkit.train.recipe import apply_recipe, flip_axes_note, geometry_plan, summarize_data
 from unetkit.train.resume_check import (
     check_data_relocation,
     check_resume_options,
@@ -215,6 +216,9 @@ def fit(
             # 3. read the data and choose the recipe from it
             prepared = prepare_data(run_config.data, seed=run_config.train.seed)
             run_config, lines = _recipe(run_config, prepared, keys, info, say)
+            if run_config.data.normalization != prepared.normalization["mode"]:
+                # the fingerprint chose another normalisation (CT): normalise again
+                prepared = prepare_data(run_config.data, seed=run_config.train.seed)
             run_config = _resolved_data_path(run_config)
             # 4. memory and a first training step, then the folder (lock, marker, old run)
             preflight(run_config, prepared)
@@ -301,7 +305,10 @@ def _recipe(
     for note in prepared.notes:
         say(f"note: {note}")
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
-    config, chosen = apply_recipe(config, summary, explicit)
+    geometry = geometry_plan(
+        summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes
+    )
+    config, chosen = apply_recipe(config, summary, explicit, geometry)
     note = small_image_note(prepared.raw_train, config.data.patch_size)
     if note:
         say(f"note: {note}")
@@ -312,6 +319,8 @@ def _recipe(
     ]
     if chosen:
         lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
+    if geometry is not None:
+        lines += [f"fingerprint: {why}" for why in geometry.reasons]
     gb = config.train.batch_size * info.world_size
     lines.append(
         f"processes: {info.world_size} ({info.backend or 'single'}); batch "

@@ -34,6 +34,7 @@ import numpy as np
 from unetkit.config import RunConfig
 from unetkit.data.augment import AugmentConfig
 from unetkit.data.sample import Sample
+from unetkit.train.fingerprint import Fingerprint, GeometryPlan, plan_geometry
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,18 @@ def _round_down(value: int, multiple: int) -> int:
     return max(multiple, value // multiple * multiple)
 
 
+def patch_cap(spatial_dims: int, max_minutes: float | None) -> int:
+    """The largest patch side the budget affords (see the module doc)."""
+    budget = max_minutes if max_minutes is not None else 30.0
+    caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[spatial_dims]
+    return caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
+
+
 def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str, Any]:
     """The automatic choices as dotted ``section.field`` keys -> values."""
     nd = summary.spatial_dims
     budget = max_minutes if max_minutes is not None else 30.0
-    caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[nd]
-    cap = caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
+    cap = patch_cap(nd, max_minutes)
     base = 16 if budget <= 10 else 32
     side = min(cap, min(summary.median_shape))
     # levels: bottleneck at 1/8 (small patches) .. 1/16 of the patch
@@ -145,17 +152,37 @@ def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str
     }
 
 
+def geometry_plan(
+    summary: DataSummary, fp: Fingerprint | None, max_minutes: float | None
+) -> GeometryPlan | None:
+    """The fingerprint's choices (spacing, strides/kernels, patch, normalisation) for the
+    recipe's model depth and patch budget, or ``None`` without a fingerprint."""
+    if fp is None:
+        return None
+    depth = len(recipe_settings(summary, max_minutes)["model.widths"])
+    voxels = patch_cap(summary.spatial_dims, max_minutes) ** summary.spatial_dims
+    return plan_geometry(fp, voxels=voxels, depth=depth)
+
+
 def apply_recipe(
-    config: RunConfig, summary: DataSummary, explicit: set[str] | frozenset[str] = frozenset()
+    config: RunConfig,
+    summary: DataSummary,
+    explicit: set[str] | frozenset[str] = frozenset(),
+    geometry: GeometryPlan | None = None,
 ) -> tuple[RunConfig, dict[str, Any]]:
     """Fill every setting not in ``explicit`` (dotted keys) from :func:`recipe_settings`.
 
-    ``in_channels``, ``out_channels`` and ``spatial_dims`` always follow the data. Returns the
-    new config and the settings that were applied.
+    ``in_channels``, ``out_channels`` and ``spatial_dims`` always follow the data. With a
+    ``geometry`` plan (the data's fingerprint, :mod:`unetkit.train.fingerprint`), its patch,
+    strides, kernels and normalisation replace the plain choices. Returns the new config and
+    the settings that were applied.
     """
+    settings = recipe_settings(summary, config.train.max_minutes)
+    if geometry is not None:
+        settings.update(geometry.settings())
     chosen = {
         k: v
-        for k, v in recipe_settings(summary, config.train.max_minutes).items()
+        for k, v in settings.items()
         if not any(e == k or e.startswith(k + ".") or k.startswith(e + ".") for e in explicit)
     }
     sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
