@@ -132,6 +132,8 @@ def test_the_recipe_takes_the_geometry_plan_unless_given_explicitly() -> None:
     config, chosen = apply_recipe(RunConfig(), summary, geometry=plan)
     assert config.model.strides == plan.strides and config.model.kernel_sizes == plan.kernel_sizes
     assert config.data.patch_size == plan.patch_size and "model.strides" in chosen
+    # the batch follows the plan's patch, not the plain recipe's (which was 8x8x8 here)
+    assert config.train.batch_size == max(2, min(32, 2 * 48**3 // int(np.prod(plan.patch_size))))
     UNet(config.model)  # the chosen model builds
     mine, _ = apply_recipe(RunConfig(), summary, {"model.strides"}, geometry=plan)
     assert mine.model.strides is None

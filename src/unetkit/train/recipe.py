@@ -103,6 +103,12 @@ def patch_cap(spatial_dims: int, max_minutes: float | None) -> int:
     return caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
 
 
+def batch_for(patch: Sequence[int]) -> int:
+    """Patches per step: about 128 k pixels in 2D (8 k in 1D, 2 x 48^3 in 3D), 2 to 32."""
+    pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[len(patch)]
+    return max(2, min(32, pixels // math.prod(patch)))
+
+
 def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str, Any]:
     """The automatic choices as dotted ``section.field`` keys -> values."""
     nd = summary.spatial_dims
@@ -119,8 +125,7 @@ def recipe_settings(summary: DataSummary, max_minutes: float | None) -> dict[str
     patch = tuple(
         min(side, _round_down(s, factor)) if s >= factor else side for s in summary.median_shape
     )
-    pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[nd]
-    batch = max(2, min(32, pixels // math.prod(patch)))
+    batch = batch_for(patch)
     widths = tuple(min(base * 2**i, 320) for i in range(depth))
     fg = 1.0 - summary.class_frequencies[0] if summary.class_frequencies else 0.5
     long_run = budget > 20
@@ -180,6 +185,7 @@ def apply_recipe(
     settings = recipe_settings(summary, config.train.max_minutes)
     if geometry is not None:
         settings.update(geometry.settings())
+        settings["train.batch_size"] = batch_for(geometry.patch_size)
     chosen = {
         k: v
         for k, v in settings.items()
