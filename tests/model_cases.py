@@ -74,7 +74,18 @@ class Case:
         return all(getattr(c, k) == v for k, v in wanted.items())
 
 
-CASES = [Case(d, o) for o in OPTIONS for d in DIMS]
+#: Anisotropic models (per-level, per-axis ``strides`` and ``kernel_sizes``): one spatial_dims
+#: each, since the per-axis tuples fix the dimensionality. The first axis is the coarse one.
+STRIDES_3D = ((1, 2, 2), (2, 2, 2))
+KERNELS_3D = ((1, 3, 3), (3, 3, 3), (3, 3, 3))
+ANISOTROPIC: list[tuple[int, dict[str, Any]]] = [
+    (2, {"strides": ((1, 2), (2, 2)), "kernel_sizes": ((1, 3), (3, 3), (3, 3))}),
+    (3, {"strides": STRIDES_3D, "kernel_sizes": KERNELS_3D}),
+    (3, {"strides": STRIDES_3D, "down": "strided", "up": "interp", "block": "residual"}),
+    (3, {"strides": STRIDES_3D, "kernel_sizes": KERNELS_3D, "padding": "valid"}),
+]
+
+CASES = [Case(d, o) for o in OPTIONS for d in DIMS] + [Case(d, o) for d, o in ANISOTROPIC]
 
 
 def cases(*, dims: tuple[int, ...] = DIMS, **wanted: Any) -> list[Any]:
@@ -106,8 +117,8 @@ def input_size(model: UNet) -> tuple[int, ...]:
     """An odd spatial size the model accepts (valid mode: the smallest valid size >= 20/12)."""
     c = model.config
     if c.padding == "valid":
-        n = model.valid_input_sizes(20 if c.spatial_dims < 3 else 12, 400)[0]
-        return (n,) * c.spatial_dims
+        low = 20 if c.spatial_dims < 3 else 12
+        return tuple(model.valid_input_sizes(low, 400, a)[0] for a in range(c.spatial_dims))
     if c.depth > 3:  # presets: big enough for instance norm at the bottleneck
         return tuple(2 * model.downsample_factor + 3 for _ in range(c.spatial_dims))
     return ODD[c.spatial_dims]

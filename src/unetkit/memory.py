@@ -143,13 +143,14 @@ def _smaller_sizes(config: object, size: Sequence[int]) -> list[tuple[int, ...]]
 
     out: list[tuple[int, ...]] = []
     current = tuple(int(n) for n in size)
-    step = config.downsample_factor  # type: ignore[attr-defined]
+    factors = config.downsample_factors  # type: ignore[attr-defined]
     while max(current) > 8:
         nxt: list[int] = []
-        for n in current:
+        for axis, n in enumerate(current):
+            step = factors[axis]
             m: int | None = max(8, n // 2)
             if config.padding == "valid":  # type: ignore[attr-defined]
-                m = model_sizes.nearest_valid_sizes(config, m)[0]  # type: ignore[arg-type]
+                m = model_sizes.nearest_valid_sizes(config, m, axis)[0]  # type: ignore[arg-type]
             elif m >= step:
                 m = (m // step) * step
             if m is None:  # no smaller size the model accepts

@@ -30,6 +30,7 @@ from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_d
 from unetkit.errors import UnetkitError
 from unetkit.precision import resolve_device
 from unetkit.train.distributed import DistInfo, barrier, broadcast_object
+from unetkit.train.fingerprint import dataset_fingerprint
 from unetkit.train.lock import check_unlocked
 from unetkit.train.preflight import (
     adopt,
@@ -39,7 +40,13 @@ from unetkit.train.preflight import (
     preflight,
 )
 from unetkit.train.prepare import PreparedData, prepare_data
-from unetkit.train.recipe import apply_recipe, flip_axes_note, summarize_data, with_declaration
+from unetkit.train.recipe import (
+    apply_recipe,
+    flip_axes_note,
+    geometry_plan,
+    summarize_data,
+    with_declaration,
+)
 from unetkit.train.resume_check import (
     check_data_relocation,
     check_resume_options,
@@ -238,6 +245,9 @@ def fit(
             if init is not None:
                 finetune.check_data_fits(init, prepared.spatial_dims, prepared.in_channels)
             run_config, lines = _recipe(run_config, prepared, fixed, info, say)
+            if run_config.data.normalization != prepared.normalization["mode"]:
+                # the fingerprint chose another normalisation (CT): normalise again
+                prepared = _prepare(run_config)
             if init is not None:
                 run_config, more = finetune.finish_finetune(
                     run_config, init, keys, distributed=info.distributed
@@ -353,7 +363,10 @@ def _recipe(
     for note in prepared.notes:
         say(f"note: {note}")
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
-    config, chosen = apply_recipe(config, summary, explicit)
+    geometry = geometry_plan(
+        summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes
+    )
+    config, chosen = apply_recipe(config, summary, explicit, geometry)
     if config.task == "restore":
         from unetkit.tasks.restore_recipe import apply_restore_recipe
 
@@ -374,6 +387,8 @@ def _recipe(
     ]
     if chosen:
         lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
+    if geometry is not None:
+        lines += [f"fingerprint: {why}" for why in geometry.reasons]
     gb = config.train.batch_size * info.world_size
     lines.append(
         f"processes: {info.world_size} ({info.backend or 'single'}); batch "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cases_nifti
 import numpy as np
 import tifffile
 from builders import (
@@ -245,3 +246,6 @@ CASES: list[ApiCase] = [
         raises=ValueError,
     ),
 ]
+
+# NIfTI: geometry that cannot be used (cases_nifti.py holds the builders)
+CASES += cases_nifti.DATASET_CASES

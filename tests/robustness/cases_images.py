@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from pathlib import Path
 
+import cases_nifti
 import numpy as np
 from builders import (
     _colour_mask,
@@ -255,3 +256,6 @@ CASES: list[ApiCase] = [
         ("nan.npy", "NaN or infinite"),
     ),
 ]
+
+# NIfTI: geometry that cannot be used (cases_nifti.py holds the builders)
+CASES += cases_nifti.IMAGE_CASES

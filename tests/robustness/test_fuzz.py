@@ -340,6 +340,16 @@ _VALID: dict[str, st.SearchStrategy[Any]] = {
     "deep_supervision": st.booleans(),
     "encoder_blocks": st.none() | st.lists(st.integers(1, 3), min_size=1, max_size=4),
     "checkpointing": st.sampled_from(["off", "encoder", "all", True, False]),
+    "strides": st.none()
+    | st.lists(
+        st.one_of(st.integers(1, 3), st.lists(st.integers(1, 3), min_size=1, max_size=3)),
+        max_size=4,
+    ),
+    "kernel_sizes": st.none()
+    | st.lists(
+        st.one_of(st.sampled_from([1, 3]), st.lists(st.sampled_from([1, 3]), max_size=3)),
+        max_size=4,
+    ),
     **{
         name: _choices(name)
         for name in ("padding", "down", "up", "fusion", "norm_placement", "block", "init")

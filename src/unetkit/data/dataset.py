@@ -35,6 +35,7 @@ from unetkit.io.images import (
     resolve_max_pixels,
     stored_dtype,
 )
+from unetkit.io.nifti import check_same_geometry, is_nifti_name
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,12 @@ def _inspect(
                 f"size {'x'.join(map(str, spatial))} of {pair.image}"
             )
             continue
+        if is_nifti_name(pair.image) and is_nifti_name(pair.mask):
+            try:  # same array shape, but the mask may lie elsewhere or be mirrored
+                check_same_geometry(pair.image, pair.mask)
+            except DataError as exc:
+                report.problems.append(str(exc))
+                continue
         if inst is not None and inst.shape != spatial:
             report.problems.append(
                 f"{pair.instances}: instance size {'x'.join(map(str, inst.shape))} differs "

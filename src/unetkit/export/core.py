@@ -81,8 +81,8 @@ def check_shapes(model: UNet, size: Sequence[int]) -> list[tuple[int, ...]]:
     first = (1, c.in_channels, *size)
     if c.padding == "valid":
         return [first, (2, c.in_channels, *size)]
-    f = model.downsample_factor
-    other = tuple(s + f * (1 + i) for i, s in enumerate(size))
+    factors = c.downsample_factors
+    other = tuple(s + f * (1 + i) for i, (s, f) in enumerate(zip(size, factors, strict=True)))
     return [first, (2, c.in_channels, *other)]
 
 

@@ -47,8 +47,8 @@ def input_size_for_export(
     if len(sizes) != d or any(s < 1 for s in sizes):
         raise ValueError(f"input size: expected 1 or {d} positive sizes, got {requested!r}")
     if c.padding == "same":
-        f = c.downsample_factor
-        return tuple(max(f, s // f * f) for s in sizes)
+        factors = c.downsample_factors
+        return tuple(max(f, s // f * f) for s, f in zip(sizes, factors, strict=True))
     plan = plan_tiles(c, [10 * s for s in sizes], list(sizes))
     return plan.tile_in
 
@@ -64,7 +64,10 @@ def inference_settings(
     from unetkit.version import __version__
 
     c = model.config
-    f = c.downsample_factor
+    # one number for isotropic models (as before), one per spatial axis with ``strides``
+    f: int | list[int] = (
+        list(c.downsample_factors) if c.strides is not None else c.downsample_factor
+    )
     norm = Normalization.from_metadata(metadata.get("normalization"))
     valid = c.padding == "valid"
     out_size = list(model.output_size(tuple(size)))
@@ -109,7 +112,13 @@ def inference_settings(
             "padding": c.padding,
             "tile_input": list(size),
             "tile_output": out_size,
-            "margin": valid_margin(c) if valid else 0,
+            "margin": (
+                [valid_margin(c, a) for a in range(c.spatial_dims)]
+                if valid and c.anisotropic
+                else valid_margin(c)
+                if valid
+                else 0
+            ),
             "step_multiple": f,
             "overlap": 0.0 if valid else 0.5,
             "blending": (

@@ -59,7 +59,7 @@ def calibration_patches(
         image = images[int(rng.integers(len(images)))] if k >= len(images) else images[k]
         size = [min(int(p), int(s)) for p, s in zip(patch, image.shape[1:], strict=True)]
         if model.config.padding == "valid":
-            size = [_largest_valid(model, s) for s in size]
+            size = [_largest_valid(model, s, a) for a, s in enumerate(size)]
         shape = image.shape[1:]
         starts = [int(rng.integers(0, s - c + 1)) for s, c in zip(shape, size, strict=True)]
         region = (slice(None), *(slice(a, a + c) for a, c in zip(starts, size, strict=True)))
@@ -71,8 +71,8 @@ def calibration_patches(
     return out
 
 
-def _largest_valid(model: UNet, size: int) -> int:
-    sizes = model.valid_input_sizes(1, size)
+def _largest_valid(model: UNet, size: int, axis: int = 0) -> int:
+    sizes = model.valid_input_sizes(1, size, axis)
     if not sizes:
         raise ValueError(
             f"calibration: images of {size} pixels are smaller than the smallest input this "

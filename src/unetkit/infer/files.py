@@ -39,7 +39,8 @@ from unetkit.infer.predictor import (
     predict_array,
 )
 from unetkit.io.atomic import atomic_write
-from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_mask
+from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_image, write_mask
+from unetkit.io.nifti import is_nifti_name
 from unetkit.model import UNet
 
 PROBABILITIES_DIR = "probabilities"
@@ -153,7 +154,10 @@ def output_paths(
         raise UnetkitError(
             f"{source}: the label output would overwrite the input; choose another --output"
         )
-    probs = out_dir / PROBABILITIES_DIR / f"{source.stem}.npy" if save_probabilities else None
+    probs_name = f"{source.stem}.npy"
+    if is_nifti_name(source):  # NIfTI in, NIfTI out: on the input's grid (io.nifti)
+        probs_name = labels.name
+    probs = out_dir / PROBABILITIES_DIR / probs_name if save_probabilities else None
     ov = out_dir / OVERLAYS_DIR / f"{source.stem}.png" if overlay and spatial_dims >= 2 else None
     return OutputPaths(labels=labels, probabilities=probs, overlay=ov)
 
@@ -191,7 +195,10 @@ def _write_overlay(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
         Image.fromarray(overlay_image(image, labels)).save(fh, format="PNG")
 
 
-def _write_probabilities(path: Path, probabilities: np.ndarray) -> None:
+def _write_probabilities(path: Path, probabilities: np.ndarray, source: Path) -> None:
+    if is_nifti_name(path):
+        write_image(path, probabilities, like=source)
+        return
     with atomic_write(path, "wb") as fh:
         np.save(fh, probabilities, allow_pickle=False)
 
@@ -256,11 +263,11 @@ def predict_file(
     if before_write is not None:
         before_write()
     if outputs.probabilities is not None and result.probabilities is not None:
-        _write_probabilities(outputs.probabilities, result.probabilities)
+        _write_probabilities(outputs.probabilities, result.probabilities, source)
     if outputs.overlay is not None:
         _write_overlay(outputs.overlay, image, result.labels)
     del image
-    write_mask(outputs.labels, result.labels)
+    write_mask(outputs.labels, result.labels, like=source)
 
 
 def predict_files(

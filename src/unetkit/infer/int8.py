@@ -105,6 +105,11 @@ def unsupported_reason(model: nn.Module) -> str | None:
     norm = c.norm if isinstance(c.norm, str) else c.norm.get("type")
     if norm not in ("batch", "none"):
         return f"norm {norm!r} depends on the data and cannot be folded into int8 weights"
+    if c.strides is not None and any(f != 2 for row in c.strides for f in row):
+        return (
+            f"strides {[list(r) for r in c.strides]} (the int8 path up-samples by 2 on every "
+            f"axis only; run this anisotropic model in float)"
+        )
     if next(model.parameters()).device.type != "cpu":
         return "int8 inference runs on the CPU only"
     return walk_reason(model)

@@ -7,10 +7,11 @@ Two strategies, chosen by the model's padding:
   context one output pixel needs on each side) is the same for every valid ``I``. A tile whose
   output covers ``[s, s + O)`` reads the input window ``[s - m, s + O + m)``, mirrored (reflect)
   where it leaves the image. Output starts are multiples of the model's downsampling factor
-  ``f = 2 ** (depth - 1)``, so every tile sees the pooling grid in the same phase as one pass
-  over the whole (mirror-padded) image: the stitched result **equals** whole-image inference up
-  to float rounding. The step is the largest multiple of ``f`` not above ``O``; where ``O`` is
-  not a multiple of ``f`` neighbouring tiles overlap by ``O mod f`` pixels with equal values.
+  ``f = 2 ** (depth - 1)`` (per axis, ``downsample_factors``, with ``strides``), so every tile
+  sees the pooling grid in the same phase as one pass over the whole (mirror-padded) image: the
+  stitched result **equals** whole-image inference up to float rounding. The step is the
+  largest multiple of ``f`` not above ``O``; where ``O`` is not a multiple of ``f``
+  neighbouring tiles overlap by ``O mod f`` pixels with equal values.
 * ``same`` padding: a **sliding window**. The tile edge ``T`` is rounded down to a multiple of
   ``f`` (an axis not longer than the request is one tile), the step is ``T (1 - overlap)``
   rounded down to a multiple of ``f``, tiles start at ``0, step, 2 step, ...`` and the last one
@@ -142,25 +143,26 @@ def gaussian_weights(length: int) -> np.ndarray:
     return np.exp(-0.5 * (x / sigma) ** 2).astype(np.float32)
 
 
-def valid_margin(config: UNetConfig) -> int:
-    """Context ``m`` a valid-mode model reads on each side of its output, ``(I - O) / 2``."""
-    low = _valid_sizes(config, 1)[0]
-    return (low - model_sizes.output_size(config, (low,) * config.spatial_dims)[0]) // 2
+def valid_margin(config: UNetConfig, axis: int = 0) -> int:
+    """Context ``m`` a valid-mode model reads on each side of its output along ``axis``,
+    ``(I - O) / 2`` (the same on every axis unless the model is anisotropic)."""
+    low = [_valid_sizes(config, 1, a)[0] for a in range(config.spatial_dims)]
+    return (low[axis] - model_sizes.output_size(config, low)[axis]) // 2
 
 
-def _valid_sizes(config: UNetConfig, at_least: int) -> list[int]:
-    """Valid input sizes from ``at_least`` upward (at least a few downsampling periods)."""
-    step = config.downsample_factor
-    found = model_sizes.valid_input_sizes(config, at_least, at_least + 4 * step + 512)
+def _valid_sizes(config: UNetConfig, at_least: int, axis: int = 0) -> list[int]:
+    """Valid input sizes along ``axis`` from ``at_least`` upward (a few downsampling periods)."""
+    step = config.downsample_factors[axis]
+    found = model_sizes.valid_input_sizes(config, at_least, at_least + 4 * step + 512, axis)
     if not found:  # pragma: no cover - the size arithmetic always has a periodic solution
         raise ValueError(f"model: no valid input size found at or above {at_least}")
     return found
 
 
-def _valid_input_for_output(config: UNetConfig, out_at_least: int, margin: int) -> int:
-    """Smallest valid input size whose output is at least ``out_at_least``."""
+def _valid_input_for_output(config: UNetConfig, out_at_least: int, margin: int, axis: int) -> int:
+    """Smallest valid input size along ``axis`` whose output is at least ``out_at_least``."""
     n = max(out_at_least + 2 * margin, 1)
-    return _valid_sizes(config, n)[0]
+    return _valid_sizes(config, n, axis)[0]
 
 
 def _tile_request(tile: TileSpec, defaults: Sequence[int]) -> list[int | None]:
@@ -223,11 +225,14 @@ def plan_tiles(
         raise ValueError(f"default_tile: expected {d} positive sizes, got {default_tile!r}")
     requests = _tile_request(tile, defaults)
     if config.padding == "valid":
-        axes = tuple(_plan_valid_axis(config, n, r) for n, r in zip(spatial, requests, strict=True))
+        axes = tuple(
+            _plan_valid_axis(config, n, r, a)
+            for a, (n, r) in enumerate(zip(spatial, requests, strict=True))
+        )
         return TilePlan("valid", axes)
     axes = tuple(
-        _plan_same_axis(n, r, float(overlap), config.downsample_factor)
-        for n, r in zip(spatial, requests, strict=True)
+        _plan_same_axis(n, r, float(overlap), f)
+        for n, r, f in zip(spatial, requests, config.downsample_factors, strict=True)
     )
     return TilePlan("same", axes)
 
@@ -248,15 +253,15 @@ def _plan_same_axis(n: int, request: int | None, overlap: float, factor: int) ->
     )
 
 
-def _plan_valid_axis(config: UNetConfig, n: int, request: int | None) -> AxisPlan:
-    f = config.downsample_factor
-    m = valid_margin(config)
-    smallest_useful = _valid_input_for_output(config, f, m)  # step needs an output >= f
-    whole = _valid_input_for_output(config, n, m)  # one tile covering the axis
+def _plan_valid_axis(config: UNetConfig, n: int, request: int | None, axis: int) -> AxisPlan:
+    f = config.downsample_factors[axis]
+    m = valid_margin(config, axis)
+    smallest_useful = _valid_input_for_output(config, f, m, axis)  # step needs an output >= f
+    whole = _valid_input_for_output(config, n, m, axis)  # one tile covering the axis
     if request is None:
         tile_in = max(whole, smallest_useful)
     else:
-        below = model_sizes.nearest_valid_sizes(config, request)[0]
+        below = model_sizes.nearest_valid_sizes(config, request, axis)[0]
         tile_in = max(below or smallest_useful, smallest_useful)
         tile_in = min(tile_in, max(whole, smallest_useful))
     tile_out = tile_in - 2 * m

@@ -6,13 +6,22 @@ import os
 from pathlib import Path
 
 from unetkit.errors import DataError
+from unetkit.io.nifti import GZIP_MAGIC, NIFTI_MAGICS, is_nifti_name
 from unetkit.io.npy import NPY_MAGIC
 from unetkit.io.png import PNG_MAGIC
 from unetkit.io.tiff import TIFF_MAGICS
 
-ALLOWED_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy")
-FORMAT_OF_SUFFIX = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
-FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "npy": "NumPy .npy"}
+# ".gz" stands for ".nii.gz" only (check_format refuses other .gz files by name)
+ALLOWED_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy", ".nii", ".gz")
+FORMAT_OF_SUFFIX = {
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".npy": "npy",
+    ".nii": "nifti",
+    ".gz": "nifti",
+}
+FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "npy": "NumPy .npy", "nifti": "NIfTI"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -23,6 +32,10 @@ def sniff(head: bytes) -> str | None:
         return "npy"
     if head.startswith(TIFF_MAGICS):
         return "tiff"
+    if head.startswith(NIFTI_MAGICS):
+        return "nifti"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith((b"GIF87a", b"GIF89a")):
@@ -35,12 +48,12 @@ def sniff(head: bytes) -> str | None:
 
 
 def check_format(path: Path) -> str:
-    """Validate suffix and magic bytes; return ``"png"``, ``"tiff"`` or ``"npy"``."""
+    """Validate suffix and magic bytes; return ``"png"``, ``"tiff"``, ``"npy"`` or ``"nifti"``."""
     suffix = path.suffix.lower()
-    if suffix not in FORMAT_OF_SUFFIX:
+    if suffix not in FORMAT_OF_SUFFIX or (suffix == ".gz" and not is_nifti_name(path)):
         raise DataError(
             f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
-            f"allowed: {' '.join(ALLOWED_SUFFIXES)} (convert the file to one of these)"
+            f"allowed: .png .tif .tiff .npy .nii .nii.gz (convert the file to one of these)"
         )
     expected = FORMAT_OF_SUFFIX[suffix]
     try:
@@ -60,6 +73,8 @@ def check_format(path: Path) -> str:
     if not head:
         raise DataError(f"{path}: file is empty; re-export it, or move it out of the folder")
     found = sniff(head)
+    if suffix == ".gz" and found == "gzip":  # .nii.gz: the NIfTI header is inside the gzip
+        return expected
     if found != expected:
         if found in FORMAT_NAMES:
             raise DataError(

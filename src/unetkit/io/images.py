@@ -1,4 +1,4 @@
-"""Read and write images and masks as NumPy arrays: PNG, TIFF and ``.npy``.
+"""Read and write images and masks as NumPy arrays: PNG, TIFF, ``.npy`` and NIfTI.
 
 An image comes back as ``float32`` ``(C, *spatial)``; a mask as ``int64`` ``(*spatial)``. Pixel
 values are kept as stored (a 16-bit image keeps 0..65535; no rescaling to [0, 1]); scaling is
@@ -22,6 +22,10 @@ Layout rules (how many spatial dims, and which axis is channels):
   has its channels first (``(C, L)`` with ``spatial_dims=1``, ``(C, H, W)`` with
   ``spatial_dims=2``).
 
+* **NIfTI** (``.nii``, ``.nii.gz``; extra ``medical``) is a 3D volume ``(1, D, H, W)`` in one
+  canonical orientation (see :mod:`unetkit.io.nifti`); outputs go back to the input's own
+  orientation, affine and header through ``like=`` of :func:`write_mask`/:func:`write_image`.
+
 A mask follows the same rules and must then have one channel; a mask with several channels that
 are all equal (grey saved as RGB) is accepted and one channel is kept.
 
@@ -40,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from unetkit.errors import DataError
+from unetkit.io import nifti
 from unetkit.io.atomic import atomic_write
 from unetkit.io.formats import ALLOWED_SUFFIXES, FORMAT_NAMES, FORMAT_OF_SUFFIX
 from unetkit.io.formats import check_format as _check_format
@@ -73,6 +78,8 @@ def _read_raw(path: Path, max_pixels: int | None, spatial_dims: int | None, as_m
             return read_png(path, limit, as_mask=as_mask)
         if fmt == "tiff":
             return read_tiff(path, limit, spatial_dims)
+        if fmt == "nifti":
+            return nifti.read_nifti(path, limit, spatial_dims)
         return read_npy(path, limit)
     except DataError:
         raise
@@ -225,6 +232,8 @@ def stored_dtype(path: str | os.PathLike[str]) -> np.dtype:
         return np.dtype(np.uint16 if bit_depth == b"\x10" else np.uint8)
     if fmt == "npy":
         return np.load(p, mmap_mode="r", allow_pickle=False).dtype
+    if fmt == "nifti":
+        return nifti.stored_dtype(p)
     import tifffile
 
     with tifffile.TiffFile(p) as tif:
@@ -250,13 +259,20 @@ def _smallest_uint(arr: np.ndarray, *, allow_32: bool) -> np.dtype | None:
 
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix not in FORMAT_OF_SUFFIX:
+    if nifti.is_nifti_name(path):
+        return ".nii"
+    if suffix not in FORMAT_OF_SUFFIX or suffix == ".gz":
         allowed = " ".join(ALLOWED_SUFFIXES)
         raise ValueError(f"path: unsupported extension {suffix!r}; use {allowed}")
     return suffix
 
 
-def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
+def write_image(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    *,
+    like: str | os.PathLike[str] | None = None,
+) -> None:
     """Write an image ``(C, *spatial)`` atomically, format chosen by the extension.
 
     * ``.npy``: ``float32``; ``C == 1`` is dropped so that :func:`read_image` gives the array
@@ -265,6 +281,9 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
       ``uint8``; otherwise channels are stored with a ``C`` axis. Values are stored as
       ``uint8``/``uint16`` when they are integers that fit, else ``float32``.
     * ``.png``: 2D with C in 1, 3, 4; integer values in 0..255 (or 0..65535 for C == 1).
+    * ``.nii``/``.nii.gz``: ``float32`` ``(C, D, H, W)`` in the network's orientation, written
+      on the grid of the NIfTI file ``like`` (required: its orientation, affine and header; see
+      :mod:`unetkit.io.nifti`); several channels become the 4th axis.
 
     Raises:
         ValueError: ``array`` does not fit the format (named in the message).
@@ -278,7 +297,9 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if not np.isfinite(arr).all():
         raise ValueError("array: contains NaN or infinite values")
     sd = arr.ndim - 1
-    if suffix == ".npy":
+    if suffix == ".nii":
+        payload = _nifti_payload(p, arr, like, is_mask=False)
+    elif suffix == ".npy":
         payload = npy_bytes(arr[0] if arr.shape[0] == 1 else arr)
     elif suffix == ".png":
         dt = _smallest_uint(arr, allow_32=False)
@@ -303,11 +324,38 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
         fh.write(payload)
 
 
-def write_mask(path: str | os.PathLike[str], array: np.ndarray) -> None:
+def _nifti_payload(
+    path: Path, arr: np.ndarray, like: str | os.PathLike[str] | None, *, is_mask: bool
+) -> bytes:
+    if like is None:
+        raise ValueError(
+            f"like: {path.name} is NIfTI, which is written only on the grid of the NIfTI input "
+            f"it belongs to (pass like=<that file>), never without its affine"
+        )
+    gz = path.name.lower().endswith(".gz")
+    return nifti.nifti_bytes(arr, like, gz=gz, is_mask=is_mask)
+
+
+def _label_dtype(arr: np.ndarray) -> np.dtype:
+    """The smallest of uint8, uint16, int32 that holds every label (int64 beyond)."""
+    low, high = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    for dt in (np.uint8, np.uint16, np.int32):
+        if np.iinfo(dt).min <= low and high <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def write_mask(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    *,
+    like: str | os.PathLike[str] | None = None,
+) -> None:
     """Write a label mask ``(*spatial)`` atomically, format chosen by the extension.
 
     ``.png`` (2D) stores ``uint8`` or ``uint16``; ``.tif`` (2D, or 3D as a multi-page stack)
-    the smallest unsigned type that fits; ``.npy`` keeps ``int64``.
+    the smallest unsigned type that fits; ``.npy`` keeps ``int64``; ``.nii``/``.nii.gz`` the
+    smallest integer type that fits, on the grid of the NIfTI file ``like`` (required).
 
     Raises:
         ValueError: non-integer or negative labels for PNG/TIFF, or a shape the format cannot
@@ -320,7 +368,9 @@ def write_mask(path: str | os.PathLike[str], array: np.ndarray) -> None:
         raise ValueError(f"array: expected a mask (*spatial) with 1..3 dims, got {arr.shape}")
     if arr.dtype.kind not in "biu":
         raise ValueError(f"array: mask must hold integers, got dtype {arr.dtype}")
-    if suffix == ".npy":
+    if suffix == ".nii":
+        payload = _nifti_payload(p, arr.astype(_label_dtype(arr), copy=False), like, is_mask=True)
+    elif suffix == ".npy":
         payload = npy_bytes(arr.astype(np.int64, copy=False))
     else:
         dt = _smallest_uint(arr, allow_32=suffix != ".png")

@@ -45,15 +45,16 @@ def center_crop(x: Tensor, size: Sequence[int]) -> Tensor:
     return x[tuple(slices)]
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, ...]]:
-    """Pad the spatial axes of ``x`` at their far end to a multiple of ``multiple``.
+def pad_to_multiple(x: Tensor, multiple: int | Sequence[int]) -> tuple[Tensor, tuple[int, ...]]:
+    """Pad the spatial axes of ``x`` at their far end to a multiple of ``multiple`` (one per axis).
 
     ``x: (B, C, *S) -> (B, C, *P)`` with ``P[i] = ceil(S[i] / multiple) * multiple``; returns the
     original spatial size for cropping back. Padding only at the far end never shifts content.
     Mirrors the border (reflect) where the axis is long enough, else replicates it.
     """
     spatial = tuple(int(s) for s in x.shape[2:])
-    target = tuple(math.ceil(s / multiple) * multiple for s in spatial)
+    per_axis = [multiple] * len(spatial) if isinstance(multiple, int) else list(multiple)
+    target = tuple(math.ceil(s / m) * m for s, m in zip(spatial, per_axis, strict=True))
     if target == spatial:
         return x, spatial
     pads: list[int] = []
@@ -70,6 +71,13 @@ def crop_to(x: Tensor, size: Sequence[int]) -> Tensor:
     return x[(slice(None), slice(None), *(slice(0, s) for s in size))]
 
 
+def _same_pad(kernel_size: int | Sequence[int]) -> int | tuple[int, ...]:
+    """'same' padding ``(k - 1) // 2`` of an odd kernel, per axis where the kernel is per axis."""
+    if isinstance(kernel_size, int):
+        return (kernel_size - 1) // 2
+    return tuple((k - 1) // 2 for k in kernel_size)
+
+
 class ConvNormAct(nn.Module):
     """``x -> conv(k) -> norm -> act``; ``(B, in_channels, *S) -> (B, out_channels, *S')``.
 
@@ -82,14 +90,15 @@ class ConvNormAct(nn.Module):
         in_channels: int,
         out_channels: int,
         *,
-        kernel_size: int,
+        kernel_size: int | Sequence[int],
         padding: str,
         norm: LayerSpec,
         act: LayerSpec,
         with_act: bool = True,
     ) -> None:
         super().__init__()
-        pad = (kernel_size - 1) // 2 if padding == "same" else 0
+        k = kernel_size
+        pad = _same_pad(k) if padding == "same" else 0
         has_norm = layers.spec_name(norm) != "none"
         conv = layers.conv(
             spatial_dims, in_channels, out_channels, kernel_size, padding=pad, bias=not has_norm
@@ -97,7 +106,7 @@ class ConvNormAct(nn.Module):
         self.conv = tag_conv(
             conv,
             gain=layers.act_gain(act) if with_act else 1.0,
-            fan_in=in_channels * kernel_size**spatial_dims,
+            fan_in=in_channels * (k**spatial_dims if isinstance(k, int) else math.prod(k)),
         )
         self.norm = layers.norm(norm, spatial_dims, out_channels)
         self.act = layers.act(act) if with_act else nn.Identity()
@@ -122,7 +131,7 @@ class ConvBlock(nn.Module):
         out_channels: int,
         *,
         convs_per_block: int,
-        kernel_size: int,
+        kernel_size: int | Sequence[int],
         padding: str,
         norm: LayerSpec,
         act: LayerSpec,
@@ -160,15 +169,23 @@ class ConvBlock(nn.Module):
 
     @classmethod
     def from_config(
-        cls, config: UNetConfig, in_channels: int, out_channels: int, *, dropout: float = 0.0
+        cls,
+        config: UNetConfig,
+        in_channels: int,
+        out_channels: int,
+        *,
+        dropout: float = 0.0,
+        level: int = 0,
     ) -> ConvBlock:
-        """The block of one encoder or decoder level, as ``config`` describes it."""
+        """The block of encoder or decoder level ``level``, as ``config`` describes it."""
         return cls(
             config.spatial_dims,
             in_channels,
             out_channels,
             convs_per_block=config.convs_per_block,
-            kernel_size=config.kernel_size,
+            kernel_size=config.kernel_size
+            if config.kernel_sizes is None
+            else config.kernel_at(level),
             padding=config.padding,
             norm=config.norm,
             act=config.act,
@@ -202,6 +219,7 @@ class ConvStage(nn.Sequential):
         blocks: int,
         *,
         dropout: float = 0.0,
+        level: int = 0,
     ) -> ConvStage:
         """``blocks`` blocks as ``config`` describes them; ``dropout`` ends the last one."""
         return cls(
@@ -211,6 +229,7 @@ class ConvStage(nn.Sequential):
                     in_channels if j == 0 else out_channels,
                     out_channels,
                     dropout=dropout if j == blocks - 1 else 0.0,
+                    level=level,
                 )
                 for j in range(blocks)
             )
@@ -220,21 +239,25 @@ class ConvStage(nn.Sequential):
 class Down(nn.Module):
     """``x -> pool 2 (max | avg) | conv 2x2 stride 2``; ``(B, C, *S) -> (B, C, *S/2)``.
 
-    ``down`` is the config's option: ``"maxpool"``, ``"avgpool"`` or ``"strided"``.
+    ``down`` is the config's option: ``"maxpool"``, ``"avgpool"`` or ``"strided"``. ``stride``
+    (one per axis, e.g. ``(1, 2, 2)``) replaces the 2: window and stride are both ``stride``.
     """
 
-    def __init__(self, spatial_dims: int, channels: int, down: str) -> None:
+    def __init__(
+        self, spatial_dims: int, channels: int, down: str, stride: int | Sequence[int] = 2
+    ) -> None:
         super().__init__()
         self.down = down
+        s = stride if isinstance(stride, int) else tuple(stride)
         if down == "maxpool":
-            self.op: nn.Module = layers.MAXPOOL[spatial_dims](2)
+            self.op: nn.Module = layers.MAXPOOL[spatial_dims](s)
         elif down == "avgpool":
-            self.op = layers.AVGPOOL[spatial_dims](2)
+            self.op = layers.AVGPOOL[spatial_dims](s)
         else:
             self.op = tag_conv(
-                layers.conv(spatial_dims, channels, channels, 2, stride=2),
+                layers.conv(spatial_dims, channels, channels, s, stride=s),
                 gain=1.0,
-                fan_in=channels * 2**spatial_dims,
+                fan_in=channels * (s**spatial_dims if isinstance(s, int) else math.prod(s)),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -245,20 +268,31 @@ class Up(nn.Module):
     """``x -> transposed conv 2x2 stride 2 | (interp x2 -> conv 1x1)``.
 
     ``(B, in_channels, *S) -> (B, out_channels, *2S)``; ``up`` is the config's option
-    (``"transpose"`` or ``"interp"``).
+    (``"transpose"`` or ``"interp"``); ``stride`` (one per axis) replaces the 2.
 
     The paper's "up-convolution" halves the channels: ``out_channels = in_channels / 2`` in a
     standard U-Net.
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, up: str) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        up: str,
+        stride: int | Sequence[int] = 2,
+    ) -> None:
         super().__init__()
         self.up = up
         self.spatial_dims = spatial_dims
+        s = stride if isinstance(stride, int) else tuple(stride)
+        self.scale: float | tuple[float, ...] = (
+            float(s) if isinstance(s, int) else tuple(float(v) for v in s)
+        )
         if up == "transpose":
             # Stride equals kernel: each output element sees in_channels inputs (one per channel).
             self.conv = tag_conv(
-                layers.CONV_T[spatial_dims](in_channels, out_channels, 2, stride=2),
+                layers.CONV_T[spatial_dims](in_channels, out_channels, s, stride=s),
                 gain=1.0,
                 fan_in=in_channels,
             )
@@ -272,7 +306,10 @@ class Up(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.up == "interp":
             x = F.interpolate(
-                x, scale_factor=2.0, mode=layers.INTERP_MODE[self.spatial_dims], align_corners=False
+                x,
+                scale_factor=self.scale,
+                mode=layers.INTERP_MODE[self.spatial_dims],
+                align_corners=False,
             )
         return self.conv(x)
 

@@ -106,6 +106,22 @@ def _check_spec_options(field: str, spec: LayerSpec) -> None:
             raise ValueError(f"{field}.{key}: expected {expected}, got {value!r}")
 
 
+def _per_axis_table(rows: Any, spatial_dims: int) -> Any:
+    """``strides``/``kernel_sizes`` as a tuple of per-axis tuples (an int entry: every axis).
+
+    Anything that is not a sequence of ints/sequences is returned as is for ``validate`` to name.
+    """
+    out: list[Any] = []
+    for row in rows:
+        if isinstance(row, int) and not isinstance(row, bool) and spatial_dims in (1, 2, 3):
+            out.append((row,) * spatial_dims)
+        elif isinstance(row, list | tuple):
+            out.append(tuple(row))
+        else:
+            return tuple(rows)
+    return tuple(out)
+
+
 def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{field}: {value!r} is not one of {', '.join(repr(c) for c in choices)}")
@@ -151,6 +167,16 @@ class UNetConfig:
             blocks too). ``True``/``False`` mean ``"encoder"``/``"off"``.
         deep_supervision: add 1x1 heads on the decoder levels below full resolution, returned
             by :meth:`UNet.forward_deep_supervision`.
+        strides: anisotropy: the down-sampling factor of each level change, per spatial axis,
+            shallow first (``depth - 1`` entries, each one integer per axis or one integer for
+            every axis), e.g. ``((1, 2, 2), (1, 2, 2), (2, 2, 2))`` for a volume whose first
+            axis is several times coarser: it is not pooled until the in-plane resolution
+            catches up. The decoder up-samples by the same factors. ``None`` (the default): 2
+            on every axis.
+        kernel_sizes: anisotropy: the odd convolution kernel of each level's blocks, per spatial
+            axis (``depth`` entries, each one integer per axis or one for every axis), e.g.
+            ``((1, 3, 3), (1, 3, 3), (3, 3, 3))``. The decoder block of a level uses that level's
+            kernel. ``None`` (the default): ``kernel_size`` everywhere.
     """
 
     spatial_dims: int = 2
@@ -172,6 +198,8 @@ class UNetConfig:
     init: Init = "kaiming"
     checkpointing: Checkpointing | bool = "off"
     deep_supervision: bool = False
+    strides: tuple[tuple[int, ...], ...] | None = None
+    kernel_sizes: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.checkpointing is True:
@@ -181,6 +209,10 @@ class UNetConfig:
         object.__setattr__(self, "widths", tuple(self.widths))
         if isinstance(self.encoder_blocks, list | tuple):
             object.__setattr__(self, "encoder_blocks", tuple(self.encoder_blocks))
+        for name in ("strides", "kernel_sizes"):
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                object.__setattr__(self, name, _per_axis_table(value, self.spatial_dims))
         if isinstance(self.norm, dict):
             object.__setattr__(self, "norm", dict(self.norm))
         if isinstance(self.act, dict):
@@ -223,6 +255,7 @@ class UNetConfig:
         ):
             _check_choice(name, getattr(self, name), get_args(typ))
         self._validate_encoder_blocks()
+        self._validate_anisotropy()
         if not isinstance(self.norm, str | dict):
             raise ValueError(f"norm: expected a name or a mapping, got {self.norm!r}")
         _check_choice("norm", spec_name(self.norm), NORMS)
@@ -254,6 +287,66 @@ class UNetConfig:
                 f"null for one block per level; got {blocks!r}"
             )
 
+    def _validate_anisotropy(self) -> None:
+        d = self.spatial_dims
+        for name, rows, odd in (
+            ("strides", self.strides, False),
+            ("kernel_sizes", self.kernel_sizes, True),
+        ):
+            if rows is None:
+                continue
+            want = self.depth - 1 if name == "strides" else self.depth
+            example = [[1, 2, 2], [2, 2, 2]] if name == "strides" else [[1, 3, 3], [3, 3, 3]]
+            ok = (
+                isinstance(rows, tuple)
+                and len(rows) == want
+                and all(
+                    isinstance(row, tuple)
+                    and len(row) == d
+                    and all(
+                        isinstance(v, int)
+                        and not isinstance(v, bool)
+                        and v >= 1
+                        and (v % 2 == 1 if odd else True)
+                        for v in row
+                    )
+                    for row in rows
+                )
+            )
+            if not ok:
+                what = "odd positive integers" if odd else "positive integers"
+                raise ValueError(
+                    f"{name}: expected {want} entries (one per "
+                    f"{'level change' if name == 'strides' else 'level'}), each {d} {what} "
+                    f"(one per spatial axis) or one for every axis, e.g. {example} for a 3D "
+                    f"model; or null for the isotropic default; got {rows!r}"
+                )
+
+    def stride_at(self, i: int) -> tuple[int, ...]:
+        """Per-axis factor of the down-sampling from level ``i`` into level ``i + 1``."""
+        if self.strides is None:
+            return (2,) * self.spatial_dims
+        return self.strides[i]
+
+    def kernel_at(self, level: int) -> tuple[int, ...]:
+        """Per-axis convolution kernel of level ``level``'s blocks."""
+        if self.kernel_sizes is None:
+            return (self.kernel_size,) * self.spatial_dims
+        return self.kernel_sizes[level]
+
+    @property
+    def anisotropic(self) -> bool:
+        """Whether ``strides`` or ``kernel_sizes`` set per-level, per-axis values."""
+        return self.strides is not None or self.kernel_sizes is not None
+
+    @property
+    def downsample_factors(self) -> tuple[int, ...]:
+        """Total downsampling between the input and the bottleneck, per spatial axis."""
+        out = [1] * self.spatial_dims
+        for i in range(self.depth - 1):
+            out = [a * b for a, b in zip(out, self.stride_at(i), strict=True)]
+        return tuple(out)
+
     def blocks_at(self, level: int) -> int:
         """Number of blocks of encoder level ``level`` (1 unless ``encoder_blocks`` says more)."""
         return 1 if self.encoder_blocks is None else self.encoder_blocks[level]
@@ -265,8 +358,14 @@ class UNetConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Total downsampling between the input and the bottleneck, ``2 ** (depth - 1)``."""
-        return 2 ** (len(self.widths) - 1)
+        """Total downsampling between the input and the bottleneck, ``2 ** (depth - 1)``.
+
+        With ``strides``, the least common multiple of :attr:`downsample_factors` (a size that
+        is a multiple of it works on every axis); per-axis code uses ``downsample_factors``.
+        """
+        if self.strides is None:
+            return 2 ** (len(self.widths) - 1)
+        return math.lcm(*self.downsample_factors)
 
     def replace(self, **changes: Any) -> UNetConfig:
         """A copy with some fields changed (validated again); ``None`` values are dropped."""

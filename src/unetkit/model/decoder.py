@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from unetkit.model.blocks import ConvBlock, Fuse, Up
 from unetkit.model.config import UNetConfig
-from unetkit.model.encoder import maybe_checkpoint
+from unetkit.model.encoder import level_stride, maybe_checkpoint
 from unetkit.model.walk import Point, Step, block_points, call, option_of
 
 
@@ -16,8 +16,9 @@ class Decoder(nn.Module):
     """``[s_0, ..., s_{D-1}] -> (B, w_0, *S_out)``; knows only channel counts, not the encoder.
 
     Level ``i`` (from ``D-2`` up to 0): ``up_i`` maps ``w_{i+1} -> w_i`` channels at twice the
-    resolution, ``fuse_i`` joins it with the skip ``s_i`` (centre-cropped in valid mode), and
-    ``block_i`` maps the fused channels to ``w_i``. Modules are indexed by level.
+    resolution (``strides[i]`` times with ``strides``), ``fuse_i`` joins it with the skip ``s_i``
+    (centre-cropped in valid mode), and ``block_i`` maps the fused channels to ``w_i``. Modules
+    are indexed by level.
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -26,7 +27,8 @@ class Decoder(nn.Module):
         self.checkpointed = c.checkpointing == "all"
         levels = range(c.depth - 1)
         self.ups = nn.ModuleList(
-            Up(c.spatial_dims, c.widths[i + 1], c.widths[i], c.up) for i in levels
+            Up(c.spatial_dims, c.widths[i + 1], c.widths[i], c.up, level_stride(c, i))
+            for i in levels
         )
         self.fuses = nn.ModuleList(
             Fuse(
@@ -39,7 +41,8 @@ class Decoder(nn.Module):
             for i in levels
         )
         self.blocks = nn.ModuleList(
-            ConvBlock.from_config(c, self.fuses[i].out_channels, c.widths[i]) for i in levels
+            ConvBlock.from_config(c, self.fuses[i].out_channels, c.widths[i], level=i)
+            for i in levels
         )
 
     prefix = "decoder"

@@ -54,6 +54,11 @@ def maybe_checkpoint(
     return checkpoint(fn, *args, use_reentrant=False, context_fn=contexts)
 
 
+def level_stride(config: UNetConfig, i: int) -> int | tuple[int, ...]:
+    """The down-sampling factor into level ``i + 1``: 2 (isotropic) or one per axis."""
+    return 2 if config.strides is None else config.stride_at(i)
+
+
 class Encoder(nn.Module):
     """``x: (B, C_in, *S) -> [s_0: (B, w_0, *S_0), ..., s_{D-1}: (B, w_{D-1}, *S_{D-1})]``.
 
@@ -70,7 +75,8 @@ class Encoder(nn.Module):
         c = config
         self.checkpointed = c.checkpointing in ("encoder", "all")
         self.downs = nn.ModuleList(
-            Down(c.spatial_dims, c.widths[i - 1], c.down) for i in range(1, c.depth)
+            Down(c.spatial_dims, c.widths[i - 1], c.down, level_stride(c, i - 1))
+            for i in range(1, c.depth)
         )
 
         def level(i: int) -> nn.Module:
@@ -78,8 +84,8 @@ class Encoder(nn.Module):
             dropout = c.dropout if i == c.depth - 1 else 0.0  # the paper's bottleneck dropout
             n = c.blocks_at(i)
             if n == 1:
-                return ConvBlock.from_config(c, in_channels, c.widths[i], dropout=dropout)
-            return ConvStage.from_config(c, in_channels, c.widths[i], n, dropout=dropout)
+                return ConvBlock.from_config(c, in_channels, c.widths[i], dropout=dropout, level=i)
+            return ConvStage.from_config(c, in_channels, c.widths[i], n, dropout=dropout, level=i)
 
         self.blocks = nn.ModuleList(level(i) for i in range(c.depth))
 
@@ -105,7 +111,7 @@ class Encoder(nn.Module):
         skips: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if i > 0:
-                x = step(self.down_point(i - 1), x)  # (B, w_{i-1}, *S_{i-1}/2)
+                x = step(self.down_point(i - 1), x)  # (B, w_{i-1}, *S_{i-1}/stride)
             level = functools.partial(self._blocks, i, step)
             x = maybe_checkpoint(level, block, x, enabled=self.checkpointed)  # (B, w_i, *S_i)
             skips.append(x)

@@ -70,6 +70,7 @@ class ModelSummary:
     receptive_field: int
     conv_layers: int
     valid_sizes: dict[str, Any] = field(default_factory=dict)
+    receptive_fields: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -112,7 +113,8 @@ class ModelSummary:
             f"U-Net {c.spatial_dims}D  depth {c.depth}  widths {list(c.widths)}  "
             f"padding={c.padding} down={c.down} up={c.up} fusion={c.fusion} "
             f"norm={c.norm} block={c.block}"
-            + ("" if c.encoder_blocks is None else f" encoder_blocks={list(c.encoder_blocks)}"),
+            + ("" if c.encoder_blocks is None else f" encoder_blocks={list(c.encoder_blocks)}")
+            + _anisotropy_text(c),
             f"input {'x'.join(map(str, self.input_shape))} -> output "
             f"{'x'.join(map(str, self.output_shape))}  (batch, channels, spatial)",
             "",
@@ -129,15 +131,46 @@ class ModelSummary:
             f"(batch 1, fp32, tensors kept for backward)",
             f"training step (est.)    {self.train_step_bytes / 2**20:.1f} MiB  "
             f"(activations + weights, gradients, AdamW state)",
-            f"receptive field         {self.receptive_field} px per axis",
+            f"receptive field         {self.receptive_field} px per axis"
+            if len(set(self.receptive_fields)) <= 1
+            else f"receptive field         {'x'.join(map(str, self.receptive_fields))} px "
+            f"(per spatial axis)",
         ]
-        if self.valid_sizes:
+        if self.valid_sizes and c.anisotropic:
+            for axis, v in enumerate(self.valid_sizes["axes"]):
+                out.append(
+                    f"valid sizes, axis {axis}     nearest to {v['requested']}: {v['below']} and "
+                    f"{v['above']}; first few: {v['first']} (step {v['step']})"
+                )
+        elif self.valid_sizes:
             v = self.valid_sizes
             out.append(
                 f"valid input sizes       nearest to {v['requested']}: {v['below']} and "
                 f"{v['above']}; first few: {v['first']} (step {v['step']})"
             )
         return "\n".join(out)
+
+
+def _anisotropy_text(c: UNetConfig) -> str:
+    """`` strides=... kernel_sizes=...`` for the header line of an anisotropic model."""
+    text = ""
+    if c.strides is not None:
+        text += f" strides={[list(r) for r in c.strides]}"
+    if c.kernel_sizes is not None:
+        text += f" kernel_sizes={[list(r) for r in c.kernel_sizes]}"
+    return text
+
+
+def _valid_axis(config: UNetConfig, n: int, axis: int) -> dict[str, Any]:
+    """The valid-size facts of one spatial axis of an anisotropic valid-mode model."""
+    below, above = sizes.nearest_valid_sizes(config, n, axis)
+    return {
+        "requested": n,
+        "below": below,
+        "above": above,
+        "first": sizes.valid_input_sizes(config, 1, 2048, axis)[:4],
+        "step": config.downsample_factors[axis],
+    }
 
 
 def summarize(
@@ -149,7 +182,9 @@ def summarize(
     pass, fp32; with ``checkpointing`` the recomputed blocks keep only their outputs.
     """
     if input_size is None:
-        default = sizes.nearest_valid_sizes(config, 572)[1] or 572
+        default = [
+            sizes.nearest_valid_sizes(config, 572, a)[1] or 572 for a in range(config.spatial_dims)
+        ]
         input_size = default if config.padding == "valid" else 256
     spatial = (
         (int(input_size),) * config.spatial_dims
@@ -157,7 +192,9 @@ def summarize(
         else tuple(int(s) for s in input_size)
     )
     valid: dict[str, Any] = {}
-    if config.padding == "valid":
+    if config.padding == "valid" and config.anisotropic:
+        valid = {"axes": [_valid_axis(config, n, a) for a, n in enumerate(spatial)]}
+    elif config.padding == "valid":
         below, above = sizes.nearest_valid_sizes(config, spatial[0])
         first = sizes.valid_input_sizes(config, 1, 2048)[:4]
         valid = {
@@ -265,6 +302,9 @@ def summarize(
         parameter_bytes=total_params * 4,
         train_step_bytes=act_bytes + total_params * 4 * 4,
         receptive_field=sizes.receptive_field(config),
+        receptive_fields=tuple(
+            sizes.receptive_field(config, a) for a in range(config.spatial_dims)
+        ),
         conv_layers=sum(1 for m in model.modules() if isinstance(m, _CONVS + _CONV_TS)),
         valid_sizes=valid,
     )

@@ -65,9 +65,9 @@ class UNet(nn.Module):
         """Spatial output size for an input size (see :func:`unetkit.model.sizes.output_size`)."""
         return sizes.output_size(self.config, input_size)
 
-    def valid_input_sizes(self, low: int = 1, high: int = 1024) -> list[int]:
-        """Input lengths along one axis that work without padding (all of them in same mode)."""
-        return sizes.valid_input_sizes(self.config, low, high)
+    def valid_input_sizes(self, low: int = 1, high: int = 1024, axis: int = 0) -> list[int]:
+        """Input lengths along ``axis`` that work without padding (all of them in same mode)."""
+        return sizes.valid_input_sizes(self.config, low, high, axis)
 
     def _check_input(self, x: Tensor) -> None:
         c = self.config
@@ -123,7 +123,7 @@ class UNet(nn.Module):
         """
         self._check_input(x)
         if self.config.padding == "same":
-            return pad_to_multiple(x, self.downsample_factor)  # (B, C, *P)
+            return pad_to_multiple(x, self.config.downsample_factors)  # (B, C, *P)
         self.output_size(tuple(x.shape[2:]))  # raises with the nearest valid sizes
         return x, None
 
@@ -141,7 +141,8 @@ class UNet(nn.Module):
         """Outputs at every decoder level, full resolution first.
 
         ``x: (B, in_channels, *S) -> [(B, out_channels, *S), (B, out_channels, *S/2), ...]``
-        (``depth - 1`` tensors; in same mode level ``i`` has size ``ceil(S / 2**i)``). Needs
+        (``depth - 1`` tensors; in same mode level ``i`` has size ``ceil(S / 2**i)``, per axis
+        with ``strides``). Needs
         ``deep_supervision=True``; the first element equals ``forward(x)``.
         """
         if not self.config.deep_supervision:
@@ -153,4 +154,6 @@ class UNet(nn.Module):
         outputs += [head(feat) for head, feat in zip(self.deep_heads, levels[1:], strict=True)]
         if original is None:
             return outputs
-        return [crop_to(y, [-(-s // 2**i) for s in original]) for i, y in enumerate(outputs)]
+        return [
+            crop_to(y, sizes.level_size(self.config, original, i)) for i, y in enumerate(outputs)
+        ]

@@ -44,6 +44,7 @@ from unetkit.data.augment import AugmentConfig
 from unetkit.data.declaration import DatasetDeclaration, read_declaration
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
+from unetkit.train.fingerprint import Fingerprint, GeometryPlan, plan_geometry
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,19 @@ def _round_down(value: int, multiple: int) -> int:
     return max(multiple, value // multiple * multiple)
 
 
+def patch_cap(spatial_dims: int, max_minutes: float | None) -> int:
+    """The largest patch side the budget affords (see the module doc)."""
+    budget = max_minutes if max_minutes is not None else 30.0
+    caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[spatial_dims]
+    return caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
+
+
+def batch_for(patch: Sequence[int]) -> int:
+    """Patches per step: about 128 k pixels in 2D (8 k in 1D, 2 x 48^3 in 3D), 2 to 32."""
+    pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[len(patch)]
+    return max(2, min(32, pixels // math.prod(patch)))
+
+
 def recipe_settings(
     summary: DataSummary, max_minutes: float | None, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -118,8 +132,7 @@ def recipe_settings(
             return gpu_settings(summary, max_minutes, resolved)
     nd = summary.spatial_dims
     budget = max_minutes if max_minutes is not None else 30.0
-    caps = {1: (1024, 2048, 4096), 2: (128, 192, 256), 3: (48, 64, 96)}[nd]
-    cap = caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
+    cap = patch_cap(nd, max_minutes)
     base = 16 if budget <= 10 else 32
     side = min(cap, min(summary.median_shape))
     # levels: bottleneck at 1/8 (small patches) .. 1/16 of the patch
@@ -131,8 +144,7 @@ def recipe_settings(
     patch = tuple(
         min(side, _round_down(s, factor)) if s >= factor else side for s in summary.median_shape
     )
-    pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[nd]
-    batch = max(2, min(32, pixels // math.prod(patch)))
+    batch = batch_for(patch)
     widths = tuple(min(base * 2**i, 320) for i in range(depth))
     fg = 1.0 - summary.class_frequencies[0] if summary.class_frequencies else 0.5
     long_run = budget > 20
@@ -202,19 +214,38 @@ def gpu_settings(
     return settings
 
 
+def geometry_plan(
+    summary: DataSummary, fp: Fingerprint | None, max_minutes: float | None
+) -> GeometryPlan | None:
+    """The fingerprint's choices (spacing, strides/kernels, patch, normalisation) for the
+    recipe's model depth and patch budget, or ``None`` without a fingerprint."""
+    if fp is None:
+        return None
+    depth = len(recipe_settings(summary, max_minutes)["model.widths"])
+    voxels = patch_cap(summary.spatial_dims, max_minutes) ** summary.spatial_dims
+    return plan_geometry(fp, voxels=voxels, depth=depth)
+
+
 def apply_recipe(
-    config: RunConfig, summary: DataSummary, explicit: set[str] | frozenset[str] = frozenset()
+    config: RunConfig,
+    summary: DataSummary,
+    explicit: set[str] | frozenset[str] = frozenset(),
+    geometry: GeometryPlan | None = None,
 ) -> tuple[RunConfig, dict[str, Any]]:
     """Fill every setting not in ``explicit`` (dotted keys) from :func:`recipe_settings`.
 
-    ``in_channels``, ``out_channels`` and ``spatial_dims`` always follow the data. Returns the
-    new config and the settings that were applied.
+    ``in_channels``, ``out_channels`` and ``spatial_dims`` always follow the data. With a
+    ``geometry`` plan (the data's fingerprint, :mod:`unetkit.train.fingerprint`), its patch,
+    strides, kernels and normalisation replace the plain choices. Returns the new config and
+    the settings that were applied.
     """
+    settings = recipe_settings(summary, config.train.max_minutes, device=config.train.device)
+    if geometry is not None:
+        settings.update(geometry.settings())
+        settings["train.batch_size"] = batch_for(geometry.patch_size)
     chosen = {
         k: v
-        for k, v in recipe_settings(
-            summary, config.train.max_minutes, device=config.train.device
-        ).items()
+        for k, v in settings.items()
         if not any(e == k or e.startswith(k + ".") or k.startswith(e + ".") for e in explicit)
     }
     sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
