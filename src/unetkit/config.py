@@ -29,6 +29,7 @@ from unetkit.configtools import (
 from unetkit.data.augment import AugmentConfig
 from unetkit.model import UNetConfig
 from unetkit.precision import Precision
+from unetkit.tasks.options import RestoreConfig
 
 Normalization = Literal["per_image", "dataset"]
 Optimizer = Literal["adamw", "sgd"]
@@ -246,12 +247,14 @@ class RunConfig:
             ``restore`` (image-to-image regression: denoising, deconvolution) or ``diffusion``
             (a denoiser conditioned on the noise level, for generation). One ``UNet`` and one
             trainer serve all three.
+        restore: options of ``task=restore`` (losses, blind-spot masking); ignored otherwise.
     """
 
     model: UNetConfig = field(default_factory=UNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: Task = "segment"
+    restore: RestoreConfig = field(default_factory=RestoreConfig)
 
     def with_sections(self, **sections: Any) -> RunConfig:
         """A copy with whole sections replaced (``model=...``, ``data=...``, ``train=...``)."""
@@ -316,6 +319,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = [
     "AugmentConfig",
     "DataConfig",
+    "RestoreConfig",
     "RunConfig",
     "Task",
     "TrainConfig",

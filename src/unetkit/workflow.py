@@ -195,14 +195,14 @@ def fit(
                 keys = set(explicit) if explicit is not None else found
             run_config, marker_extra = _resume_config(run_dir, requested, keys, overrides)
             # 3. read the data  4. every check before the folder changes
-            prepared = prepare_data(run_config.data, seed=run_config.train.seed)
+            prepared = _prepare(run_config)
             preflight(run_config, prepared)
             adopt(run_dir, info.is_main, marker_extra)
             say(f"resuming {run_dir}")
         else:
             # 1. build the config  2. check the run folder (nothing is written yet)
             run_config, found = resolve_config(config, overrides)
-            if run_config.task != "segment":
+            if run_config.task not in ("segment", "restore"):
                 raise UnetkitError(
                     f"task={run_config.task}: not available in this version; use task=segment"
                 )
@@ -213,7 +213,7 @@ def fit(
             check_unlocked(run_dir, "--out")
             run_config = with_run_defaults(run_config, keys)
             # 3. read the data and choose the recipe from it
-            prepared = prepare_data(run_config.data, seed=run_config.train.seed)
+            prepared = _prepare(run_config)
             run_config, lines = _recipe(run_config, prepared, keys, info, say)
             run_config = _resolved_data_path(run_config)
             # 4. memory and a first training step, then the folder (lock, marker, old run)
@@ -248,12 +248,22 @@ def fit(
         if (
             info.is_main
             and run_config.train.int8_calibration
+            and run_config.task == "segment"  # the int8 check compares label maps
             and result.signal is None
             and result.stopped != "paused"
         ):
             add_int8_calibration(run_dir / "model.safetensors", prepared, echo=say)
         barrier(info)
     return result
+
+
+def _prepare(config: RunConfig) -> PreparedData:
+    """The run's data, as its task reads it (restore: images with targets, or images alone)."""
+    if config.task == "restore":
+        from unetkit.tasks.restore_data import prepare_restore
+
+        return prepare_restore(config)
+    return prepare_data(config.data, seed=config.train.seed)
 
 
 def _resolved_data_path(config: RunConfig) -> RunConfig:
@@ -308,7 +318,12 @@ def _recipe(
     lines = [
         f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
         f"validation images, {prepared.in_channels} channel(s), "
-        f"{prepared.num_classes} classes, median size {list(summary.median_shape)}"
+        + (
+            f"{prepared.num_classes} classes"
+            if config.task == "segment"
+            else f"{prepared.num_classes} output channel(s)"
+        )
+        + f", median size {list(summary.median_shape)}"
     ]
     if chosen:
         lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")

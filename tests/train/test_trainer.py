@@ -109,17 +109,17 @@ def test_resume_falls_back_to_an_earlier_checkpoint(tmp_path: Path) -> None:
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path: Path, monkeypatch) -> None:
-    from unetkit.train import step as step_module
+    from unetkit.tasks.segment import SegmentObjective
 
-    real = step_module.StepRunner._loss
+    real = SegmentObjective.loss
     calls = {"n": 0}
 
-    def poisoned(self, outputs, y, w):
+    def poisoned(self, outputs, batch):
         calls["n"] += 1
-        loss = real(self, outputs, y, w)
+        loss = real(self, outputs, batch)
         return loss * float("nan") if calls["n"] > 4 else loss
 
-    monkeypatch.setattr(step_module.StepRunner, "_loss", poisoned)
+    monkeypatch.setattr(SegmentObjective, "loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 2, step 5"):
         run(tiny_config(epochs=3), tmp_path)
     # the model written after epoch 1 is intact and finite

@@ -16,7 +16,10 @@ from unetkit.infer.evaluation import (
     evaluate_folders,
     evaluate_model,
 )
+from unetkit.infer.predictor import PredictOptions
+from unetkit.infer.restore_evaluation import CSV_HEADER as RESTORE_CSV_HEADER
 from unetkit.io.atomic import atomic_save_bytes
+from unetkit.model import UNet
 
 
 def parse_boundary(text: str) -> BoundarySpec:
@@ -65,6 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "px); 'none' skips it",
     )
     add_tiling_arguments(p)
+    p.add_argument(
+        "--data-range",
+        type=float,
+        metavar="R",
+        help="restoration models: the data range of PSNR and SSIM (default: each target's "
+        "max - min)",
+    )
     p.set_defaults(run=run)
 
 
@@ -76,7 +86,7 @@ def _earlier_report(path: Path, kind: str) -> bool:
     try:
         with path.open(encoding="utf-8") as fh:
             if kind == "--csv":
-                return fh.readline().strip() == CSV_HEADER
+                return fh.readline().strip() in (CSV_HEADER, RESTORE_CSV_HEADER)
             data = json.load(fh)
     except (OSError, ValueError):
         return False
@@ -133,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         model, metadata = load_with_metadata(args.model)
         check_precision(model, metadata, options)
+        if metadata.get("task") == "restore":
+            return _run_restore(args, model, metadata, options)
+        if args.data_range is not None:
+            raise ValueError(f"--data-range: only for restoration models; {args.model} segments")
         evaluation = evaluate_model(
             model,
             metadata,
@@ -154,4 +168,28 @@ def run(args: argparse.Namespace) -> int:
     print(evaluation.report.format_table())
     print(f"rand error: {evaluation.boundary_reason}")
     _write_outputs(evaluation, args.json, args.csv)
+    return 0
+
+
+def _run_restore(
+    args: argparse.Namespace, model: UNet, metadata: dict, options: PredictOptions
+) -> int:
+    """``evaluate`` of a restoration model: PSNR and SSIM against ``targets/``."""
+    from unetkit.infer.restore_evaluation import evaluate_restore_model
+
+    if args.data_range is not None and not args.data_range > 0:
+        raise ValueError(f"--data-range: expected a positive number, got {args.data_range}")
+    evaluation = evaluate_restore_model(
+        model,
+        metadata,
+        args.data,
+        options=options,
+        data_range=args.data_range,
+    )
+    print(evaluation.format_table())
+    if args.json:
+        text = json.dumps(evaluation.to_json_dict(), indent=2) + "\n"
+        atomic_save_bytes(Path(args.json), text.encode())
+    if args.csv:
+        atomic_save_bytes(Path(args.csv), evaluation.to_csv_text().encode())
     return 0

@@ -118,6 +118,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true", help="also write colour overlay PNGs")
     p.add_argument("--overwrite", action="store_true", help="predict again existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "input"),
+        default="float32",
+        help="restoration models: write float32 TIFF (default; .npy for 1D) in the input's "
+        "intensity units, or 'input': the input's own format and pixel type (rounded, clipped)",
+    )
     p.set_defaults(run=run)
 
 
@@ -127,6 +134,15 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     model, metadata = load_with_metadata(args.model)
     check_precision(model, metadata, options)
+    from unetkit.infer.restore import is_restore_model
+
+    if is_restore_model(metadata):
+        return _run_restore(args, model, metadata, options)
+    if args.dtype != "float32":
+        raise ValueError(
+            f"--dtype {args.dtype}: only for restoration models; {args.model} is a segmentation "
+            f"model (its label maps keep the input's format)"
+        )
 
     def report(result: FileResult) -> None:
         if result.status == "skipped":
@@ -146,4 +162,40 @@ def run(args: argparse.Namespace) -> int:
     )
     done = sum(r.status == "predicted" for r in results)
     print(f"predicted {done}, skipped {len(results) - done}; outputs in {args.out}")
+    return 0
+
+
+def _run_restore(
+    args: argparse.Namespace, model: UNet, metadata: dict, options: PredictOptions
+) -> int:
+    """``predict`` with a restoration model: restored images in the input's units."""
+    from unetkit.infer.restore import restore_files
+
+    for flag, given in (
+        ("--save-probabilities", args.save_probabilities),
+        ("--overlay", args.overlay),
+    ):
+        if given:
+            raise ValueError(
+                f"{flag}: a restoration model ({args.model}) outputs images, not classes; "
+                f"leave {flag} out"
+            )
+
+    def report(result: FileResult) -> None:
+        if result.status == "skipped":
+            print(f"skipped {result.input} (outputs exist; --overwrite to redo)", file=sys.stderr)
+
+    results = restore_files(
+        model,
+        metadata,
+        args.input,
+        args.out,
+        options=options,
+        output=args.dtype,
+        overwrite=args.overwrite,
+        on_result=report,
+    )
+    done = sum(r.status == "predicted" for r in results)
+    unit = "float32" if args.dtype == "float32" else "the input's pixel type"
+    print(f"restored {done}, skipped {len(results) - done} ({unit}); outputs in {args.out}")
     return 0

@@ -188,10 +188,11 @@ def run(args: argparse.Namespace) -> int:
             config, explicit = build_config(args)
             result = fit(config, args.out, explicit=explicit, overwrite=args.overwrite, **common)
         per_class = ", ".join(f"{d:.3f}" for d in result.last_dice_per_class)
+        scores = f"last per-class Dice [{per_class}]; " if result.score_name == "dice" else ""
         say(
             f"{result.stopped}: {result.epochs} epochs, {result.steps} steps in "
-            f"{result.seconds / 60:.1f} min; best val_dice {result.best_dice:.4f} "
-            f"(epoch {result.best_epoch}); last per-class Dice [{per_class}]; "
+            f"{result.seconds / 60:.1f} min; best val_{result.score_name} "
+            f"{result.best_dice:.4f} (epoch {result.best_epoch}); {scores}"
             f"model: {result.run / 'model.safetensors'}"
         )
         if result.stopped in ("interrupted", "paused"):

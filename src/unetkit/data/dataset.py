@@ -160,6 +160,8 @@ def _scan(root: Path, report: DatasetReport | None) -> list[Pair]:
             else (f"{root}: missing folder(s) {', '.join(p.name + '/' for p in missing)}")
         )
         message = f"{what}; a dataset is a folder with images/ and masks/ (same file stems)"
+        if root.is_dir() and (root / "targets").is_dir() and not (root / "masks").is_dir():
+            message += " (this one has targets/: a restoration dataset; train it with task=restore)"
         if report is None:
             raise DataError(message)
         report.problems.append(message)

@@ -1,4 +1,5 @@
-"""One training example in memory: an image, its class mask, optional instance ids."""
+"""One training example in memory: an image, its class mask, optional instance ids, and for
+image restoration its float target."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class Sample:
         mask: ``int64`` ``(*spatial)`` class labels, 0 = background.
         instances: ``int64`` ``(*spatial)`` object ids (0 = none), or ``None``.
         stem: a name for messages and outputs (the file stem on disk).
+        target: ``float32`` ``(C_t, *spatial)``, the restored image of ``task=restore``
+            (its mask is then a read-only all-zero view), or ``None``.
 
     Raises:
         ValueError: shapes or dtypes that do not match the contract.
@@ -25,6 +28,7 @@ class Sample:
     mask: np.ndarray
     instances: np.ndarray | None = None
     stem: str = ""
+    target: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, np.ndarray) or self.image.dtype != np.float32:
@@ -45,6 +49,13 @@ class Sample:
             or self.instances.shape != spatial
         ):
             raise ValueError(f"instances: expected int64 array of shape {spatial}")
+        if self.target is not None and (
+            not isinstance(self.target, np.ndarray)
+            or self.target.dtype != np.float32
+            or self.target.ndim != self.image.ndim
+            or self.target.shape[1:] != spatial
+        ):
+            raise ValueError(f"target: expected a float32 array (C_t, {spatial})")
 
     @property
     def spatial_dims(self) -> int:

@@ -58,22 +58,31 @@ def epoch_row(
         "lr": lr,
         "seconds": seconds,
     }
-    for name, d in zip(class_names, val.dice, strict=True):
-        row[f"dice_{name}"] = float(d)
+    if len(val.dice):  # segmentation's per-class columns
+        for name, d in zip(class_names, val.dice, strict=True):
+            row[f"dice_{name}"] = float(d)
+    row.update(val.extra)
     if partial:
         row["partial"] = 1
     return row
 
 
 def epoch_line(row: dict[str, Any], steps_per_epoch: int, total_steps: int) -> str:
-    """The line printed after an epoch."""
+    """The line printed after an epoch (a task's own ``val_*`` columns replace Dice and IoU)."""
+    extra = [k for k in row if k.startswith("val_") and k not in _BASE_VAL]
+    scores = "".join(f"  {k} {row[k]:.4f}" for k in extra) or (
+        f"  val_dice {row['val_dice']:.4f}  val_iou {row['val_iou']:.4f}"
+    )
     return (
         f"epoch {row['epoch']}/{math.ceil(total_steps / steps_per_epoch)} "
         f"step {row['step']}/{total_steps}"
         f"  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}"
-        f"  val_dice {row['val_dice']:.4f}  val_iou {row['val_iou']:.4f}"
+        f"{scores}"
         f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
     )
+
+
+_BASE_VAL = ("val_loss", "val_dice", "val_iou")
 
 
 def iter_rows(history: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -180,7 +180,7 @@ def apply_recipe(
                 f"one size or {summary.spatial_dims}"
             )
     train = replace(config.train, **sections["train"])
-    return RunConfig(model=model, data=data, train=train), chosen
+    return replace(config, model=model, data=data, train=train), chosen
 
 
 def flip_axes_note(summary: DataSummary) -> str:

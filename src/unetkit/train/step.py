@@ -1,9 +1,10 @@
 """One optimiser step, and the short timings that size a run (threads, precision, schedule).
 
 :class:`StepRunner` owns what a step touches: the model (in the memory format and precision that
-:mod:`unetkit.precision` chose), the DDP-wrapped forward, the optimiser, the loss and the batch
-source. The loop (:mod:`unetkit.train.trainer`) calls :meth:`StepRunner.train_step`; the
-planner calls :meth:`StepRunner.measure`.
+:mod:`unetkit.precision` chose), the DDP-wrapped forward, the optimiser and the task
+(:mod:`unetkit.tasks`: batches, network input and target, loss, validation). The loop
+(:mod:`unetkit.train.trainer`) calls :meth:`StepRunner.train_step`; the planner calls
+:meth:`StepRunner.measure`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import copy
 import math
 import os
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +21,10 @@ from torch import Tensor, nn
 from unetkit import precision as policy
 from unetkit.config import RunConfig
 from unetkit.model import UNet
+from unetkit.tasks import Objective, make_objective
 from unetkit.train.distributed import DistInfo, all_reduce_max, broadcast_object
-from unetkit.train.loader import ShardedBatches, WeightMapConfig
-from unetkit.train.losses import deep_supervision_loss, make_loss
-from unetkit.train.prepare import PreparedData, class_frequencies
+from unetkit.train.prepare import PreparedData
 from unetkit.train.schedule import make_optimizer, make_scheduler
-from unetkit.train.validate import validate
-from unetkit.train.weight_map import border_weight_map
 
 
 class TrainForward(nn.Module):
@@ -40,7 +37,9 @@ class TrainForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+    def forward(self, x: Tensor, **conditioning: Tensor) -> Tensor | list[Tensor]:
+        if conditioning:  # a conditioned task (diffusion): the model takes the extra inputs
+            return self.model(x, **conditioning)  # type: ignore[call-arg]
         if self.model.config.deep_supervision:
             return self.model.forward_deep_supervision(x)
         return self.model(x)
@@ -49,21 +48,6 @@ class TrainForward(nn.Module):
 def step_seed(seed: int, step: int, rank: int) -> int:
     """The seed of global step ``step`` on ``rank`` (augmentation noise, dropout)."""
     return int(np.random.SeedSequence([seed, step, rank, 17]).generate_state(1)[0])
-
-
-def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
-    """The configured loss with ``ignore_index`` and class weights (``freqs``: ``(K,)`` shares)."""
-    t, d = config.train, config.data
-    kwargs: dict[str, Any] = {"ignore_index": d.ignore_index}
-    if t.class_weighting == "balanced":
-        present = np.where(freqs > 0, freqs, 1.0)
-        w = 1.0 / (len(freqs) * present)
-        w = np.where(freqs > 0, w / w[freqs > 0].mean(), 0.0)
-        if t.loss in ("ce", "dice_ce", "weighted_ce"):
-            kwargs["class_weights"] = [float(v) for v in w]
-        elif t.loss == "focal":
-            kwargs["alpha"] = [float(v) for v in w]
-    return make_loss(t.loss, **kwargs)
 
 
 class StepRunner:
@@ -101,35 +85,9 @@ class StepRunner:
         self.scheduler: torch.optim.lr_scheduler.LRScheduler = make_scheduler(
             self.optimizer, 10, 0, "constant"
         )
-        self.freqs = class_frequencies(prepared.raw_train, prepared.num_classes)
-        self.loss_fn = build_loss(config, self.freqs)
-        patch = config.data.patch_size or ()
-        wm = None
-        if t.loss == "weighted_ce":
-            wm = WeightMapConfig(w0=t.border_w0, sigma=t.border_sigma)
-        self.batches = ShardedBatches(
-            prepared.train,
-            t.batch_size,
-            patch,
-            augment=config.data.augment,
-            seed=t.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-            foreground_share=config.data.foreground_share,
-            weight_map=wm,
-            flips=config.data.flips,
-        )
-        self.val_weights: list[np.ndarray | None] | None = None
-        if wm is not None:
-            self.val_weights = [
-                border_weight_map(
-                    s.instances if s.instances is not None else s.mask,
-                    w0=wm.w0,
-                    sigma=wm.sigma,
-                    from_components=s.instances is None,
-                )
-                for s in prepared.val
-            ]
+        # what the task decides: batches, network input and target, loss, validation
+        self.task: Objective = make_objective(config, prepared, info)
+        self.batches = self.task.batches
         # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
         self.precision_note = "precision: fp32"
@@ -165,14 +123,6 @@ class StepRunner:
 
     # -- one optimiser step --------------------------------------------------------------------
 
-    def _loss(self, outputs: Tensor | list[Tensor], y: Tensor, w: Tensor | None) -> Tensor:
-        if isinstance(outputs, list):
-            outputs = [o.float() for o in outputs]
-            return deep_supervision_loss(
-                self.loss_fn, outputs, y, self.config.train.deep_supervision_weights, w
-            )
-        return self.loss_fn(outputs.float(), y, w)
-
     def train_step(self, epoch: int, index: int, step: int) -> tuple[float, bool]:
         """One optimiser step on batch ``index`` of ``epoch``; returns (loss, finite).
 
@@ -181,13 +131,13 @@ class StepRunner:
         """
         t = self.config.train
         torch.manual_seed(step_seed(t.seed, step, self.info.rank))
-        batch = self.batches.batch(epoch, index)
-        x = batch.images
+        batch = self.task.inputs(self.batches.batch(epoch, index))
+        x = batch.inputs
         if self.channels_last:
             x = policy.to_channels_last(x, self.config.model.spatial_dims)
         with policy.autocast(self.precision, self.device):
-            outputs = self.forward_module(x)
-        loss = self._loss(outputs, batch.masks, batch.weights)
+            outputs = self.forward_module(x, **batch.conditioning)
+        loss = self.task.loss(outputs, batch)
         finite = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0])
         all_reduce_max(self.info, finite)
         if finite.item() > 0:
@@ -251,12 +201,9 @@ class StepRunner:
             if with_val:
                 start = time.perf_counter()
                 n = max(1, math.ceil(len(self.prepared.val) / self.info.world_size))
-                validate(
+                self.task.validate(
                     model_copy,
                     [self.prepared.val[0]],
-                    self.loss_fn,
-                    self.prepared.num_classes,
-                    self.config.data.ignore_index,
                     DistInfo(),
                     precision=self.precision,
                     channels_last=self.channels_last,

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from unetkit.config import RunConfig
+from unetkit.tasks.segment import build_loss
 from unetkit.train import checkpoint as ckpt
 from unetkit.train.budget import Budget, default_steps_per_epoch, plan_schedule
 from unetkit.train.distributed import DistInfo, all_reduce_sum, barrier, broadcast_object
@@ -44,8 +45,8 @@ from unetkit.train.prepare import PreparedData, model_metadata
 from unetkit.train.progress import epoch_line, epoch_row, iter_rows, name_list, progress_bar
 from unetkit.train.resume import restore, resume_point
 from unetkit.train.schedule import lr_factor
-from unetkit.train.step import StepRunner, build_loss
-from unetkit.train.validate import ValResult, validate
+from unetkit.train.step import StepRunner
+from unetkit.train.validate import ValResult
 
 
 @dataclass
@@ -55,12 +56,14 @@ class TrainResult:
     Attributes:
         run: the run folder.
         epochs: epochs completed; ``steps``: optimiser steps completed.
-        best_dice: best validation Dice (foreground mean); ``best_epoch``: when.
+        best_dice: best validation score (the task's, :mod:`unetkit.tasks`: segment's
+            foreground mean Dice, restore's PSNR); ``best_epoch``: when.
         last_dice_per_class: per-class Dice of the last validation.
         stopped: ``finished``, ``time`` (budget spent), ``paused`` (``stop_after``) or
             ``interrupted`` (SIGINT/SIGTERM).
         seconds: wall time of this session.
         signal: the signal that interrupted the run, if any.
+        score_name: what ``best_dice`` measures (the task's score: ``dice``, ``psnr``, ...).
     """
 
     run: Path
@@ -72,6 +75,7 @@ class TrainResult:
     stopped: str
     seconds: float
     signal: int | None = None
+    score_name: str = "dice"
 
 
 class _Signals:
@@ -128,6 +132,7 @@ class Trainer:
         self.steps = StepRunner(config, prepared, info)
         patch = config.data.patch_size or ()
         self.metadata = model_metadata(config.data, prepared, tuple(patch))
+        self.metadata.update(self.steps.task.metadata())
         self.writer = EpochWriter(self.out, prepared, self.metadata, info)
 
     @property
@@ -136,14 +141,10 @@ class Trainer:
         return self.steps.model
 
     def _validate(self, keep_predictions: int = 0) -> ValResult:
-        return validate(
+        return self.steps.task.validate(
             self.steps.model,
             self.prepared.val,
-            self.steps.loss_fn,
-            self.prepared.num_classes,
-            self.config.data.ignore_index,
             self.info,
-            weights=self.steps.val_weights,
             precision=self.steps.precision,
             channels_last=self.steps.channels_last,
             keep_predictions=keep_predictions,
@@ -245,13 +246,10 @@ class Trainer:
                     partial=not complete,
                 )
                 state.history = [*(state.history or []), row]
-                improved = not math.isnan(last_val.mean_dice) and (
-                    last_val.mean_dice > state.best_dice
-                )
+                score = last_val.score  # the task's "best" (segment: mean Dice)
+                improved = not math.isnan(score) and score > state.best_dice
                 if improved or state.best_epoch == 0:
-                    state.best_dice = (
-                        last_val.mean_dice if not math.isnan(last_val.mean_dice) else -1.0
-                    )
+                    state.best_dice = score if not math.isnan(score) else -1.0
                     state.best_epoch = epoch + 1
                 state.elapsed_seconds += time.monotonic() - epoch_start
                 if adaptive and reason is None and state.step < state.total_steps:
@@ -293,6 +291,7 @@ class Trainer:
             stopped=stopped,
             seconds=time.monotonic() - started,
             signal=signals.received,
+            score_name=self.steps.task.score_name,
         )
 
     def _class_names(self) -> tuple[str, ...]:

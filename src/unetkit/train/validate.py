@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ class ValResult:
         mean_iou: the same for IoU.
         predictions: rank 0's predicted label maps ``(*spatial)`` of the first images, for
             overlays.
+        extra: more ``metrics.csv`` columns of other tasks (``{"val_psnr": ...}``).
+        best_score: what "best" means when it is not ``mean_dice`` (restore: PSNR), or
+            ``None``; read it as :attr:`score`.
     """
 
     loss: float
@@ -36,6 +39,13 @@ class ValResult:
     mean_dice: float
     mean_iou: float
     predictions: list[np.ndarray]
+    extra: dict[str, float] = field(default_factory=dict)
+    best_score: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The number the trainer keeps the best model by (higher is better)."""
+        return self.mean_dice if self.best_score is None else self.best_score
 
 
 def foreground_mean(values: np.ndarray, ignore_index: int | None) -> float:
