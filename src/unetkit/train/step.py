@@ -149,6 +149,9 @@ class StepRunner:
             if not bool(torch.isfinite(norm)):
                 return float("nan"), False
         self.optimizer.step()
+        after_step = getattr(self.task, "after_step", None)  # diffusion: the EMA of the weights
+        if after_step is not None:
+            after_step(self.model, self.optimizer)
         self.scheduler.step()
         return float(loss.detach()), True
 
