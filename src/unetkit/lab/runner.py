@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, str] = {
     "normalization": "normalization",
     "memory": "memory",
     "alignment": "alignment",
+    "denoiser": "denoiser",
 }
 
 
