@@ -32,6 +32,7 @@ TITLES = {
     "cli evaluate": "Command line — `unetkit evaluate`",
     "cli export": "Command line — `unetkit export`, refused before anything is written",
     "cli options": "Command line — odd option values on any command (the message names the option)",
+    "cli generate": "Command line — `unetkit generate` and diffusion data, refused before writing",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces
