@@ -156,6 +156,7 @@ def main() -> None:
     q = score_samples(imgs, labels.numpy(), SIZE)
     results["unetkit"] = {"steps": steps, "params": sum(p.numel() for p in ema.parameters()),
                           "sample_seconds": time.monotonic() - t0, **q.to_json()}  # fmt: skip
+    print("unetkit", json.dumps(results["unetkit"]), flush=True)
 
     theirs, sched = diffusers_model()
     ema_d, steps_d = train_for(theirs, diffusers_step(sched), args.minutes)
@@ -164,6 +165,7 @@ def main() -> None:
     qd = score_samples(imgs_d.astype(np.float32), labels.numpy(), SIZE)
     results["diffusers"] = {"steps": steps_d, "params": sum(p.numel() for p in ema_d.parameters()),
                             "sample_seconds": time.monotonic() - t0, **qd.to_json()}  # fmt: skip
+    print("diffusers", json.dumps(results["diffusers"]), flush=True)
 
     if args.ddpm_samples:
         sub = labels[: args.ddpm_samples]
@@ -171,6 +173,7 @@ def main() -> None:
         ddpm = generate(d, len(sub), sampler="ddpm", labels=sub, guidance=args.guidance)
         for name, im in (("unetkit-ddim", ddim), ("unetkit-ddpm1000", ddpm)):
             results[name] = score_samples(im, sub.numpy(), SIZE).to_json()
+            print(name, json.dumps(results[name]), flush=True)
 
     print(f"digits 16x16, class-conditional, {args.minutes} min training each (shared CPU)")
     print(f"{'':18} {'steps':>6} {'params':>8} {'FD':>8} {'FD real':>8} {'acc':>6} {'near':>6}")
