@@ -27,6 +27,7 @@ from unetkit.configtools import (
     to_dict,
 )
 from unetkit.data.augment import AugmentConfig
+from unetkit.diffusion.options import DiffusionConfig
 from unetkit.model import UNetConfig
 from unetkit.precision import Precision
 from unetkit.tasks.options import RestoreConfig
@@ -301,6 +302,8 @@ class RunConfig:
             (a denoiser conditioned on the noise level, for generation). One ``UNet`` and one
             trainer serve all three.
         restore: options of ``task=restore`` (losses, blind-spot masking); ignored otherwise.
+        diffusion: options of ``task=diffusion`` (noise schedule, eps/v, EMA, label dropout);
+            ignored otherwise.
     """
 
     model: UNetConfig = field(default_factory=UNetConfig)
@@ -308,6 +311,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     task: Task = "segment"
     restore: RestoreConfig = field(default_factory=RestoreConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def with_sections(self, **sections: Any) -> RunConfig:
         """A copy with whole sections replaced (``model=...``, ``data=...``, ``train=...``)."""
@@ -372,6 +376,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = [
     "AugmentConfig",
     "DataConfig",
+    "DiffusionConfig",
     "RestoreConfig",
     "RunConfig",
     "Task",

@@ -219,7 +219,7 @@ def fit(
                 run_config, found = dataclasses.replace(run_config, train=t), found | {
                     "train.init_from"
                 }
-            if run_config.task not in ("segment", "restore"):
+            if run_config.task not in ("segment", "restore", "diffusion"):
                 raise UnetkitError(
                     f"task={run_config.task}: not available in this version; use task=segment"
                 )
@@ -308,13 +308,17 @@ def _prepare(config: RunConfig) -> PreparedData:
         from unetkit.tasks.restore_data import prepare_restore
 
         return prepare_restore(config)
+    if config.task == "diffusion":
+        from unetkit.tasks.diffusion_data import prepare_diffusion
+
+        return prepare_diffusion(config)
     return prepare_data(config.data, seed=config.train.seed)
 
 
 def _resolved_data_path(config: RunConfig) -> RunConfig:
     """The run stores its data folder as an absolute path, so it resumes from anywhere."""
-    if config.data.path is None:
-        return config
+    if config.data.path is None or (config.task == "diffusion" and config.data.path == "digits"):
+        return config  # the built-in data (digits: a name, not a folder)
     resolved = str(Path(config.data.path).resolve())
     return dataclasses.replace(config, data=dataclasses.replace(config.data, path=resolved))
 
@@ -322,6 +326,8 @@ def _resolved_data_path(config: RunConfig) -> RunConfig:
 def _data_marker(config: RunConfig) -> dict[str, Any]:
     """The marker's record of the data: its folder and a fingerprint of its files."""
     path = config.data.path
+    if config.task == "diffusion" and path == "digits":  # built in
+        return {"data_path": path, "data_fingerprint": None}
     return {"data_path": path, "data_fingerprint": data_fingerprint(path) if path else None}
 
 
@@ -362,6 +368,18 @@ def _recipe(
     said now), and the summary lines to show once the run folder is ready."""
     for note in prepared.notes:
         say(f"note: {note}")
+    if config.task == "diffusion":
+        from unetkit.tasks.diffusion_data import DiffusionPrepared, apply_diffusion_recipe
+
+        if not isinstance(prepared, DiffusionPrepared):
+            raise TypeError("task=diffusion: the data was not prepared for diffusion")
+        config, picked = apply_diffusion_recipe(config, prepared, explicit)
+        return config, [
+            f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
+            f"held-out images, {prepared.in_channels} channel(s), "
+            f"{prepared.num_labels or 'no'} classes",
+            f"recipe (diffusion): chose {', '.join(picked) or 'nothing'}",
+        ]
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
     geometry = geometry_plan(
         summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes

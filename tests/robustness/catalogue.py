@@ -59,6 +59,7 @@ AREAS: tuple[str, ...] = (
     "cases_restore",
     "cases_cli_report",
     "cases_instances",
+    "cases_cli_generate",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

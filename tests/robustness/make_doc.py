@@ -34,6 +34,7 @@ TITLES = {
     "cli options": "Command line — odd option values on any command (the message names the option)",
     "restore": "Restoration (`task=restore`): `train`, `predict`, `evaluate` on bad input",
     "cli report": "Command line — `unetkit report`, refused before anything is written",
+    "cli generate": "Command line — `unetkit generate` and diffusion data, refused before writing",
 }
 
 INTRO = """# Robustness: every bad input, and the message it produces

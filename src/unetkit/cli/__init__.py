@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "calibrate",
     "lab",
     "report",
+    "generate",
 )
 
 

@@ -94,6 +94,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --model: accept a model without an instance target (connected components "
         "of its class map)",
     )
+    g = p.add_argument_group(
+        "diffusion models (--model alone): Fréchet distance to held-out digits, conditional "
+        "accuracy and nearest-training-image distance of generated samples"
+    )
+    g.add_argument("--samples", type=int, default=500, help="images to generate (default 500)")
+    g.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
+    g.add_argument("--steps", type=int, help="sampling steps (ddpm: all T, ddim: 50)")
+    g.add_argument("--guidance", type=float, default=1.0, help="guidance scale (1 = none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.set_defaults(run=run)
 
 
@@ -150,6 +159,8 @@ def _write_outputs(evaluation: Evaluation, json_path: str | None, csv_path: str 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model and not (args.data or args.pred or args.truth) and _is_diffusion(args.model):
+        return _run_diffusion(args)
     model_mode = args.model is not None or args.data is not None
     folder_mode = args.pred is not None or args.truth is not None
     if model_mode == folder_mode:
@@ -262,4 +273,38 @@ def run_instances(args: argparse.Namespace, model_mode: bool) -> int:
         atomic_save_bytes(Path(args.json), text.encode())
     if args.csv:
         atomic_save_bytes(Path(args.csv), report.csv_text().encode())
+    return 0
+
+
+def _is_diffusion(model: str) -> bool:
+    from unetkit.modelfile import load_with_metadata
+
+    return load_with_metadata(model)[1].get("task") == "diffusion"
+
+
+def _run_diffusion(args: argparse.Namespace) -> int:
+    """``evaluate --model RUN`` of a diffusion model (see :mod:`unetkit.diffusion.evaluation`)."""
+    from tqdm import tqdm
+
+    from unetkit.diffusion.evaluation import evaluate_denoiser
+
+    for name, value in (("--samples", args.samples), ("--steps", args.steps)):
+        if value is not None and value < 2:
+            raise ValueError(f"{name} {value}: expected an integer >= 2")
+    if args.csv:
+        raise ValueError("--csv: a diffusion model's evaluation has no per-image table; use --json")
+    with tqdm(desc="sampling", unit="step", disable=not sys.stderr.isatty()) as bar:
+        quality = evaluate_denoiser(
+            args.model,
+            n=args.samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=args.seed,
+            progress=bar.update,
+        )
+    print("\n".join(quality.lines()))
+    if args.json:
+        text = json.dumps({"mean": quality.to_json(), "per_class": {}, "per_image": []}, indent=2)
+        atomic_save_bytes(Path(args.json), (text + "\n").encode())
     return 0

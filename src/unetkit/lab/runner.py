@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, str] = {
     "memory": "memory",
     "alignment": "alignment",
     "touching": "touching",
+    "denoiser": "denoiser",
 }
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unetkit.model import layers
+from unetkit.model.conditioning import FiLM, SelfAttention
 from unetkit.model.config import LayerSpec, UNetConfig
 
 
@@ -111,8 +112,11 @@ class ConvNormAct(nn.Module):
         self.norm = layers.norm(norm, spatial_dims, out_channels)
         self.act = layers.act(act) if with_act else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.norm(self.conv(x)))
+    def forward(self, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        y = self.norm(self.conv(x))
+        if film is not None:  # time conditioning: y * (1 + scale) + shift, before the act
+            y = y * (1 + film[0]) + film[1]
+        return self.act(y)
 
 
 class ConvBlock(nn.Module):
@@ -122,6 +126,10 @@ class ConvBlock(nn.Module):
 
     ``block="residual"`` adds a shortcut (identity, or a 1x1 convolution when channels change,
     centre-cropped in valid mode) before the last activation.
+
+    Conditioned (``embed_dim > 0``): ``forward(x, emb)`` with ``emb: (B, embed_dim)`` scales and
+    shifts the first convolution's normalised output per channel (``film``). ``attention``
+    ends the block with self-attention (``attention``, before the dropout).
     """
 
     def __init__(
@@ -137,6 +145,8 @@ class ConvBlock(nn.Module):
         act: LayerSpec,
         block: str = "plain",
         dropout: float = 0.0,
+        embed_dim: int = 0,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         self.block = block
@@ -165,6 +175,10 @@ class ConvBlock(nn.Module):
                 )
             )
             self.out_act: nn.Module = layers.act(act)
+        if embed_dim > 0:
+            self.film = FiLM(embed_dim, out_channels, spatial_dims)
+        if attention:
+            self.attention = SelfAttention(spatial_dims, out_channels)
         self.dropout = layers.DROPOUT[spatial_dims](dropout) if dropout > 0 else nn.Identity()
 
     @classmethod
@@ -176,6 +190,7 @@ class ConvBlock(nn.Module):
         *,
         dropout: float = 0.0,
         level: int = 0,
+        attention: bool = False,
     ) -> ConvBlock:
         """The block of encoder or decoder level ``level``, as ``config`` describes it."""
         return cls(
@@ -191,14 +206,23 @@ class ConvBlock(nn.Module):
             act=config.act,
             block=config.block,
             dropout=dropout,
+            embed_dim=config.embed_dim if config.time_conditioning else 0,
+            attention=attention,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        film = None
+        if hasattr(self, "film"):
+            if emb is None:
+                raise ValueError("a time-conditioned block needs the embedding: forward(x, emb)")
+            film = self.film(emb)  # 2 x (B, out_channels, 1, ...)
         y = x
-        for layer in self.convs:
-            y = layer(y)
+        for j, layer in enumerate(self.convs):
+            y = layer(y, film) if j == 0 and film is not None else layer(y)
         if self.residual:
             y = self.out_act(y + center_crop(self.shortcut(x), y.shape[2:]))
+        if hasattr(self, "attention"):
+            y = self.attention(y)
         return self.dropout(y)
 
 
@@ -220,8 +244,10 @@ class ConvStage(nn.Sequential):
         *,
         dropout: float = 0.0,
         level: int = 0,
+        attention: bool = False,
     ) -> ConvStage:
-        """``blocks`` blocks as ``config`` describes them; ``dropout`` ends the last one."""
+        """``blocks`` blocks as ``config`` describes them; ``dropout`` (and ``attention``) end
+        the last one."""
         return cls(
             *(
                 ConvBlock.from_config(
@@ -230,10 +256,16 @@ class ConvStage(nn.Sequential):
                     out_channels,
                     dropout=dropout if j == blocks - 1 else 0.0,
                     level=level,
+                    attention=attention and j == blocks - 1,
                 )
                 for j in range(blocks)
             )
         )
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        for block in self:
+            x = block(x, emb)
+        return x
 
 
 class Down(nn.Module):

@@ -177,6 +177,17 @@ class UNetConfig:
             axis (``depth`` entries, each one integer per axis or one for every axis), e.g.
             ``((1, 3, 3), (1, 3, 3), (3, 3, 3))``. The decoder block of a level uses that level's
             kernel. ``None`` (the default): ``kernel_size`` everywhere.
+        time_conditioning: condition every conv block on a noise level ``t`` (the denoiser of a
+            diffusion model): a sinusoidal embedding of ``t`` through a small MLP gives a
+            per-channel scale and shift (FiLM) inside each block. ``forward(x, t)`` then needs
+            ``t``. ``False`` (the default) builds exactly the plain U-Net.
+        num_class_labels: with ``time_conditioning``, the number of classes a learned class
+            embedding (added to the time embedding) knows; one more, the *null* label, serves
+            classifier-free guidance. 0 (the default): no class conditioning.
+        attention_levels: resolution levels (0 is full resolution) whose encoder and decoder
+            blocks end with multi-head self-attention, e.g. ``(2, 3)`` for the two lowest of
+            four levels. Empty (the default): none.
+        time_embed_dim: width of the time (and class) embedding; 0 means ``4 * widths[0]``.
     """
 
     spatial_dims: int = 2
@@ -200,6 +211,10 @@ class UNetConfig:
     deep_supervision: bool = False
     strides: tuple[tuple[int, ...], ...] | None = None
     kernel_sizes: tuple[tuple[int, ...], ...] | None = None
+    time_conditioning: bool = False
+    num_class_labels: int = 0
+    attention_levels: tuple[int, ...] = ()
+    time_embed_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.checkpointing is True:
@@ -213,6 +228,8 @@ class UNetConfig:
             value = getattr(self, name)
             if isinstance(value, list | tuple):
                 object.__setattr__(self, name, _per_axis_table(value, self.spatial_dims))
+        if isinstance(self.attention_levels, list):
+            object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if isinstance(self.norm, dict):
             object.__setattr__(self, "norm", dict(self.norm))
         if isinstance(self.act, dict):
@@ -271,6 +288,7 @@ class UNetConfig:
                 "deep_supervision: needs at least three levels in widths (a decoder level "
                 "below full resolution to put a head on)"
             )
+        self._validate_conditioning()
 
     def _validate_encoder_blocks(self) -> None:
         blocks = self.encoder_blocks
@@ -346,6 +364,35 @@ class UNetConfig:
         for i in range(self.depth - 1):
             out = [a * b for a, b in zip(out, self.stride_at(i), strict=True)]
         return tuple(out)
+
+    def _validate_conditioning(self) -> None:
+        if not isinstance(self.time_conditioning, bool):
+            raise ValueError(
+                f"time_conditioning: expected true or false, got {self.time_conditioning!r}"
+            )
+        for name in ("num_class_labels", "time_embed_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+        if self.num_class_labels and not self.time_conditioning:
+            raise ValueError(
+                "num_class_labels: class conditioning is added to the time embedding; set "
+                "time_conditioning=true too (or num_class_labels=0)"
+            )
+        levels = self.attention_levels
+        if not isinstance(levels, tuple) or any(
+            not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(self.widths)
+            for i in levels
+        ):
+            raise ValueError(
+                f"attention_levels: expected resolution levels in 0..{len(self.widths) - 1} "
+                f"(0 is full resolution), e.g. [{len(self.widths) - 1}], got {levels!r}"
+            )
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the time/class embedding (``time_embed_dim``, or ``4 * widths[0]``)."""
+        return self.time_embed_dim or 4 * self.widths[0]
 
     def blocks_at(self, level: int) -> int:
         """Number of blocks of encoder level ``level`` (1 unless ``encoder_blocks`` says more)."""

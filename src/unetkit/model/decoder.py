@@ -41,7 +41,13 @@ class Decoder(nn.Module):
             for i in levels
         )
         self.blocks = nn.ModuleList(
-            ConvBlock.from_config(c, self.fuses[i].out_channels, c.widths[i], level=i)
+            ConvBlock.from_config(
+                c,
+                self.fuses[i].out_channels,
+                c.widths[i],
+                level=i,
+                attention=i in c.attention_levels,
+            )
             for i in levels
         )
 
@@ -56,29 +62,35 @@ class Decoder(nn.Module):
             *block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i]),
         ]
 
-    def _level(self, i: int, step: Step, x: Tensor, skip: Tensor) -> Tensor:
+    def _level(
+        self, i: int, step: Step, x: Tensor, skip: Tensor, emb: Tensor | None = None
+    ) -> Tensor:
         up, fuse, *blocks = self.level_points(i)
+        cond = () if emb is None else (emb,)  # a conditioned block also takes the embedding
         x = step(up, x)  # (B, w_i, *2S)
         x = step(fuse, x, skip)  # (B, 2 w_i or w_i, *2S)
         for block in blocks:
-            x = step(block, x)  # (B, w_i, *2S')
+            x = step(block, x, *cond)  # (B, w_i, *2S')
         return x
 
-    def forward_levels(self, skips: list[Tensor], step: Step = call) -> list[Tensor]:
+    def forward_levels(
+        self, skips: list[Tensor], step: Step = call, emb: Tensor | None = None
+    ) -> list[Tensor]:
         """Decoder outputs of every level, shallow first.
 
         ``[s_0, ..., s_{D-1}] -> [(B, w_0, ...), ..., (B, w_{D-2}, ...)]``; ``step(point,
-        *inputs)`` computes each point (see :mod:`unetkit.model.walk`).
+        *inputs)`` computes each point (see :mod:`unetkit.model.walk`); ``emb`` is the time
+        embedding of a conditioned model, passed to every block.
         """
         x = skips[-1]
         outputs: list[Tensor] = []
         for i in reversed(range(len(self.ups))):
-            level = functools.partial(self._level, i, step)
+            level = functools.partial(self._level, i, step, emb=emb)
             x = maybe_checkpoint(level, self, x, skips[i], enabled=self.checkpointed)
             outputs.append(x)
         return outputs[::-1]
 
-    def forward(self, skips: list[Tensor], step: Step = call) -> Tensor:
+    def forward(self, skips: list[Tensor], step: Step = call, emb: Tensor | None = None) -> Tensor:
         if not self.ups:
             return skips[-1]
-        return self.forward_levels(skips, step)[0]
+        return self.forward_levels(skips, step, emb)[0]

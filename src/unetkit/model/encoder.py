@@ -83,9 +83,14 @@ class Encoder(nn.Module):
             in_channels = c.in_channels if i == 0 else c.widths[i - 1]
             dropout = c.dropout if i == c.depth - 1 else 0.0  # the paper's bottleneck dropout
             n = c.blocks_at(i)
+            attn = i in c.attention_levels
             if n == 1:
-                return ConvBlock.from_config(c, in_channels, c.widths[i], dropout=dropout, level=i)
-            return ConvStage.from_config(c, in_channels, c.widths[i], n, dropout=dropout, level=i)
+                return ConvBlock.from_config(
+                    c, in_channels, c.widths[i], dropout=dropout, level=i, attention=attn
+                )
+            return ConvStage.from_config(
+                c, in_channels, c.widths[i], n, dropout=dropout, level=i, attention=attn
+            )
 
         self.blocks = nn.ModuleList(level(i) for i in range(c.depth))
 
@@ -99,20 +104,25 @@ class Encoder(nn.Module):
         points = [self.down_point(i - 1)] if i > 0 else []
         return points + block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i])
 
-    def _blocks(self, i: int, step: Step, x: Tensor) -> Tensor:
+    def _blocks(self, i: int, step: Step, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        cond = () if emb is None else (emb,)  # a conditioned block also takes the embedding
         if step is call:  # the level's own module (a stage runs its blocks in the same order)
-            return self.blocks[i](x)
+            return self.blocks[i](x, *cond)
         for point in block_points(f"{self.prefix}.blocks.{i}", i, self.blocks[i]):
-            x = step(point, x)
+            x = step(point, x, *cond)
         return x
 
-    def forward(self, x: Tensor, step: Step = call) -> list[Tensor]:
-        """The skips, shallow first; ``step(point, x)`` computes each point (see ``walk``)."""
+    def forward(self, x: Tensor, step: Step = call, emb: Tensor | None = None) -> list[Tensor]:
+        """The skips, shallow first; ``step(point, x)`` computes each point (see ``walk``).
+
+        ``emb: (B, embed_dim)``, the time (and class) embedding of a conditioned model, reaches
+        every block as ``step(point, x, emb)``.
+        """
         skips: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if i > 0:
                 x = step(self.down_point(i - 1), x)  # (B, w_{i-1}, *S_{i-1}/stride)
-            level = functools.partial(self._blocks, i, step)
+            level = functools.partial(self._blocks, i, step, emb=emb)
             x = maybe_checkpoint(level, block, x, enabled=self.checkpointed)  # (B, w_i, *S_i)
             skips.append(x)
         return skips

@@ -259,7 +259,8 @@ def summarize(
 
         hooks.append(module.register_forward_hook(hook))
     x = torch.empty(batch, config.in_channels, *spatial, device="meta")
-    model(x)
+    t = torch.zeros(batch, device="meta") if config.time_conditioning else None
+    model(x, t)  # a time-conditioned model also takes the noise level
     for h in hooks:
         h.remove()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from unetkit.model import layers, sizes
 from unetkit.model.blocks import crop_to, pad_to_multiple, tag_conv
+from unetkit.model.conditioning import ClassEmbedding, TimeEmbedding
 from unetkit.model.config import UNetConfig
 from unetkit.model.decoder import Decoder
 from unetkit.model.encoder import Encoder
@@ -31,6 +33,12 @@ class UNet(nn.Module):
 
     The walk (:mod:`unetkit.model.walk`): :meth:`points` names every computation point and
     :meth:`forward_core` runs the network without padding and crop, point by point.
+
+    Time-conditioned (``time_conditioning=True``, the denoiser of a diffusion model):
+    ``forward(x, t, labels=None)`` with ``t: (B,)`` noise levels (e.g. DDPM steps 0..T-1) and,
+    with ``num_class_labels``, ``labels: (B,)`` class indices (``num_class_labels`` or ``None``
+    means no class). Extra keys: ``time_embed``, ``class_embed``, ``*.blocks.{i}.film`` and,
+    at ``attention_levels``, ``*.blocks.{i}.attention``.
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -54,6 +62,10 @@ class UNet(nn.Module):
                 )
                 for i in range(1, c.depth - 1)
             )
+        if c.time_conditioning:
+            self.time_embed = TimeEmbedding(c.widths[0], c.embed_dim)
+            if c.num_class_labels:
+                self.class_embed = ClassEmbedding(c.num_class_labels, c.embed_dim)
         init_weights(self, c.init)
 
     @property
@@ -86,6 +98,10 @@ class UNet(nn.Module):
         """The computation points in the order :meth:`forward_core` runs them, then the deep
         supervision heads (``deep_head``, used by :meth:`forward_deep_supervision` only)."""
         points: list[Point] = []
+        if self.config.time_conditioning:
+            points.append(Point("time_embed", "embed", "time", 0, self.time_embed))
+        if self.config.num_class_labels:
+            points.append(Point("class_embed", "embed", "class", 0, self.class_embed))
         for i in range(self.config.depth):
             points += self.encoder.level_points(i)
         for i in reversed(range(len(self.decoder.ups))):
@@ -95,14 +111,59 @@ class UNet(nn.Module):
             points.append(Point(f"deep_heads.{i}", "deep_head", "conv", i + 1, head))
         return points
 
-    def _walk_levels(self, x: Tensor, step: Step) -> list[Tensor]:
+    def _embed(
+        self, x: Tensor, t: Tensor | float | None, labels: Tensor | None, step: Step
+    ) -> Tensor | None:
+        """The time (+ class) embedding ``(B, embed_dim)`` of a conditioned model, else ``None``.
+
+        ``t``: a number or ``(B,)``; ``labels``: ``(B,)`` ints, ``None`` meaning no class.
+        """
+        c = self.config
+        if not c.time_conditioning:
+            if t is not None or labels is not None:
+                raise ValueError(
+                    "t/labels: this U-Net is not time-conditioned (time_conditioning=false); "
+                    "call it as model(x)"
+                )
+            return None
+        if t is None:
+            raise ValueError(
+                "t: this U-Net is time-conditioned (a diffusion denoiser); call it as "
+                "model(x, t) with the noise level t"
+            )
+        batch = x.shape[0]
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(batch) if t.ndim == 0 else t  # (B,)
+        if t.shape != (batch,):
+            raise ValueError(f"t: expected a number or shape ({batch},), got {tuple(t.shape)}")
+        emb = step(Point("time_embed", "embed", "time", 0, self.time_embed), t)  # (B, E)
+        if labels is not None and not c.num_class_labels:
+            raise ValueError(
+                "labels: this U-Net has no class conditioning (num_class_labels=0); drop them"
+            )
+        if c.num_class_labels:
+            if labels is None:
+                labels = torch.full((batch,), c.num_class_labels, device=x.device)
+            if labels.shape != (batch,):
+                raise ValueError(f"labels: expected shape ({batch},), got {tuple(labels.shape)}")
+            point = Point("class_embed", "embed", "class", 0, self.class_embed)
+            emb = emb + step(point, labels)  # (B, E)
+        return emb
+
+    def _walk_levels(self, x: Tensor, step: Step, emb: Tensor | None = None) -> list[Tensor]:
         """Decoder outputs per level, shallow first, of an input that needs no padding."""
-        skips = self.encoder(x, step)  # [(B, w_i, *S_i)]
+        skips = self.encoder(x, step, emb)  # [(B, w_i, *S_i)]
         if len(skips) == 1:
             return skips
-        return self.decoder.forward_levels(skips, step)
+        return self.decoder.forward_levels(skips, step, emb)
 
-    def forward_core(self, x: Tensor, step: Step = call) -> Tensor:
+    def forward_core(
+        self,
+        x: Tensor,
+        step: Step = call,
+        t: Tensor | float | None = None,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         """The network without the input padding and output crop: ``head(decoder(encoder(x)))``.
 
         ``x: (B, in_channels, *P) -> (B, out_channels, *P_out)`` where, in same mode, ``P`` is a
@@ -110,8 +171,10 @@ class UNet(nn.Module):
         ``step(point, *inputs)`` computes each point of :meth:`points` (default: its module);
         consumers that run the network another way (int8) pass their own. Free of Python shape
         arithmetic apart from the valid-mode crops, so a trace keeps the axes dynamic.
+        ``t``/``labels``: the noise level and classes of a time-conditioned model.
         """
-        levels = self._walk_levels(x, step)
+        emb = self._embed(x, t, labels, step)  # (B, E) or None
+        levels = self._walk_levels(x, step, emb)
         return step(Point("head", "head", "conv", 0, self.head), levels[0])  # (B, K, *P_out)
 
     def prepare_input(self, x: Tensor) -> tuple[Tensor, tuple[int, ...] | None]:
@@ -127,17 +190,24 @@ class UNet(nn.Module):
         self.output_size(tuple(x.shape[2:]))  # raises with the nearest valid sizes
         return x, None
 
-    def _levels(self, x: Tensor) -> tuple[list[Tensor], tuple[int, ...] | None]:
+    def _levels(
+        self, x: Tensor, t: Tensor | float | None = None, labels: Tensor | None = None
+    ) -> tuple[list[Tensor], tuple[int, ...] | None]:
         """Decoder outputs per level (shallow first) and the size to crop back to (same mode)."""
         x, original = self.prepare_input(x)
-        return self._walk_levels(x, call), original
+        emb = self._embed(x, t, labels, call)
+        return self._walk_levels(x, call, emb), original
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor | float | None = None, labels: Tensor | None = None
+    ) -> Tensor:
         x, original = self.prepare_input(x)  # (B, C, *P)
-        y = self.forward_core(x)  # (B, out_channels, *P_out)
+        y = self.forward_core(x, call, t, labels)  # (B, out_channels, *P_out)
         return y if original is None else crop_to(y, original)
 
-    def forward_deep_supervision(self, x: Tensor) -> list[Tensor]:
+    def forward_deep_supervision(
+        self, x: Tensor, t: Tensor | float | None = None, labels: Tensor | None = None
+    ) -> list[Tensor]:
         """Outputs at every decoder level, full resolution first.
 
         ``x: (B, in_channels, *S) -> [(B, out_channels, *S), (B, out_channels, *S/2), ...]``
@@ -149,7 +219,7 @@ class UNet(nn.Module):
             raise ValueError(
                 "forward_deep_supervision: this model was built with deep_supervision=False"
             )
-        levels, original = self._levels(x)
+        levels, original = self._levels(x, t, labels)
         outputs = [self.head(levels[0])]
         outputs += [head(feat) for head, feat in zip(self.deep_heads, levels[1:], strict=True)]
         if original is None:

@@ -19,6 +19,12 @@ consumer implements the kinds and options it knows and refuses the others by nam
     head                  head   conv       (B, w_0, *S) -> (B, K, *S)
 
 Inputs: one tensor, except ``fuse`` which takes ``(up, skip)``.
+
+A time-conditioned model (``time_conditioning``, :mod:`unetkit.model.conditioning`) starts with
+``embed`` points, and its blocks take ``(x, emb)``::
+
+    time_embed            embed  time       t: (B,) -> emb: (B, E)
+    class_embed           embed  class      labels: (B,) -> (B, E), added to emb
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 #: Every kind of point the walk yields. A consumer refuses a kind it does not know.
-KINDS = ("block", "down", "up", "fuse", "head", "deep_head")
+KINDS = ("embed", "block", "down", "up", "fuse", "head", "deep_head")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,13 @@ def make_objective(config: RunConfig, prepared: PreparedData, info: DistInfo) ->
         if not isinstance(prepared, RestorePrepared):
             raise ValueError("task=restore: prepare the data with prepare_restore(config)")
         return RestoreObjective(config, prepared, info)
+    if config.task == "diffusion":
+        from unetkit.tasks.diffusion import DiffusionObjective
+        from unetkit.tasks.diffusion_data import DiffusionPrepared
+
+        if not isinstance(prepared, DiffusionPrepared):
+            raise ValueError("task=diffusion: prepare the data with prepare_diffusion(config)")
+        return DiffusionObjective(config, prepared, info)
     raise ValueError(f"task={config.task}: not available in this version; use task=segment")
 
 

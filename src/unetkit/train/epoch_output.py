@@ -78,7 +78,10 @@ class EpochWriter:
             where = f"{self.out} (epoch {state.epoch}, step {state.step})"
             check_finite_model(trained.model, where)
             if best:
-                save(trained.model, self.out / "model.safetensors", metadata=self.metadata)
+                # diffusion saves the EMA of the weights
+                saved = getattr(getattr(trained, "task", None), "saved_model", None)
+                model = trained.model if saved is None else saved(trained.model, trained.optimizer)
+                save(model, self.out / "model.safetensors", metadata=self.metadata)
                 self._overlays(val)
             t = config.train
             if checkpoint and t.auto_epochs:

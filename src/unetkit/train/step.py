@@ -158,6 +158,9 @@ class StepRunner:
                 return float("nan"), False
         self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradients overflowed
         self.scaler.update()
+        after_step = getattr(self.task, "after_step", None)  # diffusion: the EMA of the weights
+        if after_step is not None:
+            after_step(self.model, self.optimizer)
         self.scheduler.step()
         return float(loss.detach()), True
 
