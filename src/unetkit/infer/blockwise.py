@@ -256,6 +256,7 @@ def predict_blockwise(
     int8: Mapping[str, Any] | None = None,
     context: Context | None = None,
     on_block: Callable[[Block], None] | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> int:
     """Predict ``image`` into the Zarr store ``dest`` block by block (see the module doc).
 
@@ -271,6 +272,8 @@ def predict_blockwise(
             refused rather than mixed.
         context: this process's share (:func:`unetkit.infer.distributed.context`); alone if None.
         on_block: called after each block this process wrote.
+        before_write: called (by the main process) once everything is checked, just before
+            the store is created (the output folder records its name there).
 
     Returns:
         The number of blocks this process predicted (0 when the store was finished).
@@ -307,6 +310,8 @@ def predict_blockwise(
     else:
         resolved = resolve_normalization(normalization or Normalization(), image, blocks, ctx)
         if ctx.is_main:
+            if before_write is not None:
+                before_write()
             attrs = {
                 "written_by": WRITTEN_BY,
                 "identity": ident,

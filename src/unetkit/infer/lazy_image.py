@@ -158,6 +158,16 @@ def _ome_level(path: Path, group: Any) -> tuple[str, str | None, tuple[float, ..
     return str(dataset["path"]), names, scale
 
 
+def _check_dropped(path: Path, shape: Sequence[int], drop: Sequence[int], axes: str | None) -> None:
+    for a in drop:
+        if shape[a] != 1:
+            name = axes[a] if axes else str(a)
+            raise DataError(
+                f"{path}: axis {name!r} has length {shape[a]}; predict one image at a time "
+                f"(split it along {name!r} first)"
+            )
+
+
 def _check_chunks(path: Path, array: Any) -> None:
     total = int(array.nchunks)
     written = int(array.nchunks_initialized)
@@ -190,6 +200,7 @@ def open_lazy(path: str | Path, spatial_dims: int) -> LazyImage:
         if names is not None and len(names) != len(node.shape):
             raise DataError(f"{p}: OME axes {names!r} do not match the array's {node.shape}")
         order, drop = _layout(p, names, len(node.shape), spatial_dims)
+        _check_dropped(p, node.shape, drop, names)
         spatial_scale = None
         if scale is not None and len(scale) == len(node.shape):
             spatial_scale = tuple(scale[a] for a in order[1:])
@@ -206,11 +217,6 @@ def open_lazy(path: str | Path, spatial_dims: int) -> LazyImage:
             raise DataError(f"{p}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
         axes = series.axes.lower().replace("i", "z").replace("q", "z")
         order, drop = _layout(p, axes, len(array.shape), spatial_dims)
-        for a in drop:
-            if array.shape[a] != 1:
-                raise DataError(
-                    f"{p}: axis {series.axes[a]!r} has length {array.shape[a]}; predict one "
-                    f"image at a time (split the series first)"
-                )
+        _check_dropped(p, array.shape, drop, axes)
         return LazyImage(p, array, tuple(order), tuple(drop), None, [store, tif])
     raise DataError(f"{p}: not a Zarr store or TIFF file; block-wise prediction reads those")
