@@ -56,6 +56,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_evaluate",
     "cases_cli_export",
     "cases_cli_options",
+    "cases_cli_predict_large",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

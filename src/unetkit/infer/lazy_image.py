@@ -174,7 +174,7 @@ def _check_chunks(path: Path, array: Any) -> None:
     if written < total:
         raise DataError(
             f"{path}: {total - written} of {total} Zarr chunks are missing (never written, or "
-            f"deleted); they would read as the fill value {array.fill_value!r} and be predicted "
+            f"deleted); they would read as the fill value {array.fill_value} and be predicted "
             f"as if real. Write the missing chunks (or the whole image) again"
         )
 
