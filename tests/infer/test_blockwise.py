@@ -166,3 +166,23 @@ def test_existing_store_of_another_shape_or_settings_is_refused(tmp_path: Path) 
     with open_lazy(a, 2) as lazy, pytest.raises(DataError, match="not a store written by"):
         predict_blockwise(model, lazy, foreign, options=PredictOptions(tile=32), block=32)
     np.testing.assert_array_equal(_labels(out), before)
+
+
+@pytest.mark.parametrize("kw", [{"padding": "same", "out_channels": 3},
+                                {"padding": "valid", "out_channels": 3},
+                                {"padding": "same", "out_channels": 1}])
+def test_batched_small_images_equal_one_by_one(kw: dict) -> None:
+    from unetkit.infer.batched import predict_batch
+
+    model = _model(**kw)
+    images = [_image((40, 52), seed).astype(np.float32) for seed in range(5)]
+    options = PredictOptions(batch_size=2)
+    batch = predict_batch(model, images, options=options, normalization=Normalization(),
+                          default_tile=[512, 512], keep_probabilities=True)
+    for im, got in zip(images, batch, strict=True):
+        ref = predict_array(model, im, options=options, keep_probabilities=True)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-5)
+    with pytest.raises(ValueError, match="one shape"):
+        predict_batch(model, [images[0], images[0][:, :30]], options=options,
+                      normalization=Normalization(), default_tile=[512, 512])

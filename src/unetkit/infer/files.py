@@ -26,6 +26,7 @@ import numpy as np
 
 from unetkit.errors import DataError, UnetkitError
 from unetkit.infer import large_files
+from unetkit.infer.batched import predict_group
 from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import is_zarr
 from unetkit.infer.normalization import Normalization
@@ -36,7 +37,8 @@ from unetkit.infer.output_folder import (
     settings_digest,
 )
 from unetkit.infer.overlay import PALETTE, overlay_image, write_overlay
-from unetkit.infer.predictor import PredictOptions, default_tile, predict_array
+from unetkit.infer.pipeline import run_pipeline
+from unetkit.infer.predictor import Prediction, PredictOptions, default_tile, predict_array
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import ALLOWED_SUFFIXES, read_image, write_mask
 from unetkit.model import UNet
@@ -182,16 +184,7 @@ def predict_file(
     ``before_write``: called once the prediction succeeded, before the first output is written
     (the output folder records the names there), so a file that cannot be predicted leaves
     nothing behind."""
-    dims = model.config.spatial_dims
-    try:
-        image = read_image(source, spatial_dims=dims)
-    except DataError as exc:
-        reason = str(exc).split("; pass spatial_dims")[0]
-        if reason == str(exc):
-            raise
-        raise DataError(
-            f"{reason}; this model is {dims}D, so it cannot predict this file"
-        ) from None
+    image = read_input(source, model.config.spatial_dims)
     try:
         result = predict_array(
             model,
@@ -200,7 +193,7 @@ def predict_file(
             normalization=normalization,
             default_tile=tile_default,
             keep_probabilities=outputs.probabilities is not None,
-            label_dtype=np.uint8 if model.config.out_channels <= 256 else np.int64,
+            label_dtype=_label_dtype(model),
             progress=progress,
             int8=int8,
         )
@@ -208,11 +201,32 @@ def predict_file(
         raise DataError(f"{source}: {exc}") from None
     if before_write is not None:
         before_write()
+    write_outputs(outputs, image, result)
+
+
+def _label_dtype(model: UNet) -> type:
+    return np.uint8 if model.config.out_channels <= 256 else np.int64
+
+
+def read_input(source: Path, dims: int) -> np.ndarray:
+    """Decode one input for a ``dims``-D model: ``(C, *spatial)``; errors name the file."""
+    try:
+        return read_image(source, spatial_dims=dims)
+    except DataError as exc:
+        reason = str(exc).split("; pass spatial_dims")[0]
+        if reason == str(exc):
+            raise
+        raise DataError(
+            f"{reason}; this model is {dims}D, so it cannot predict this file"
+        ) from None
+
+
+def write_outputs(outputs: OutputPaths, image: np.ndarray, result: Prediction) -> None:
+    """Write one input's outputs: probabilities and overlay first, labels last."""
     if outputs.probabilities is not None and result.probabilities is not None:
         _write_probabilities(outputs.probabilities, result.probabilities)
     if outputs.overlay is not None:
         write_overlay(outputs.overlay, image, result.labels)
-    del image
     write_mask(outputs.labels, result.labels)
 
 
@@ -323,32 +337,46 @@ def predict_files(
             results.append(result)
             if on_result is not None:
                 on_result(result)
+    dims = model.config.spatial_dims
+
+    def claim(source: Path, paths: OutputPaths) -> None:
+        if ctx.world == 1:
+            folder.record(names[source], digest, identity)
+        for p in paths.all():
+            p.parent.mkdir(parents=True, exist_ok=True)
+
+    def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
+        return predict_group(
+            model,
+            sources,
+            images,
+            label_dtype=_label_dtype(model),
+            options=opts,
+            normalization=norm,
+            tile_default=tile_default,
+            probabilities=save_probabilities,
+            progress=progress,
+            int8=metadata.get("int8"),
+        )
+
     mine = ctx.share(plans)
-    for source, paths in tqdm(mine, disable=not progress, unit="image", desc="images"):
-        if done[source]:
-            result = FileResult(source, paths, "skipped")
-        else:
+    with tqdm(total=len(mine), disable=not progress, unit="image", desc="images") as bar:
 
-            def claim(source: Path = source, paths: OutputPaths = paths) -> None:
-                if ctx.world == 1:
-                    folder.record(names[source], digest, identity)
-                for p in paths.all():
-                    p.parent.mkdir(parents=True, exist_ok=True)
+        def emit(source: Path, paths: OutputPaths, status: str) -> None:
+            result = FileResult(source, paths, status)
+            results.append(result)
+            bar.update(1)
+            if on_result is not None:
+                on_result(result)
 
-            predict_file(
-                model,
-                source,
-                paths,
-                options=opts,
-                normalization=norm,
-                tile_default=tile_default,
-                progress=progress,
-                int8=metadata.get("int8"),
-                before_write=claim,
-            )
-            result = FileResult(source, paths, "predicted")
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        run_pipeline(
+            [(src, paths, done[src]) for src, paths in mine],
+            group_size=opts.batch_size,
+            read=lambda source: read_input(source, dims),
+            predict=predict,
+            claim=claim,
+            write=write_outputs,
+            emit=emit,
+        )
     ctx.barrier()
     return results
