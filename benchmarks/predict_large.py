@@ -83,10 +83,12 @@ def main() -> None:
     p.add_argument("--source", choices=("memory", "zarr"), default="memory")
     p.add_argument("--block", type=int, default=4096, help="block edge for --source zarr")
     p.add_argument("--workdir", default=None, help="where the temporary Zarr stores go")
+    p.add_argument("--widths", type=int, nargs="+", help="override the preset's widths")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = create_model(args.preset, padding=args.padding).eval()
+    widths = tuple(args.widths) if args.widths else None
+    model = create_model(args.preset, padding=args.padding, widths=widths).eval()
     n = args.size
     if args.source == "zarr":
         out = run_zarr(args, model)
