@@ -60,6 +60,7 @@ AREAS: tuple[str, ...] = (
     "cases_cli_report",
     "cases_instances",
     "cases_cli_generate",
+    "cases_cli_predict_large",
 )
 """The modules of cases, in the order of the document; one line per area."""
 

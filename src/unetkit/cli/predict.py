@@ -107,6 +107,24 @@ def check_precision(model: UNet, metadata: dict, options: PredictOptions) -> Non
             raise ValueError(f"--{exc}") from None
 
 
+def add_large_arguments(p: argparse.ArgumentParser) -> None:
+    """``--blockwise`` and ``--block``: images larger than memory, read and written by blocks."""
+    p.add_argument(
+        "--blockwise",
+        action="store_true",
+        help="read TIFF inputs lazily and write OUT/<stem>.zarr block by block (OME-Zarr "
+        "labels; probabilities inside with --save-probabilities); Zarr inputs always are. "
+        "Peak memory depends on the block, not the image; a killed run resumes",
+    )
+    p.add_argument(
+        "--block",
+        type=int,
+        metavar="N",
+        help="block edge in output pixels for block-wise inputs, rounded to whole tile steps "
+        "(default 4096 in 2D, 256 in 3D)",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
@@ -130,6 +148,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write class probabilities (num_classes, *spatial) as .npy",
     )
     p.add_argument("--overlay", action="store_true", help="also write colour overlay PNGs")
+    add_large_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="predict again existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
@@ -144,9 +163,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unetkit.infer.distributed import context
     from unetkit.modelfile import load_with_metadata
 
     options = options_from_args(args)
+    if args.block is not None and args.block < 1:
+        raise ValueError(f"--block: expected a positive number of pixels, got {args.block}")
     model, metadata = load_with_metadata(args.model)
     model = place_model(model, args.device)
     check_precision(model, metadata, options)
@@ -162,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     params_from_args(args, metadata)  # a bad instance option fails before any output
     if args.instances:
         return run_instances(args, model, metadata, options)
+    ctx = context()  # one process, or this one's share of a torchrun launch
 
     def report(result: FileResult) -> None:
         if result.status == "skipped":
@@ -178,9 +201,15 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress and sys.stderr.isatty(),
         on_result=report,
+        blockwise=args.blockwise,
+        block=args.block,
+        context=ctx,
     )
     done = sum(r.status == "predicted" for r in results)
-    print(f"predicted {done}, skipped {len(results) - done}; outputs in {args.out}")
+    counts = ctx.gather((done, len(results) - done))
+    if ctx.is_main:
+        done, skipped = (sum(c[i] for c in counts) for i in (0, 1))
+        print(f"predicted {done}, skipped {skipped}; outputs in {args.out}")
     return 0
 
 

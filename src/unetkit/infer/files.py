@@ -25,6 +25,10 @@ from typing import Any
 import numpy as np
 
 from unetkit.errors import DataError, UnetkitError
+from unetkit.infer import large_files
+from unetkit.infer.batched import predict_group
+from unetkit.infer.distributed import Context
+from unetkit.infer.lazy_image import is_zarr
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import (
     OutputFolder,
@@ -32,7 +36,10 @@ from unetkit.infer.output_folder import (
     name_key,
     settings_digest,
 )
+from unetkit.infer.overlay import PALETTE, overlay_image, write_overlay
+from unetkit.infer.pipeline import run_pipeline
 from unetkit.infer.predictor import (
+    Prediction,
     PredictOptions,
     channel_classes,
     default_tile,
@@ -45,24 +52,7 @@ from unetkit.model import UNet
 
 PROBABILITIES_DIR = "probabilities"
 OVERLAYS_DIR = "overlays"
-
-# Colours of classes 1.. in overlays (class 0 is left uncoloured); cycles for more classes.
-PALETTE = np.array(
-    [
-        [230, 25, 75],
-        [60, 180, 75],
-        [255, 225, 25],
-        [0, 130, 200],
-        [245, 130, 48],
-        [145, 30, 180],
-        [70, 240, 240],
-        [240, 50, 230],
-        [210, 245, 60],
-        [250, 190, 212],
-    ],
-    dtype=np.float32,
-)
-
+__all__ = ["PALETTE", "overlay_image", "predict_file", "predict_files"]
 
 @dataclass(frozen=True)
 class OutputPaths:
@@ -108,13 +98,19 @@ def find_inputs(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        if is_zarr(p):  # a Zarr store is one image, not a folder of images
+            found.append(p)
+        elif p.is_dir():
             folder = p / "images" if (p / "images").is_dir() else p
             entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
             for f in entries:
                 if f.is_symlink() and not f.exists() and f.suffix.lower() in ALLOWED_SUFFIXES:
                     raise _dangling(f)
-            files = [f for f in entries if f.is_file() and f.suffix.lower() in ALLOWED_SUFFIXES]
+            files = [
+                f
+                for f in entries
+                if (f.is_file() and f.suffix.lower() in ALLOWED_SUFFIXES) or is_zarr(f)
+            ]
             if not files:
                 raise DataError(
                     f"{folder}: no {'/'.join(s.lstrip('.') for s in ALLOWED_SUFFIXES)} files "
@@ -162,39 +158,6 @@ def output_paths(
     return OutputPaths(labels=labels, probabilities=probs, overlay=ov)
 
 
-def _display(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` raw image -> ``(H, W, 3)`` float32 in 0..255 (percentile-stretched)."""
-    rgb = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
-    rgb = rgb.astype(np.float32)
-    lo, hi = np.percentile(
-        rgb[:, :: max(1, rgb.shape[1] // 512), :: max(1, rgb.shape[2] // 512)], (1, 99)
-    )
-    scale = 255.0 / (hi - lo) if hi > lo else 1.0
-    return np.clip((np.moveaxis(rgb, 0, -1) - lo) * scale, 0, 255)
-
-
-def overlay_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend class colours into a 2D image: ``(C, H, W)``, ``(H, W)`` -> uint8 ``(H, W, 3)``.
-
-    Class 0 stays uncoloured; class ``k >= 1`` gets ``PALETTE[(k - 1) % len(PALETTE)]``.
-    """
-    base = _display(image)
-    fg = labels > 0
-    colours = PALETTE[(np.maximum(labels, 1) - 1) % len(PALETTE)]
-    base[fg] = (1 - alpha) * base[fg] + alpha * colours[fg]
-    return base.astype(np.uint8)
-
-
-def _write_overlay(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
-    from PIL import Image
-
-    if labels.ndim == 3:  # a volume: its middle slice
-        mid = labels.shape[0] // 2
-        image, labels = image[:, mid], labels[mid]
-    with atomic_write(path, "wb") as fh:
-        Image.fromarray(overlay_image(image, labels)).save(fh, format="PNG")
-
-
 def _write_probabilities(path: Path, probabilities: np.ndarray, source: Path) -> None:
     if is_nifti_name(path):
         write_image(path, probabilities, like=source)
@@ -235,16 +198,7 @@ def predict_file(
     ``before_write``: called once the prediction succeeded, before the first output is written
     (the output folder records the names there), so a file that cannot be predicted leaves
     nothing behind."""
-    dims = model.config.spatial_dims
-    try:
-        image = read_image(source, spatial_dims=dims)
-    except DataError as exc:
-        reason = str(exc).split("; pass spatial_dims")[0]
-        if reason == str(exc):
-            raise
-        raise DataError(
-            f"{reason}; this model is {dims}D, so it cannot predict this file"
-        ) from None
+    image = read_input(source, model.config.spatial_dims)
     try:
         result = predict_array(
             model,
@@ -253,7 +207,7 @@ def predict_file(
             normalization=normalization,
             default_tile=tile_default,
             keep_probabilities=outputs.probabilities is not None,
-            label_dtype=np.uint8 if model.config.out_channels <= 256 else np.int64,
+            label_dtype=_label_dtype(model),
             progress=progress,
             int8=int8,
             class_of_channel=class_of_channel,
@@ -262,10 +216,35 @@ def predict_file(
         raise DataError(f"{source}: {exc}") from None
     if before_write is not None:
         before_write()
+    write_outputs(source, outputs, image, result)
+
+
+def _label_dtype(model: UNet) -> type:
+    return np.uint8 if model.config.out_channels <= 256 else np.int64
+
+
+def read_input(source: Path, dims: int) -> np.ndarray:
+    """Decode one input for a ``dims``-D model: ``(C, *spatial)``; errors name the file."""
+    try:
+        return read_image(source, spatial_dims=dims)
+    except DataError as exc:
+        reason = str(exc).split("; pass spatial_dims")[0]
+        if reason == str(exc):
+            raise
+        raise DataError(
+            f"{reason}; this model is {dims}D, so it cannot predict this file"
+        ) from None
+
+
+def write_outputs(
+    source: Path, outputs: OutputPaths, image: np.ndarray, result: Prediction
+) -> None:
+    """Write one input's outputs: probabilities and overlay first, labels last (NIfTI outputs
+    take ``source``'s affine and header)."""
     if outputs.probabilities is not None and result.probabilities is not None:
         _write_probabilities(outputs.probabilities, result.probabilities, source)
     if outputs.overlay is not None:
-        _write_overlay(outputs.overlay, image, result.labels)
+        write_overlay(outputs.overlay, image, result.labels)
     del image
     write_mask(outputs.labels, result.labels, like=source)
 
@@ -282,6 +261,9 @@ def predict_files(
     overwrite: bool = False,
     progress: bool = False,
     on_result: Callable[[FileResult], None] | None = None,
+    blockwise: bool = False,
+    block: int | None = None,
+    context: Context | None = None,
 ) -> list[FileResult]:
     """Predict every input file into ``out_dir`` (see the module doc).
 
@@ -294,7 +276,16 @@ def predict_files(
         overwrite: predict again even where all outputs exist.
         progress: progress bars over images and tiles (stderr).
         on_result: called after each input.
+        blockwise: predict TIFF inputs block by block into ``OUT/<stem>.zarr`` (Zarr inputs
+            always are; :mod:`unetkit.infer.large_files`).
+        block: block edge in output pixels for those (``None``: the default).
+        context: this process's share under ``torchrun`` (:mod:`unetkit.infer.distributed`):
+            files are split among the processes, the blocks of each huge image too.
+
+    Returns:
+        The results of the inputs this process handled.
     """
+    ctx = context or Context()
     files = find_inputs(inputs)
     out = Path(out_dir)
     check_location(out, files, input_folders(inputs))
@@ -302,6 +293,10 @@ def predict_files(
     opts = options or PredictOptions()
     norm = Normalization.from_metadata(metadata.get("normalization"))
     tile_default = default_tile(model.config.spatial_dims, metadata)
+    identity = prediction_identity(model, opts)
+    digest = settings_digest(identity)
+    large = [f for f in files if large_files.is_large(f, blockwise)]
+    small = [f for f in files if f not in large]
     plans = [
         (
             f,
@@ -313,40 +308,96 @@ def predict_files(
                 spatial_dims=model.config.spatial_dims,
             ),
         )
-        for f in files
+        for f in small
     ]
-    identity = prediction_identity(model, opts)
-    digest = settings_digest(identity)
     names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
     done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
-    folder.remove_own_temporaries()
+    stores = {f: large_files.store_name(f) for f in large}
+    states = {
+        f: large_files.store_state(folder, rel, digest, overwrite=overwrite)
+        for f, rel in stores.items()
+    }
+    ctx.barrier()  # every process has read the manifest
+    if ctx.world > 1 and ctx.is_main:  # record every output once, before any is written
+        pending = [n for src in names if not done[src] for n in names[src]]
+        folder.record([*pending, *stores.values()], digest, identity)
+    if ctx.is_main:
+        folder.remove_own_temporaries()
+        for f, state in states.items():
+            if state == "replace":
+                large_files.remove_store(out / stores[f])
+    ctx.barrier()
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
-    for source, paths in tqdm(plans, disable=not progress, unit="image", desc="images"):
-        if done[source]:
-            result = FileResult(source, paths, "skipped")
-        else:
+    for f in large:
 
-            def claim(source: Path = source, paths: OutputPaths = paths) -> None:
-                folder.record(names[source], digest, identity)
-                for p in paths.all():
-                    p.parent.mkdir(parents=True, exist_ok=True)
+        def record(rel: str = stores[f]) -> None:
+            if ctx.world == 1:
+                folder.record([rel], digest, identity)
 
-            predict_file(
-                model,
-                source,
-                paths,
-                options=opts,
-                normalization=norm,
-                tile_default=tile_default,
-                progress=progress,
-                int8=metadata.get("int8"),
-                class_of_channel=channel_classes(metadata),
-                before_write=claim,
-            )
-            result = FileResult(source, paths, "predicted")
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        blocks = large_files.predict_large_file(
+            model,
+            f,
+            out / stores[f],
+            options=opts,
+            normalization=norm,
+            tile_default=tile_default,
+            identity=identity,
+            probabilities=save_probabilities,
+            block=block,
+            int8=metadata.get("int8"),
+            class_of_channel=channel_classes(metadata),
+            context=ctx,
+            before_write=record,
+        )
+        paths = OutputPaths(out / stores[f], None, None)
+        result = FileResult(f, paths, "predicted" if blocks or ctx.world > 1 else "skipped")
+        if ctx.is_main:  # every process worked on it; one reports it
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    dims = model.config.spatial_dims
+
+    def claim(source: Path, paths: OutputPaths) -> None:
+        if ctx.world == 1:
+            folder.record(names[source], digest, identity)
+        for p in paths.all():
+            p.parent.mkdir(parents=True, exist_ok=True)
+
+    def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
+        return predict_group(
+            model,
+            sources,
+            images,
+            label_dtype=_label_dtype(model),
+            options=opts,
+            normalization=norm,
+            tile_default=tile_default,
+            probabilities=save_probabilities,
+            progress=progress,
+            int8=metadata.get("int8"),
+            class_of_channel=channel_classes(metadata),
+        )
+
+    mine = ctx.share(plans)
+    with tqdm(total=len(mine), disable=not progress, unit="image", desc="images") as bar:
+
+        def emit(source: Path, paths: OutputPaths, status: str) -> None:
+            result = FileResult(source, paths, status)
+            results.append(result)
+            bar.update(1)
+            if on_result is not None:
+                on_result(result)
+
+        run_pipeline(
+            [(src, paths, done[src]) for src, paths in mine],
+            group_size=opts.batch_size,
+            read=lambda source: read_input(source, dims),
+            predict=predict,
+            claim=claim,
+            write=write_outputs,
+            emit=emit,
+        )
+    ctx.barrier()
     return results

@@ -86,12 +86,18 @@ def read_png(path: Path, limit: int, *, as_mask: bool) -> Raw:
     return arr, True, 2
 
 
-def png_bytes(arr: np.ndarray) -> bytes:
-    """``(H, W)`` or ``(C, H, W)`` uint8/uint16 -> PNG file bytes."""
+def png_bytes(arr: np.ndarray, compress_level: int = 1) -> bytes:
+    """``(H, W)`` or ``(C, H, W)`` uint8/uint16 -> PNG file bytes.
+
+    ``compress_level`` 1 (zlib's fastest): on label maps it encodes about 4x faster than
+    Pillow's default 6 for files about 1.5x larger, and encoding a huge prediction's labels
+    would otherwise take as long as predicting them."""
     from PIL import Image
 
     buf = io.BytesIO()
     if arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)  # (C, H, W) -> (H, W, C)
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(arr)).save(
+        buf, format="PNG", compress_level=compress_level
+    )
     return buf.getvalue()
