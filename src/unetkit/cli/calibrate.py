@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unetkit.infer.calibration import default_precision_note, int8_calibration
-    from unetkit.infer.files import find_inputs
+    from unetkit.infer.inputs import find_inputs
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import as_image
     from unetkit.io.images import read_image

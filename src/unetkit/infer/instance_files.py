@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from unetkit.errors import DataError, UnetkitError
-from unetkit.infer.files import find_inputs, input_folders, prediction_identity
+from unetkit.infer.files import prediction_identity
+from unetkit.infer.inputs import find_inputs, input_folders
 from unetkit.infer.instances import Fallback, predict_instances
 from unetkit.infer.output_folder import OutputFolder, check_location, settings_digest
 from unetkit.infer.predictor import PredictOptions

@@ -29,6 +29,7 @@ from torch import Tensor
 from unetkit import precision as policy
 from unetkit.errors import UnetkitError
 from unetkit.infer import tta as tta_mod
+from unetkit.infer.band import Band
 from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.tiling import DEFAULT_TILE, TilePlan, TileSpec, plan_tiles
@@ -125,72 +126,6 @@ def _extract(image: np.ndarray, plan: TilePlan, starts: Sequence[int]) -> np.nda
     return image[np.ix_(np.arange(image.shape[0]), *arrays)]
 
 
-class _Band:
-    """Accumulates weighted tile logits over one row of tiles and finalises finished rows."""
-
-    def __init__(
-        self,
-        plan: TilePlan,
-        out_channels: int,
-        labels: np.ndarray,
-        probabilities: np.ndarray | None,
-        class_of_channel: Sequence[int] | None = None,
-    ) -> None:
-        self.plan = plan
-        self.lookup = None if class_of_channel is None else torch.tensor(list(class_of_channel))
-        self.k = out_channels
-        self.spatial = tuple(a.size for a in plan.axes)
-        self.o0 = plan.axes[0].tile_out
-        self.acc = torch.zeros((out_channels, self.o0, *self.spatial[1:]), dtype=torch.float32)
-        self.weight_sums = [torch.from_numpy(a.weight_sum()).float() for a in plan.axes]
-        rest = torch.ones((), dtype=torch.float32)
-        for w in self.weight_sums[1:]:
-            rest = rest[..., None] * w  # (*N_rest)
-        self.rest_weight = rest
-        self.labels = labels
-        self.probabilities = probabilities
-        self.base = 0  # image row of acc[:, 0]
-
-    def add(self, logits: Tensor, starts: Sequence[int]) -> None:
-        """Add one weighted tile ``(K, *tile_out)`` whose output starts at ``starts``."""
-        dst: list[slice] = [slice(None)]
-        src: list[slice] = [slice(None)]
-        for axis, (a, s) in enumerate(zip(self.plan.axes, starts, strict=True)):
-            n = min(a.tile_out, a.size - s)
-            offset = s - self.base if axis == 0 else s
-            dst.append(slice(offset, offset + n))
-            src.append(slice(0, n))
-        self.acc[tuple(dst)] += logits[tuple(src)]
-
-    def finish_rows(self, until: int) -> None:
-        """Finalise image rows ``[base, until)`` and move the band to start at ``until``."""
-        until = min(until, self.spatial[0])
-        rows = until - self.base
-        if rows <= 0:
-            return
-        block = self.acc[:, :rows]  # (K, rows, *N_rest)
-        w0 = self.weight_sums[0][self.base : until]
-        weight = w0.reshape(-1, *([1] * (len(self.spatial) - 1))) * self.rest_weight
-        logits = block / weight
-        target = slice(self.base, until)
-        if self.k == 1:
-            self.labels[target] = (logits[0] > 0).numpy()
-            if self.probabilities is not None:
-                p = torch.sigmoid(logits[0]).numpy()
-                self.probabilities[1, target] = p
-                self.probabilities[0, target] = 1.0 - p
-        else:
-            best = logits.argmax(dim=0)
-            self.labels[target] = (best if self.lookup is None else self.lookup[best]).numpy()
-            if self.probabilities is not None:
-                self.probabilities[:, target] = torch.softmax(logits, dim=0).numpy()
-        keep = self.o0 - rows
-        if keep > 0:
-            self.acc[:, :keep] = self.acc[:, rows:].clone()
-        self.acc[:, max(keep, 0) :] = 0
-        self.base = until
-
-
 def predict_array(
     model: UNet,
     image: np.ndarray,
@@ -234,7 +169,7 @@ def predict_array(
     probabilities = (
         np.empty((2 if k == 1 else k, *spatial), dtype=np.float32) if keep_probabilities else None
     )
-    band = _Band(plan, k, labels, probabilities, class_of_channel)
+    band = Band(plan, k, labels, probabilities, class_of_channel)
     tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
     transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
     device = next(iter(model.parameters()), torch.empty(0)).device

@@ -24,7 +24,8 @@ from unetkit.data.restoration import target_stats
 from unetkit.errors import DataError, UnetkitError
 from unetkit.infer import tta as tta_mod
 from unetkit.infer.engine import inference_network, run_network
-from unetkit.infer.files import FileResult, OutputPaths, find_inputs, input_folders
+from unetkit.infer.files import FileResult, OutputPaths
+from unetkit.infer.inputs import find_inputs, input_folders
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import OutputFolder, check_location, settings_digest
 from unetkit.infer.predictor import PredictOptions, as_image, default_tile

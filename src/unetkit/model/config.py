@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from unetkit.model.config_checks import check_anisotropy, check_conditioning
+
 Padding = Literal["same", "valid"]
 Down = Literal["maxpool", "avgpool", "strided"]
 Up = Literal["transpose", "interp"]
@@ -30,6 +32,7 @@ ACTS = ("relu", "leaky_relu", "gelu", "silu")
 
 # A norm or activation is a name, or a mapping {"type": name, **kwargs}.
 LayerSpec = str | dict[str, Any]
+
 
 
 def spec_name(spec: LayerSpec) -> str:
@@ -272,7 +275,7 @@ class UNetConfig:
         ):
             _check_choice(name, getattr(self, name), get_args(typ))
         self._validate_encoder_blocks()
-        self._validate_anisotropy()
+        check_anisotropy(self)
         if not isinstance(self.norm, str | dict):
             raise ValueError(f"norm: expected a name or a mapping, got {self.norm!r}")
         _check_choice("norm", spec_name(self.norm), NORMS)
@@ -288,7 +291,7 @@ class UNetConfig:
                 "deep_supervision: needs at least three levels in widths (a decoder level "
                 "below full resolution to put a head on)"
             )
-        self._validate_conditioning()
+        check_conditioning(self)
 
     def _validate_encoder_blocks(self) -> None:
         blocks = self.encoder_blocks
@@ -304,41 +307,6 @@ class UNetConfig:
                 f"({len(self.widths)} levels), e.g. {[1, *[2] * (len(self.widths) - 1)]}, or "
                 f"null for one block per level; got {blocks!r}"
             )
-
-    def _validate_anisotropy(self) -> None:
-        d = self.spatial_dims
-        for name, rows, odd in (
-            ("strides", self.strides, False),
-            ("kernel_sizes", self.kernel_sizes, True),
-        ):
-            if rows is None:
-                continue
-            want = self.depth - 1 if name == "strides" else self.depth
-            example = [[1, 2, 2], [2, 2, 2]] if name == "strides" else [[1, 3, 3], [3, 3, 3]]
-            ok = (
-                isinstance(rows, tuple)
-                and len(rows) == want
-                and all(
-                    isinstance(row, tuple)
-                    and len(row) == d
-                    and all(
-                        isinstance(v, int)
-                        and not isinstance(v, bool)
-                        and v >= 1
-                        and (v % 2 == 1 if odd else True)
-                        for v in row
-                    )
-                    for row in rows
-                )
-            )
-            if not ok:
-                what = "odd positive integers" if odd else "positive integers"
-                raise ValueError(
-                    f"{name}: expected {want} entries (one per "
-                    f"{'level change' if name == 'strides' else 'level'}), each {d} {what} "
-                    f"(one per spatial axis) or one for every axis, e.g. {example} for a 3D "
-                    f"model; or null for the isotropic default; got {rows!r}"
-                )
 
     def stride_at(self, i: int) -> tuple[int, ...]:
         """Per-axis factor of the down-sampling from level ``i`` into level ``i + 1``."""
@@ -364,30 +332,6 @@ class UNetConfig:
         for i in range(self.depth - 1):
             out = [a * b for a, b in zip(out, self.stride_at(i), strict=True)]
         return tuple(out)
-
-    def _validate_conditioning(self) -> None:
-        if not isinstance(self.time_conditioning, bool):
-            raise ValueError(
-                f"time_conditioning: expected true or false, got {self.time_conditioning!r}"
-            )
-        for name in ("num_class_labels", "time_embed_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
-        if self.num_class_labels and not self.time_conditioning:
-            raise ValueError(
-                "num_class_labels: class conditioning is added to the time embedding; set "
-                "time_conditioning=true too (or num_class_labels=0)"
-            )
-        levels = self.attention_levels
-        if not isinstance(levels, tuple) or any(
-            not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(self.widths)
-            for i in levels
-        ):
-            raise ValueError(
-                f"attention_levels: expected resolution levels in 0..{len(self.widths) - 1} "
-                f"(0 is full resolution), e.g. [{len(self.widths) - 1}], got {levels!r}"
-            )
 
     @property
     def embed_dim(self) -> int:

@@ -14,12 +14,9 @@ Every random choice is a pure function of ``(seed, epoch, batch, item)`` or ``(s
 rank)``, so ``--resume`` continues exactly: with ``deterministic``, N epochs straight and
 N/2 + resume + N/2 give identical weights.
 
-This module is the loop and its signals. The pieces it calls, one responsibility each:
-:mod:`~unetkit.train.step` (the optimiser step, precision, timings), :mod:`~unetkit.train.budget`
-(time budget and re-planning), :mod:`~unetkit.train.progress` (bar, lines, rows),
-:mod:`~unetkit.train.resume` (which checkpoint, restoring it) and
-:mod:`~unetkit.train.epoch_output` (what each epoch writes). The whole run around it (recipe,
-data, int8 calibration) is :func:`unetkit.workflow.fit`.
+This module is the loop and its signals; the pieces it calls are :mod:`~unetkit.train.step`,
+:mod:`~unetkit.train.budget`, :mod:`~unetkit.train.progress`, :mod:`~unetkit.train.resume` and
+:mod:`~unetkit.train.epoch_output`; the whole run around it is :func:`unetkit.workflow.fit`.
 """
 
 from __future__ import annotations
