@@ -77,4 +77,16 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(summary.format_table())
+        if args.model:
+            for line in _int8_lines(args.model):
+                print(line)
     return 0
+
+
+def _int8_lines(model: str) -> list[str]:
+    """What the saved model's int8 calibration chose and measured (``unetkit info --model``)."""
+    from unetkit.infer.calibration import describe
+    from unetkit.modelfile import load_with_metadata, resolve_model_path
+
+    _, metadata = load_with_metadata(resolve_model_path(model))
+    return describe(metadata.get("int8"))
