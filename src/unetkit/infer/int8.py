@@ -123,7 +123,9 @@ class _Observer:
     one pass (``ranges_at(p)``), for the calibration's percentile search.
     """
 
-    def __init__(self, percentiles: Iterable[float]) -> None:
+    def __init__(self, percentiles: float | Iterable[float]) -> None:
+        if isinstance(percentiles, int | float):
+            percentiles = (percentiles,)
         self.percentiles = tuple(float(p) for p in percentiles)
         self.by_percentile: dict[float, Ranges] = {p: {} for p in self.percentiles}
 
@@ -141,6 +143,11 @@ class _Observer:
 
     def ranges_at(self, percentile: float) -> Ranges:
         return self.by_percentile[float(percentile)]
+
+    @property
+    def ranges(self) -> Ranges:
+        """The ranges at the first percentile."""
+        return self.by_percentile[self.percentiles[0]]
 
 
 #: Calibrated ranges are widened by this factor. Measured on held-out images of four real
