@@ -467,6 +467,11 @@ def add_int8_calibration(path: Path, prepared: PreparedData, *, echo: Echo = pri
         f"foreground Dice {agreement:.4f} on {entry['agreement']['images']} validation images; "
         f"{default_precision_note(entry)}"
     )
+    if entry.get("fp32_layers"):
+        echo(
+            f"int8: kept in fp32: {', '.join(entry['fp32_layers'])} (all-int8 agreed at "
+            f"{entry.get('all_int8_agreement', float('nan')):.4f}; 'unetkit info --model' explains)"
+        )
 
 
 __all__ = ["SYNTHETIC_MINUTES", "add_int8_calibration", "fit", "resolve_config"]

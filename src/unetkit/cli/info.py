@@ -77,4 +77,20 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(summary.format_table())
+        if args.model:
+            for line in _int8_lines(args.model):
+                print(line)
     return 0
+
+
+def _int8_lines(model: str) -> list[str]:
+    """What the saved model's int8 calibration chose and measured (``unetkit info --model``)."""
+    from unetkit.infer.calibration import describe
+    from unetkit.infer.int8 import unsupported_reason
+    from unetkit.modelfile import load_with_metadata, resolve_model_path
+
+    net, metadata = load_with_metadata(resolve_model_path(model))
+    reason = unsupported_reason(net)
+    if reason is not None:
+        return [f"int8: not available ({reason}); prediction uses the float path"]
+    return describe(metadata.get("int8"))

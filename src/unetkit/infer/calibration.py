@@ -1,8 +1,11 @@
 """int8 calibration of a trained model, stored with it, and the check that decides its use.
 
 :func:`int8_calibration` measures activation ranges on training patches
-(:func:`unetkit.infer.int8.calibrate`), then predicts held-out images in fp32 and in int8 and
-records how well the two label maps agree. The result is the ``"int8"`` entry of a model
+(:func:`unetkit.infer.int8.calibrate_percentiles`), searches on other crops of the training
+images for the percentile and for the few layers that must stay in fp32 for int8 label maps to
+agree with fp32 (:mod:`unetkit.infer.int8_search`), then predicts held-out images in fp32 and in
+the chosen int8 and records how well the two label maps agree (and, where layers stay in fp32,
+how well all-int8 agreed). The result is the ``"int8"`` entry of a model
 file's metadata::
 
     {"ranges": {point: [low, high]}, "percentile": 99.999, "headroom": 1.25, "patches": 32,
@@ -27,7 +30,8 @@ import torch
 
 from unetkit.infer import int8
 from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration, agreement_of
-from unetkit.infer.int8 import HEADROOM, calibrate
+from unetkit.infer.int8 import HEADROOM, calibrate_percentiles
+from unetkit.infer.int8_search import SEARCH_TARGET, search
 from unetkit.model import UNet
 from unetkit.modelfile import weights_digest
 
@@ -35,6 +39,10 @@ from unetkit.modelfile import weights_digest
 CALIBRATION_PATCHES = 32
 #: Held-out images on which agreement is measured.
 AGREEMENT_IMAGES = 8
+#: Crops of calibration images (other than the range patches) on which the search measures.
+SEARCH_CROPS = 16
+#: Activation percentiles the search tries (one calibration pass gives them all).
+PERCENTILES = (99.99, 99.999, 100.0)
 
 
 def calibration_patches(
@@ -118,36 +126,100 @@ def int8_calibration(
     check_images: Sequence[np.ndarray],
     *,
     patch: Sequence[int],
-    percentile: float = 99.999,
+    percentile: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The ``"int8"`` metadata entry for ``model`` (see the module doc).
 
     ``calibration_images`` and ``check_images``: normalised ``(C, *S)`` arrays, the second
-    ideally held out (validation images). Raises
+    ideally held out (validation images). ``percentile``: the activation percentile, or
+    ``None`` to choose among :data:`PERCENTILES`. Raises
     :class:`unetkit.infer.int8.Int8Unsupported` for a model without an int8 path.
     """
     model = model.eval()
+    k = int(model.config.out_channels)
+    classes = 2 if k == 1 else k
     patches = calibration_patches(model, calibration_images, patch, seed=seed)
-    ranges = calibrate(model, patches, percentile=percentile)
+    percentiles = PERCENTILES if percentile is None else (float(percentile),)
+    by_percentile = calibrate_percentiles(model, patches, percentiles)
+    crops = calibration_patches(model, calibration_images, patch, n=SEARCH_CROPS, seed=seed + 1)
+    found = search(model, by_percentile, crops, lambda a, b: foreground_agreement(a, b, classes))
     calibration = Int8Calibration(
-        ranges=ranges,
-        percentile=percentile,
+        ranges=found.ranges,
+        percentile=found.percentile,
         headroom=HEADROOM,
         patches=sum(int(p.shape[0]) for p in patches),
         weights_sha256=weights_digest(model),
+        fp32_layers=found.fp32_layers,
+        search={
+            "target": SEARCH_TARGET,
+            "crops": found.crops,
+            "all_int8": found.all_int8,
+            "mixed": found.mixed,
+            "percentiles": {str(p): a for p, a in found.percentiles.items()},
+            "sensitivity": dict(found.sensitivity),
+        },
     )
     check = list(check_images[:AGREEMENT_IMAGES])
     if check:
-        k = int(model.config.out_channels)
         reference = _label_maps(model, check, "fp32", None)
         quantised = _label_maps(model, check, "int8", calibration.to_metadata())
+        before = None
+        if found.fp32_layers:
+            all_int8 = replace(calibration, fp32_layers=()).to_metadata()
+            before = foreground_agreement(
+                _label_maps(model, check, "int8", all_int8), reference, classes
+            )
         calibration = replace(
             calibration,
-            agreement=foreground_agreement(quantised, reference, 2 if k == 1 else k),
+            agreement=foreground_agreement(quantised, reference, classes),
             agreement_images=len(check),
+            all_int8_agreement=before,
         )
     return calibration.to_metadata()
+
+
+def describe(entry: Mapping[str, Any] | None) -> list[str]:
+    """What a model's int8 calibration chose and measured, as lines for the user."""
+    calibration = Int8Calibration.from_metadata(entry)
+    if calibration is None:
+        return ["int8: not calibrated (run 'unetkit calibrate --model MODEL --data DIR')"]
+    lines = [
+        f"int8: calibrated on {calibration.patches} patches, activation percentile "
+        f"{calibration.percentile}, headroom {calibration.headroom}"
+    ]
+    if calibration.agreement is None:
+        lines.append("int8: agreement with fp32 not measured (no held-out images)")
+    else:
+        before = calibration.all_int8_agreement
+        was = "" if before is None else f" (all layers int8: {before:.4f})"
+        lines.append(
+            f"int8: label maps agree with fp32 at foreground Dice {calibration.agreement:.4f} on "
+            f"{calibration.agreement_images} held-out image(s){was}; needed for the default: "
+            f"{AUTO_AGREEMENT}"
+        )
+    gains = calibration.search.get("sensitivity", {})
+    if calibration.fp32_layers:
+        lines.append(
+            f"int8: {len(calibration.fp32_layers)} layer(s) kept in fp32, the most sensitive "
+            f"(agreement gained alone in fp32, on {calibration.search.get('crops', '?')} crops):"
+        )
+        for name in calibration.fp32_layers:
+            gain = gains.get(name)
+            lines.append(f"  {name}" + ("" if gain is None else f"  {gain:+.4f}"))
+    elif calibration.search:
+        base, target = calibration.search.get("all_int8", 0.0), calibration.search.get("target")
+        why = "reached the search target" if base >= (target or 1.0) else "no layer helped"
+        lines.append(
+            f"int8: every layer in int8 (all-int8 agreement {base:.4f} on "
+            f"{calibration.search.get('crops', '?')} crops {why}, target {target})"
+        )
+    tried = calibration.search.get("percentiles", {})
+    if len(tried) > 1:
+        listed = ", ".join(f"{p}: {a:.4f}" for p, a in tried.items())
+        lines.append(f"int8: all-int8 agreement per percentile tried: {listed}")
+    lines.append(f"int8: {default_precision_note(entry)}")
+    return lines
 
 
 def default_precision_note(entry: Mapping[str, Any] | None) -> str:
@@ -167,6 +239,7 @@ __all__ = [
     "agreement_of",
     "calibration_patches",
     "default_precision_note",
+    "describe",
     "foreground_agreement",
     "int8_calibration",
     "weights_digest",

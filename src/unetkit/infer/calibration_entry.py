@@ -5,7 +5,13 @@ Read by the inference engine (which decides whether int8 runs) and written by th
 model file's metadata it is the plain mapping :meth:`Int8Calibration.to_metadata` returns::
 
     {"ranges": {point: [low, high]}, "percentile": 99.999, "headroom": 1.25, "patches": 32,
-     "weights_sha256": "...", "agreement": {"foreground_dice": 0.998, "images": 6}}
+     "weights_sha256": "...", "agreement": {"foreground_dice": 0.998, "images": 6},
+     "fp32_layers": ["decoder.blocks.0.convs.1"], "all_int8_agreement": 0.991,
+     "search": {"target": 0.997, "crops": 16, "all_int8": 0.990, "mixed": 0.998,
+                "percentiles": {"99.999": 0.990}, "sensitivity": {layer: gain}}}
+
+``fp32_layers``, ``all_int8_agreement`` and ``search`` come from the sensitivity search
+(:mod:`unetkit.infer.int8_search`); entries written before it lack them (no fp32 layers).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ class Int8Calibration:
             (:func:`unetkit.modelfile.weights_digest`); ``None`` in older entries.
         agreement: mean foreground Dice of int8 against fp32 label maps, or ``None`` when no
             held-out image was available; ``agreement_images``: on how many images.
+        fp32_layers: layers kept in fp32 (the rest runs in int8), most sensitive first.
+        all_int8_agreement: the agreement on the same images with every layer in int8
+            (measured when ``fp32_layers`` is not empty).
+        search: what the sensitivity search measured on its crops (see the module doc).
     """
 
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -39,6 +49,9 @@ class Int8Calibration:
     weights_sha256: str | None = None
     agreement: float | None = None
     agreement_images: int = 0
+    fp32_layers: tuple[str, ...] = ()
+    all_int8_agreement: float | None = None
+    search: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, entry: Any) -> Int8Calibration | None:
@@ -51,6 +64,11 @@ class Int8Calibration:
         except (TypeError, ValueError, IndexError, KeyError):
             return None
         images = entry.get("agreement", {})
+        layers = entry.get("fp32_layers", [])
+        if not isinstance(layers, list | tuple) or not all(isinstance(x, str) for x in layers):
+            return None
+        before = entry.get("all_int8_agreement")
+        search = entry.get("search", {})
         return cls(
             ranges=ranges,
             percentile=entry.get("percentile"),
@@ -59,6 +77,9 @@ class Int8Calibration:
             weights_sha256=entry.get("weights_sha256"),
             agreement=agreement_of(entry),
             agreement_images=int(images.get("images", 0)) if isinstance(images, Mapping) else 0,
+            fp32_layers=tuple(layers),
+            all_int8_agreement=float(before) if isinstance(before, int | float) else None,
+            search=dict(search) if isinstance(search, Mapping) else {},
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -75,6 +96,12 @@ class Int8Calibration:
                 "foreground_dice": self.agreement,
                 "images": self.agreement_images,
             }
+        if self.fp32_layers:
+            out["fp32_layers"] = list(self.fp32_layers)
+        if self.all_int8_agreement is not None:
+            out["all_int8_agreement"] = self.all_int8_agreement
+        if self.search:
+            out["search"] = dict(self.search)
         return out
 
     @property

@@ -53,8 +53,10 @@ __all__ = [
     "Int8UNet",
     "Int8Unsupported",
     "calibrate",
+    "calibrate_percentiles",
     "has_vnni",
     "int8_available",
+    "layer_names",
     "quantize_for_inference",
     "translate_ranges",
     "unsupported_reason",
@@ -122,21 +124,35 @@ class _Observer:
     """Running activation range per point: the max over batches of a high percentile.
 
     A percentile (``99.999`` by default) instead of the absolute extreme keeps one hot pixel
-    from stretching the quantisation step of a whole map.
+    from stretching the quantisation step of a whole map. Several percentiles are gathered in
+    one pass (``ranges_at(p)``), for the calibration's percentile search.
     """
 
-    def __init__(self, percentile: float) -> None:
-        self.q = percentile / 100.0
-        self.ranges: Ranges = {}
-        self.generator = torch.Generator().manual_seed(0)
+    def __init__(self, percentiles: float | Iterable[float]) -> None:
+        if isinstance(percentiles, int | float):
+            percentiles = (percentiles,)
+        self.percentiles = tuple(float(p) for p in percentiles)
+        self.by_percentile: dict[float, Ranges] = {p: {} for p in self.percentiles}
 
     def __call__(self, name: str, t: Tensor) -> None:
         flat = t.detach().float().reshape(-1)
-        k = max(1, int(flat.numel() * (1.0 - self.q)))  # values above the percentile, plus one
-        hi = float(torch.topk(flat, k, sorted=True).values[-1])
-        lo = -float(torch.topk(-flat, k, sorted=True).values[-1])
-        old = self.ranges.get(name)
-        self.ranges[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        # values above each percentile, plus one
+        ks = [max(1, int(flat.numel() * (1.0 - p / 100.0))) for p in self.percentiles]
+        top = torch.topk(flat, max(ks), sorted=True).values
+        bottom = -torch.topk(-flat, max(ks), sorted=True).values
+        for p, k in zip(self.percentiles, ks, strict=True):
+            lo, hi = float(bottom[k - 1]), float(top[k - 1])
+            old = self.by_percentile[p].get(name)
+            new = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            self.by_percentile[p][name] = new
+
+    def ranges_at(self, percentile: float) -> Ranges:
+        return self.by_percentile[float(percentile)]
+
+    @property
+    def ranges(self) -> Ranges:
+        """The ranges at the first percentile."""
+        return self.by_percentile[self.percentiles[0]]
 
 
 #: Calibrated ranges are widened by this factor. Measured on held-out images of four real
@@ -161,17 +177,45 @@ def calibrate(
     Returns ``{point name: (low, high)}`` for :func:`quantize_for_inference`: per point, the
     ``percentile`` of each batch, the widest over batches, times ``headroom``.
     """
+    return calibrate_percentiles(model, batches, (percentile,), headroom=headroom)[percentile]
+
+
+def calibrate_percentiles(
+    model: UNet,
+    batches: Iterable[Tensor],
+    percentiles: Iterable[float],
+    *,
+    headroom: float = HEADROOM,
+) -> dict[float, Ranges]:
+    """:func:`calibrate` for several ``percentiles`` in one pass: ``{percentile: ranges}``."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise Int8Unsupported(f"int8: {reason}")
     runner = Runner(_folded_copy(model))
-    observer = _Observer(percentile)
+    observer = _Observer(percentiles)
     with torch.inference_mode():
         for x in batches:
             runner.run(x.float(), observer)
-    if not observer.ranges:
-        raise ValueError("calibrate: no calibration batches were given")
-    return {k: (lo * headroom, hi * headroom) for k, (lo, hi) in observer.ranges.items()}
+    out: dict[float, Ranges] = {}
+    for p in observer.percentiles:
+        ranges = observer.ranges_at(p)
+        if not ranges:
+            raise ValueError("calibrate: no calibration batches were given")
+        out[p] = {k: (lo * headroom, hi * headroom) for k, (lo, hi) in ranges.items()}
+    return out
+
+
+def layer_names(model: UNet) -> list[str]:
+    """The layers of ``model`` that run in int8 (convolutions after the input one,
+    up-samplings, strided down-samplings, 1x1 reductions), in walk order: the names
+    :func:`quantize_for_inference`'s ``fp32`` takes."""
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise Int8Unsupported(f"int8: {reason}")
+    runner = Runner(_folded_copy(model))
+    with _quiet():
+        build(runner, lambda *names: (1.0, 0))
+    return list(runner.layers)
 
 
 # --- stored calibrations in the first naming ---------------------------------------------------
@@ -243,15 +287,30 @@ class Int8UNet(nn.Module):
             torch.backends.quantized.engine = previous
 
     def extra_repr(self) -> str:
-        return f"precision=int8, reduce_range={self.reduce_range}, layers={len(self.quantized)}"
+        return (
+            f"precision=int8, reduce_range={self.reduce_range}, layers={len(self.quantized)}, "
+            f"fp32_layers={len(self.runner.fp32)}"
+        )
+
+    @property
+    def fp32_layers(self) -> tuple[str, ...]:
+        """The layers that run in fp32, in walk order."""
+        return tuple(n for n in self.runner.layers if n in self.runner.fp32)
 
 
 def quantize_for_inference(
-    model: UNet, ranges: Mapping[str, Any], *, reduce_range: bool | None = None
+    model: UNet,
+    ranges: Mapping[str, Any],
+    *,
+    reduce_range: bool | None = None,
+    fp32: Iterable[str] = (),
 ) -> Int8UNet:
     """An int8 copy of ``model`` using the activation ``ranges`` of :func:`calibrate`.
 
-    ``model`` itself is not changed. ``ranges`` may use the first naming of points (translated,
+    ``fp32``: layers (names of :func:`layer_names`) kept in fp32, chosen by the calibration's
+    sensitivity search (:mod:`unetkit.infer.int8_search`); their output maps are never
+    rounded to 8 bits (the layers reading them run in fp32 too). ``model`` itself is not
+    changed. ``ranges`` may use the first naming of points (translated,
     :func:`translate_ranges`). ``reduce_range``: quantise activations to 7 bits (``None``: yes
     where the CPU has no VNNI, whose 8-bit products would otherwise saturate). Raises
     :class:`Int8Unsupported` for a model the int8 path does not cover, and ``ValueError``
@@ -273,7 +332,8 @@ def quantize_for_inference(
     torch.backends.quantized.engine = ENGINE
     try:
         with _quiet():
-            return Int8UNet(build(Runner(_folded_copy(model)), qp), reduce_range)
+            runner = Runner(_folded_copy(model), frozenset(fp32))
+            return Int8UNet(build(runner, qp), reduce_range)
     finally:
         torch.backends.quantized.engine = previous
 

@@ -15,6 +15,13 @@ always match). Range names are the state-dict names of the modules that write th
 
 Each point kind and option has one handler here; a point of another kind or option is refused
 by name (:func:`walk_reason`).
+
+Mixed precision: a layer named in ``Runner.fp32`` (names of ``Runner.layers``) runs in fp32 and
+its output map is never rounded to 8 bits: the map stays float, marked *kept* (:func:`_mark`),
+and every layer that reads a kept map (through pooling, a fusion or a residual sum, which then
+run in float and keep the mark) runs in fp32 too. Other float maps (the input convolution's,
+the outputs of layers that read a kept map) carry the uint8 parameters of their point and are
+quantised where an int8 layer reads them.
 """
 
 from __future__ import annotations
@@ -64,16 +71,49 @@ def walk_reason(net: UNet) -> str | None:
     return None
 
 
+_QP = "_unetkit_qparams"  # attribute of a float map in int8 mode: its (scale, zero point)
+_KEEP = "_unetkit_kept"  # attribute of a float map that no int8 layer may round
+
+
+def _mark(t: Tensor, qp: tuple[float, int] | None, keep: bool = False) -> Tensor:
+    """Mark the float map ``t`` with the uint8 parameters an int8 reader quantises it with,
+    or as kept in float (its readers run in fp32)."""
+    if qp is not None:
+        setattr(t, _QP, qp)
+    if keep:
+        setattr(t, _KEEP, True)
+    return t
+
+
+def _kept(t: Tensor) -> bool:
+    return bool(getattr(t, _KEEP, False))
+
+
+def _dq(t: Tensor) -> Tensor:
+    return t.dequantize() if t.is_quantized else t
+
+
+def _requantize(t: Tensor, qp: tuple[float, int] | None = None) -> Tensor:
+    """``t`` as quint8: unchanged when quantised, else with ``qp`` or the parameters it carries."""
+    if t.is_quantized:
+        return t
+    scale, zero = qp if qp is not None else getattr(t, _QP)
+    return torch.quantize_per_tensor(t.float(), scale, zero, torch.quint8)
+
+
 class Runner:
     """Runs a folded unetkit U-Net along its walk, in float (observing) or in int8.
 
-    ``run(x)``: ``x: (B, C, *S) float -> (B, K, *S') float32 logits``.
+    ``run(x)``: ``x: (B, C, *S) float -> (B, K, *S') float32 logits``. ``fp32``: the layers
+    (names of :func:`layer_names`) that run in float in int8 mode.
     """
 
-    def __init__(self, net: UNet) -> None:
+    def __init__(self, net: UNet, fp32: frozenset[str] = frozenset()) -> None:
         self.net = net
+        self.fp32 = fp32
         self.dims = net.config.spatial_dims
         self.quantized: dict[str, nn.Module] = {}
+        self.layers: list[str] = []  # the layers that can run in int8, filled by build()
         self.qparams: dict[str, tuple[float, int]] = {}
         self.unit: dict[str, tuple[Tensor, Tensor]] = {}  # (ones, zeros) per affine skip
         self.int8 = False
@@ -104,18 +144,23 @@ class Runner:
             observe(name, t)
         return t
 
-    def _quantize(self, name: str, t: Tensor) -> Tensor:
-        scale, zero = self.qparams[name]
-        return torch.quantize_per_tensor(t.float(), scale, zero, torch.quint8)
+    def _float(self, name: str, t: Tensor, keep: bool = False) -> Tensor:
+        """A map that stays float in int8 mode, marked with its point's uint8 parameters."""
+        return _mark(t, self.qparams[name], keep)
+
+    def _in_fp32(self, name: str, h: Tensor) -> bool:
+        """Whether layer ``name`` runs in fp32 on ``h``: it is an fp32 layer or reads a kept map."""
+        return name in self.fp32 or _kept(h)
 
     def _conv(self, name: str, layer: nn.Module, h: Tensor, observe: Observe) -> Tensor:
         if self.int8:
-            return self.quantized[name](h)
+            if self._in_fp32(name, h):
+                return self._float(name, layer(_dq(h)), name in self.fp32)
+            return self.quantized[name](_requantize(h))
         return self._point(name, layer(h), observe)
 
     def _head(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
-        feats = h.dequantize() if self.int8 else h
-        return point.module(feats)  # (B, K, *P) float32, the 1x1 head in fp32
+        return point.module(_dq(h))  # (B, K, *P) float32, the 1x1 head in fp32
 
     def _block(self, point: Point, observe: Observe, x: Tensor) -> Tensor:
         block, name = point.module, point.name
@@ -124,8 +169,8 @@ class Runner:
         for j, layer in enumerate(block.convs):
             conv = f"{name}.convs.{j}"
             if first and j == 0:  # the input convolution stays fp32
-                h = layer(h.dequantize() if h.is_quantized else h)
-                h = self._quantize(conv, h) if self.int8 else self._point(conv, h, observe)
+                h = layer(_dq(h))
+                h = self._float(conv, h) if self.int8 else self._point(conv, h, observe)
             else:
                 h = self._conv(conv, layer, h, observe)
         if not block.residual:
@@ -134,40 +179,49 @@ class Runner:
         if first:  # the shortcut reads the float input: run it in fp32, then quantise
             short_out = short(x)
             if self.int8:
-                short_out = self._quantize(f"{name}.shortcut", short_out)
+                short_out = self._float(f"{name}.shortcut", short_out)
             else:
                 self._point(f"{name}.shortcut", short_out, observe)
         elif not isinstance(short, nn.Identity):
             short_out = self._conv(f"{name}.shortcut", short, x, observe)
         else:
             short_out = x
+        carried, keep = getattr(short_out, _QP, None), _kept(short_out) or _kept(h)
         short_out = center_crop(short_out, h.shape[2:])
-        if self.int8:
+        if self.int8 and h.is_quantized and not keep:
             scale, zero = self.qparams[f"{name}.out_act"]
+            short_out = _requantize(short_out, carried)
             return torch.ops.quantized.add_relu(h, short_out, scale, zero)
+        if self.int8:  # a branch ran in fp32: add in float
+            y = block.out_act(_dq(h) + _dq(short_out))
+            return self._float(f"{name}.out_act", y, keep)
         return self._point(f"{name}.out_act", block.out_act(h + short_out), observe)
 
     def _down(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
         op = point.module.op
         if point.option != "strided":  # quantized pooling keeps the input's range
-            return op(h)
+            y = op(h)
+            return y if y.is_quantized else _mark(y, getattr(h, _QP, None), _kept(h))
         return self._conv(point.name, op, h, observe)  # strided convolution, no activation
 
     def _up(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
         name, up = point.name, point.module
-        if point.option == "interp":  # 1x1 conv first, then interpolate: the two commute
+        if self.int8 and not self._in_fp32(name, h):
+            low = self.quantized[name](_requantize(h))
+            if point.option != "interp":
+                return low
+            mode = INTERP_MODE[self.dims]  # 1x1 conv first, then interpolate: they commute
+            if self.dims == 2:
+                return F.interpolate(low, scale_factor=2.0, mode=mode, align_corners=False)
+            y = F.interpolate(low.dequantize(), scale_factor=2.0, mode=mode)
+            return _requantize(y, self.qparams[name])
+        y = up.conv(_dq(h))
+        if point.option == "interp":
             mode = INTERP_MODE[self.dims]
-            if self.int8:
-                low = self.quantized[name](h)
-                if self.dims == 2:
-                    return F.interpolate(low, scale_factor=2.0, mode=mode, align_corners=False)
-                y = F.interpolate(low.dequantize(), scale_factor=2.0, mode=mode)
-                return self._quantize(name, y)
-            y = F.interpolate(up.conv(h), scale_factor=2.0, mode=mode, align_corners=False)
-            return self._point(name, y, observe)
+            y = F.interpolate(y, scale_factor=2.0, mode=mode, align_corners=False)
         if self.int8:
-            return self.quantized[name](h)
-        return self._point(name, up.conv(h), observe)
+            return self._float(name, y, name in self.fp32)
+        return self._point(name, y, observe)
 
     def _fuse(self, point: Point, observe: Observe, u: Tensor, skip: Tensor) -> Tensor:
         name, fuse, fusion = point.name, point.module, point.option
@@ -176,29 +230,38 @@ class Runner:
         if isinstance(fuse, Fuse) and fuse.use_norm:
             raise_unsupported(point, "a decoder norm that could not be folded")
         affine = isinstance(fuse, FoldedFuse) and fuse.affine
+        keep = _kept(u) or _kept(skip)
         skip = center_crop(skip, u.shape[2:])
         reduce = getattr(fuse, "reduce", None)
-        if not self.int8:
+        if not self.int8 or keep or not (u.is_quantized or skip.is_quantized):
+            u, skip = _dq(u), _dq(skip)
             if affine:
                 view = (1, -1) + (1,) * self.dims
                 skip = torch.addcmul(fuse.shift.view(view), skip, fuse.scale.view(view))
             self._point(f"{name}.skip", skip, observe)
             y = u + skip if fusion == "add" else torch.cat([u, skip], dim=1)
             self._point(name, y, observe)
+            if self.int8:  # a kept branch or both float (fp32 layers): fuse in float
+                y = self._float(name, y, keep)
+                return y if reduce is None else self._conv(f"{name}.reduce", reduce, y, None)
             if reduce is not None:
                 y = self._point(f"{name}.reduce", reduce(y), observe)
             return y
         scale, zero = self.qparams[name]
-        if affine:  # the folded batch norm of the skip half, as a quantized per-channel affine
+        if affine and skip.is_quantized:  # the skip's folded batch norm, a quantized affine
             op = getattr(torch.ops.quantized, _BATCH_NORM[self.dims])
             ones, zeros = self.unit[name]
             skip = op(skip, fuse.scale.view(-1), fuse.shift.view(-1), zeros, ones, 0.0, scale, zero)
+        elif affine:
+            view = (1, -1) + (1,) * self.dims
+            skip = torch.addcmul(fuse.shift.view(view), skip, fuse.scale.view(view))
+        u, skip = _requantize(u, (scale, zero)), _requantize(skip, (scale, zero))
         if fusion == "add":
             y = torch.ops.quantized.add(u, skip, scale, zero)
         else:
             y = torch.ops.quantized.cat([u, skip], 1, scale, zero)
         if reduce is not None:
-            y = self.quantized[f"{name}.reduce"](y)
+            y = self._conv(f"{name}.reduce", reduce, y, None)
         return y
 
 
@@ -215,14 +278,20 @@ def _drop_float_weights(conv: nn.Module) -> None:
 
 def _add_conv(runner: Runner, name: str, conv: nn.Module, relu: bool, qp: QParams) -> None:
     runner.qparams[name] = qp(name)
+    runner.layers.append(name)
     runner.quantized[name] = quantized_conv(conv, relu, runner.qparams[name])
-    _drop_float_weights(conv)
+    if not runner.fp32:  # with fp32 layers, any layer may read a kept map in float
+        _drop_float_weights(conv)
 
 
 def build(runner: Runner, qp: QParams) -> Runner:
     """Quantise ``runner``'s network point by point; ``qp(*names)`` gives the uint8 parameters
-    covering the calibrated ranges of ``names``. Returns ``runner``, now in int8 mode."""
+    covering the calibrated ranges of ``names``. With ``runner.fp32`` layers, every layer keeps
+    its float weights too (it may read a kept map). Returns ``runner``, now in int8 mode;
+    ``runner.layers`` lists every layer that could run in int8, in walk order. Raises
+    ``ValueError`` naming an ``fp32`` entry that is no layer of this network."""
     up_of: dict[int, Point] = {}
+    runner.layers = []
     for point in runner.net.points():
         name, module = point.name, point.module
         if point.kind == "block":
@@ -251,16 +320,24 @@ def build(runner: Runner, qp: QParams) -> Runner:
             out = qp(up.name, f"{name}.skip", name) if joined else qp(up.name)
             runner.qparams[up.name] = runner.qparams[name] = out
             up_conv = up.module.conv
+            runner.layers.append(up.name)
             if up.option == "interp":
                 runner.quantized[up.name] = quantized_conv(up_conv, False, out)
             else:
                 runner.quantized[up.name] = QuantizedUp(up_conv, out)
-            _drop_float_weights(up_conv)
+            if not runner.fp32:
+                _drop_float_weights(up_conv)
             if isinstance(module, FoldedFuse) and module.affine:
                 channels = module.scale.numel()
                 runner.unit[name] = (torch.ones(channels), torch.zeros(channels))
             reduce = getattr(module, "reduce", None)
             if reduce is not None:
                 _add_conv(runner, f"{name}.reduce", reduce, False, qp)
+    unknown = sorted(runner.fp32 - set(runner.layers))
+    if unknown:
+        raise ValueError(
+            f"int8 calibration: fp32 layer {unknown[0]!r} is not a layer of this model; "
+            "calibrate this model again"
+        )
     runner.int8 = True
     return runner
