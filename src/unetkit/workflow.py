@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,14 @@ from unetkit.config import RunConfig, load_run_config, run_config_from_dict
 from unetkit.configtools import apply_overrides, load_yaml, parse_override, to_dict
 from unetkit.errors import UnetkitError
 from unetkit.precision import resolve_device
+from unetkit.run_steps import (
+    Echo,
+    add_int8_calibration,
+    choose_recipe,
+    prepare_for_task,
+    tune_instances,
+)
 from unetkit.train.distributed import DistInfo, barrier, broadcast_object
-from unetkit.train.fingerprint import dataset_fingerprint
 from unetkit.train.lock import check_unlocked
 from unetkit.train.preflight import (
     adopt,
@@ -39,12 +45,7 @@ from unetkit.train.preflight import (
     open_resume,
     preflight,
 )
-from unetkit.train.prepare import PreparedData, prepare_data
 from unetkit.train.recipe import (
-    apply_recipe,
-    flip_axes_note,
-    geometry_plan,
-    summarize_data,
     with_declaration,
 )
 from unetkit.train.resume_check import (
@@ -58,7 +59,6 @@ from unetkit.train.trainer import TrainResult, train
 #: Budget of a run on the built-in synthetic data when neither epochs nor minutes are given.
 SYNTHETIC_MINUTES = 2.0
 
-Echo = Callable[[str], None]
 
 
 def flat_keys(data: Any, prefix: str = "") -> set[str]:
@@ -109,25 +109,6 @@ def resolve_config(
         path, _ = parse_override(text)
         explicit.add(".".join(path))
     return run_config_from_dict(apply_overrides(base, list(overrides)), source), explicit
-
-
-def small_image_note(samples: Any, patch_size: Any) -> str | None:
-    """A note when training images are smaller than the patch along some axis (they are
-    padded, not refused); ``None`` otherwise."""
-    if not patch_size:
-        return None
-    small = [
-        s.stem
-        for s in samples
-        if any(n < p for n, p in zip(s.image.shape[1:], patch_size, strict=False))
-    ]
-    if not small:
-        return None
-    names = ", ".join(small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
-    return (
-        f"{len(small)} training image(s) smaller than the patch size {list(patch_size)} "
-        f"({names}); their patches are padded"
-    )
 
 
 def with_run_defaults(config: RunConfig, explicit: set[str]) -> RunConfig:
@@ -207,7 +188,7 @@ def fit(
             run_config, marker_extra = _resume_config(run_dir, requested, keys, overrides)
             resolve_device(run_config.train.device)
             # 3. read the data  4. every check before the folder changes
-            prepared = _prepare(run_config)
+            prepared = prepare_for_task(run_config)
             preflight(run_config, prepared)
             adopt(run_dir, info.is_main, marker_extra)
             say(f"resuming {run_dir}")
@@ -241,13 +222,13 @@ def fit(
 
                 run_config, fixed, init = finetune.start_finetune(run_config, keys)
             # 3. read the data and choose the recipe from it
-            prepared = _prepare(run_config)
+            prepared = prepare_for_task(run_config)
             if init is not None:
                 finetune.check_data_fits(init, prepared.spatial_dims, prepared.in_channels)
-            run_config, lines = _recipe(run_config, prepared, fixed, info, say)
+            run_config, lines = choose_recipe(run_config, prepared, fixed, info, say)
             if run_config.data.normalization != prepared.normalization["mode"]:
                 # the fingerprint chose another normalisation (CT): normalise again
-                prepared = _prepare(run_config)
+                prepared = prepare_for_task(run_config)
             if init is not None:
                 run_config, more = finetune.finish_finetune(
                     run_config, init, keys, distributed=info.distributed
@@ -302,19 +283,6 @@ def fit(
     return result
 
 
-def _prepare(config: RunConfig) -> PreparedData:
-    """The run's data, as its task reads it (restore: images with targets, or images alone)."""
-    if config.task == "restore":
-        from unetkit.tasks.restore_data import prepare_restore
-
-        return prepare_restore(config)
-    if config.task == "diffusion":
-        from unetkit.tasks.diffusion_data import prepare_diffusion
-
-        return prepare_diffusion(config)
-    return prepare_data(config.data, seed=config.train.seed)
-
-
 def _resolved_data_path(config: RunConfig) -> RunConfig:
     """The run stores its data folder as an absolute path, so it resumes from anywhere."""
     if config.data.path is None or (config.task == "diffusion" and config.data.path == "digits"):
@@ -359,119 +327,6 @@ def _resume_config(
         )
     check_resume_checkpoint(run_dir, config)
     return config, {} if marker else _data_marker(config)
-
-
-def _recipe(
-    config: RunConfig, prepared: PreparedData, explicit: set[str], info: DistInfo, say: Echo
-) -> tuple[RunConfig, list[str]]:
-    """The config with the recipe's choices for what the caller left open (data notes are
-    said now), and the summary lines to show once the run folder is ready."""
-    for note in prepared.notes:
-        say(f"note: {note}")
-    if config.task == "diffusion":
-        from unetkit.tasks.diffusion_data import DiffusionPrepared, apply_diffusion_recipe
-
-        if not isinstance(prepared, DiffusionPrepared):
-            raise TypeError("task=diffusion: the data was not prepared for diffusion")
-        config, picked = apply_diffusion_recipe(config, prepared, explicit)
-        return config, [
-            f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
-            f"held-out images, {prepared.in_channels} channel(s), "
-            f"{prepared.num_labels or 'no'} classes",
-            f"recipe (diffusion): chose {', '.join(picked) or 'nothing'}",
-        ]
-    summary = summarize_data(prepared.raw_train, prepared.num_classes)
-    geometry = geometry_plan(
-        summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes
-    )
-    config, chosen = apply_recipe(config, summary, explicit, geometry)
-    if config.task == "restore":
-        from unetkit.tasks.restore_recipe import apply_restore_recipe
-
-        config, more = apply_restore_recipe(config, summary, explicit)
-        chosen |= more
-    note = small_image_note(prepared.raw_train, config.data.patch_size)
-    if note:
-        say(f"note: {note}")
-    lines = [
-        f"data: {prepared.source}: {len(prepared.train)} train / {len(prepared.val)} "
-        f"validation images, {prepared.in_channels} channel(s), "
-        + (
-            f"{prepared.num_classes} classes"
-            if config.task == "segment"
-            else f"{prepared.num_classes} output channel(s)"
-        )
-        + f", median size {list(summary.median_shape)}"
-    ]
-    if chosen:
-        lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
-    if geometry is not None:
-        lines += [f"fingerprint: {why}" for why in geometry.reasons]
-    gb = config.train.batch_size * info.world_size
-    lines.append(
-        f"processes: {info.world_size} ({info.backend or 'single'}); batch "
-        f"{config.train.batch_size} per process, global batch {gb}"
-    )
-    return config, lines
-
-
-def tune_instances(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:
-    """Pick the instance post-processing parameters on the validation images and store them
-    in the saved best model (:func:`unetkit.infer.instances.tune_model_file`)."""
-    from unetkit.infer.instances import tune_model_file
-
-    val = [s for s in prepared.raw_val if s.instances is not None]
-    result = tune_model_file(path, [s.image for s in val], [s.instances for s in val])
-    if result is None:
-        return
-    p = result.params
-    echo(
-        f"instances: post-processing tuned on {result.images} validation images in "
-        f"{result.seconds:.0f} s: DSB score {result.score:.3f} (seed {p.seed_threshold:g}, "
-        f"foreground {p.foreground_threshold:g}, min seed {p.min_seed_size}, min size "
-        f"{p.min_size})"
-    )
-
-
-def add_int8_calibration(path: Path, prepared: PreparedData, *, echo: Echo = print) -> None:
-    """Calibrate the saved best model for int8 and store the result in its metadata.
-
-    Ranges come from training patches, the agreement from the validation images. A model the
-    int8 path does not cover is left as it is, with a note.
-    """
-    from unetkit.infer.calibration import agreement_of, default_precision_note, int8_calibration
-    from unetkit.infer.int8 import Int8Unsupported
-    from unetkit.modelfile import load_with_metadata, save
-
-    if not path.is_file():
-        return
-    model, metadata = load_with_metadata(path)
-    patch = metadata.get("patch_size") or [128] * model.config.spatial_dims
-    try:
-        entry = int8_calibration(
-            model,
-            [s.image for s in prepared.train],
-            [s.image for s in prepared.val],
-            patch=patch,
-        )
-    except Int8Unsupported as exc:
-        echo(f"int8: not calibrated ({str(exc).removeprefix('int8: ')}); prediction uses fp32")
-        return
-    save(model, path, metadata={**metadata, "int8": entry})
-    agreement = agreement_of(entry)
-    if agreement is None:
-        echo("int8: calibrated; no validation images to measure agreement, prediction uses fp32")
-        return
-    echo(
-        f"int8: calibrated on {entry['patches']} training patches; label maps agree with fp32 at "
-        f"foreground Dice {agreement:.4f} on {entry['agreement']['images']} validation images; "
-        f"{default_precision_note(entry)}"
-    )
-    if entry.get("fp32_layers"):
-        echo(
-            f"int8: kept in fp32: {', '.join(entry['fp32_layers'])} (all-int8 agreed at "
-            f"{entry.get('all_int8_agreement', float('nan')):.4f}; 'unetkit info --model' explains)"
-        )
 
 
 __all__ = ["SYNTHETIC_MINUTES", "add_int8_calibration", "fit", "resolve_config"]
