@@ -97,7 +97,9 @@ def _run_export(fmt: Format, wrapper: nn.Module, example: Tensor, tmp: Path, dyn
         write_torchscript(wrapper, example, tmp)
 
 
-def _run_exported(fmt: Format, path: Path, x: np.ndarray, device: torch.device) -> np.ndarray:
+def _run_exported(
+    fmt: Format, path: Path, x: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
     if fmt == "onnx":
         from unetkit.export.onnx import run_onnx
 
