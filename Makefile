@@ -28,7 +28,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -x
+	$(BIN)/python -m pytest -x --durations=25
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
