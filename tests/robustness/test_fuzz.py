@@ -350,6 +350,10 @@ _VALID: dict[str, st.SearchStrategy[Any]] = {
         st.one_of(st.sampled_from([1, 3]), st.lists(st.sampled_from([1, 3]), max_size=3)),
         max_size=4,
     ),
+    "time_conditioning": st.booleans(),
+    "num_class_labels": st.integers(0, 4),
+    "attention_levels": st.lists(st.integers(0, 4), max_size=2),
+    "time_embed_dim": st.sampled_from([0, 8, 16]),
     **{
         name: _choices(name)
         for name in ("padding", "down", "up", "fusion", "norm_placement", "block", "init")
@@ -389,7 +393,7 @@ def test_fuzz_unet_config_from_dict(data: dict[str, Any]) -> None:
         except ValueError:
             return
         side = config.downsample_factor + 1
-        if config.padding == "same" and config.in_channels <= 8:
+        if config.padding == "same" and config.in_channels <= 8 and not config.time_conditioning:
             x = torch.zeros(1, config.in_channels, *[side] * config.spatial_dims)
             with torch.no_grad():
                 assert model(x).shape[1] == config.out_channels
