@@ -26,11 +26,11 @@ import torch
 from unetkit.config import RunConfig
 from unetkit.data.restoration import load_restore_dataset, target_stats
 from unetkit.data.sample import Sample
-from unetkit.data.sampling import DatasetStats, dataset_stats, normalize
+from unetkit.data.sampling import DatasetStats, normalize
 from unetkit.data.synthetic_restore import make_synthetic_restore
 from unetkit.errors import DataError
 from unetkit.train.loader import split_indices
-from unetkit.train.prepare import PreparedData
+from unetkit.train.prepare import PreparedData, check_one_kind, normalization_of
 
 Stats = tuple[np.ndarray, np.ndarray]
 
@@ -101,32 +101,11 @@ def prepare_restore(config: RunConfig) -> RestorePrepared:
     mode: Literal["supervised", "self_supervised"] = (
         "supervised" if with_targets and options.mode != "self_supervised" else "self_supervised"
     )
-    if len(samples) < 2:
-        raise DataError(
-            f"{source}: needs at least 2 images (one to train on, one to validate), found "
-            f"{len(samples)}"
-        )
-    dims = {s.spatial_dims for s in samples}
-    channels = {s.image.shape[0] for s in samples}
-    if len(dims) != 1 or len(channels) != 1:
-        raise DataError(
-            f"{source}: images mix spatial dims {sorted(dims)} or channel counts "
-            f"{sorted(channels)}; a run needs one kind"
-        )
-    in_channels = channels.pop()
+    nd, in_channels = check_one_kind(samples, source, "images")
     out_channels = samples[0].target.shape[0] if mode == "supervised" else in_channels
     tr, va = split_indices(len(samples), data.val_fraction, data.split_seed)
     raw_train = [samples[i] for i in tr]
-    stats = None
-    normalization: dict = {"mode": "per_image", "mean": None, "std": None, "clip": None}
-    if data.normalization == "dataset":
-        stats = dataset_stats(raw_train, clip_percentiles=data.clip_percentiles, seed=0)
-        normalization = {
-            "mode": "dataset",
-            "mean": list(stats.mean),
-            "std": list(stats.std),
-            "clip": None if stats.lower is None else [list(stats.lower), list(stats.upper or ())],
-        }
+    stats, normalization = normalization_of(raw_train, data, seed=0)
     train = [_normalized(s, data.normalization, stats)[0] for s in raw_train]
     if mode == "self_supervised":  # the noisy image is its own target (blind-spot masked)
         train = [Sample(s.image, s.mask, None, s.stem) for s in train]
@@ -137,7 +116,7 @@ def prepare_restore(config: RunConfig) -> RestorePrepared:
         raw_train=raw_train,
         num_classes=int(out_channels),
         in_channels=int(in_channels),
-        spatial_dims=dims.pop(),
+        spatial_dims=nd,
         normalization=normalization,
         source=source,
         notes=[f"restore: {mode.replace('_', '-')} training"],

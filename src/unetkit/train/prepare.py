@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,18 +93,7 @@ def infer_num_classes(samples: list[Sample], data: DataConfig) -> int:
 def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
     """Load, check, split (seeded by ``data.split_seed``) and normalise the data of a run."""
     samples, source, notes = load_samples(data, seed=data.split_seed)
-    if len(samples) < 2:
-        raise DataError(
-            f"{source}: needs at least 2 image/mask pairs (one to train on, one to validate), "
-            f"found {len(samples)}"
-        )
-    dims = {s.spatial_dims for s in samples}
-    channels = {s.image.shape[0] for s in samples}
-    if len(dims) != 1 or len(channels) != 1:
-        raise DataError(
-            f"{source}: images mix spatial dims {sorted(dims)} or channel counts "
-            f"{sorted(channels)}; a run needs one kind"
-        )
+    nd, in_channels = check_one_kind(samples, source, "image/mask pairs")
     num_classes = infer_num_classes(samples, data)
     spec = None
     if wants_boundary(
@@ -115,30 +105,54 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
     tr, va = split_indices(len(samples), data.val_fraction, data.split_seed)
     raw_train = [samples[i] for i in tr]
     raw_val = [samples[i] for i in va]
-    stats: DatasetStats | None = None
-    if data.normalization == "dataset":
-        stats = dataset_stats(raw_train, clip_percentiles=data.clip_percentiles, seed=seed)
-        normalization = {
-            "mode": "dataset",
-            "mean": list(stats.mean),
-            "std": list(stats.std),
-            "clip": None if stats.lower is None else [list(stats.lower), list(stats.upper or ())],
-        }
-    else:
-        normalization = {"mode": "per_image", "mean": None, "std": None, "clip": None}
+    stats, normalization = normalization_of(raw_train, data, seed)
     return PreparedData(
         train=normalize_samples(raw_train, data.normalization, stats),
         val=normalize_samples(raw_val, data.normalization, stats),
         raw_train=raw_train,
         num_classes=num_classes,
-        in_channels=channels.pop(),
-        spatial_dims=dims.pop(),
+        in_channels=in_channels,
+        spatial_dims=nd,
         normalization=normalization,
         source=source,
         notes=notes,
         instance_spec=spec,
         raw_val=raw_val,
     )
+
+
+def check_one_kind(samples: Sequence[Sample], source: str, what: str) -> tuple[int, int]:
+    """``(spatial_dims, channels)`` of a run's samples: at least 2 (one to train on, one to
+    validate) of one dimensionality and channel count, else a :class:`DataError`."""
+    if len(samples) < 2:
+        raise DataError(
+            f"{source}: needs at least 2 {what} (one to train on, one to validate), "
+            f"found {len(samples)}"
+        )
+    dims = {s.spatial_dims for s in samples}
+    channels = {s.image.shape[0] for s in samples}
+    if len(dims) != 1 or len(channels) != 1:
+        raise DataError(
+            f"{source}: images mix spatial dims {sorted(dims)} or channel counts "
+            f"{sorted(channels)}; a run needs one kind"
+        )
+    return dims.pop(), channels.pop()
+
+
+def normalization_of(
+    raw_train: Sequence[Sample], data: DataConfig, seed: int
+) -> tuple[DatasetStats | None, dict[str, Any]]:
+    """The statistics ``data.normalization`` needs (``None`` per image) and the model file's
+    ``normalization`` entry."""
+    if data.normalization != "dataset":
+        return None, {"mode": "per_image", "mean": None, "std": None, "clip": None}
+    stats = dataset_stats(raw_train, clip_percentiles=data.clip_percentiles, seed=seed)
+    return stats, {
+        "mode": "dataset",
+        "mean": list(stats.mean),
+        "std": list(stats.std),
+        "clip": None if stats.lower is None else [list(stats.lower), list(stats.upper or ())],
+    }
 
 
 def model_metadata(
