@@ -26,8 +26,8 @@ from unetkit.infer.normalization import Normalization
 from unetkit.infer.predictor import (
     Prediction,
     PredictOptions,
-    _extract,
     as_image,
+    extract_tile,
     predict_array,
 )
 from unetkit.infer.tiling import plan_tiles
@@ -84,7 +84,7 @@ def predict_batch(
     for i in range(0, len(arrays), options.batch_size):
         chunk = arrays[i : i + options.batch_size]
         x = np.stack(
-            [normalization.resolve(a).apply(_extract(a, plan, origin)) for a in chunk]
+            [normalization.resolve(a).apply(extract_tile(a, plan, origin)) for a in chunk]
         )  # (B, C, *tile_in)
         y = tta_mod.averaged(network, torch.from_numpy(x).to(device), transforms).cpu()
         for yi in y:  # (K, *tile_out)

@@ -117,7 +117,7 @@ def as_image(model: UNet, image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _extract(image: np.ndarray, plan: TilePlan, starts: Sequence[int]) -> np.ndarray:
+def extract_tile(image: np.ndarray, plan: TilePlan, starts: Sequence[int]) -> np.ndarray:
     """The input window of one tile, ``(C, *tile_in)``, mirrored where it leaves the image."""
     idx = [a.input_indices(s) for a, s in zip(plan.axes, starts, strict=True)]
     if all(isinstance(i, slice) for i in idx):
@@ -199,7 +199,7 @@ def predict_array(
         for r, (_row, tiles) in enumerate(plan.rows()):
             for i in range(0, len(tiles), opts.batch_size):
                 chunk = tiles[i : i + opts.batch_size]
-                x = np.stack([_extract(arr, plan, t) for t in chunk])  # (B, C, *tile_in)
+                x = np.stack([extract_tile(arr, plan, t) for t in chunk])  # (B, C, *tile_in)
                 x = norm.apply(x, channel_axis=1)
                 y = tta_mod.averaged(network, torch.from_numpy(x).to(device), transforms)
                 y = y.cpu() * tile_weight  # (B, K, *tile_out)

@@ -28,8 +28,8 @@ from unetkit.infer.files import FileResult, OutputPaths
 from unetkit.infer.inputs import find_inputs, input_folders
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import OutputFolder, check_location, settings_digest
-from unetkit.infer.predictor import PredictOptions, as_image, default_tile
-from unetkit.infer.tiling import TilePlan, plan_tiles
+from unetkit.infer.predictor import PredictOptions, as_image, default_tile, extract_tile
+from unetkit.infer.tiling import plan_tiles
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import read_image, stored_dtype
 from unetkit.io.npy import npy_bytes
@@ -43,12 +43,6 @@ OutputType = Literal["float32", "input"]
 def is_restore_model(metadata: Mapping[str, Any]) -> bool:
     """Whether a model file's metadata says it restores images."""
     return metadata.get("task") == "restore"
-
-
-def _extract(image: np.ndarray, plan: TilePlan, starts: Sequence[int]) -> np.ndarray:
-    idx = [a.input_indices(s) for a, s in zip(plan.axes, starts, strict=True)]
-    arrays = [np.arange(i.start, i.stop) if isinstance(i, slice) else i for i in idx]
-    return image[np.ix_(np.arange(image.shape[0]), *arrays)]
 
 
 def restore_array(
@@ -82,7 +76,7 @@ def restore_array(
     tiles = [t for _row, row_tiles in plan.rows() for t in row_tiles]
     for i in range(0, len(tiles), opts.batch_size):
         chunk = tiles[i : i + opts.batch_size]
-        x = norm.apply(np.stack([_extract(arr, plan, t) for t in chunk]), channel_axis=1)
+        x = norm.apply(np.stack([extract_tile(arr, plan, t) for t in chunk]), channel_axis=1)
         y = tta_mod.averaged(
             lambda b: run_network(runner, b, fast=False),
             torch.from_numpy(x).to(device),
