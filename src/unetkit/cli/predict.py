@@ -186,10 +186,6 @@ def run(args: argparse.Namespace) -> int:
         return run_instances(args, model, metadata, options)
     ctx = context()  # one process, or this one's share of a torchrun launch
 
-    def report(result: FileResult) -> None:
-        if result.status == "skipped":
-            print(f"skipped {result.input} (outputs exist; --overwrite to redo)", file=sys.stderr)
-
     results = predict_files(
         model,
         metadata,
@@ -200,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         overwrite=args.overwrite,
         progress=not args.no_progress and sys.stderr.isatty(),
-        on_result=report,
+        on_result=report_skipped,
         blockwise=args.blockwise,
         block=args.block,
         context=ctx,
@@ -211,6 +207,12 @@ def run(args: argparse.Namespace) -> int:
         done, skipped = (sum(c[i] for c in counts) for i in (0, 1))
         print(f"predicted {done}, skipped {skipped}; outputs in {args.out}")
     return 0
+
+
+def report_skipped(result: FileResult) -> None:
+    """Say on stderr that an input was skipped because its outputs exist."""
+    if result.status == "skipped":
+        print(f"skipped {result.input} (outputs exist; --overwrite to redo)", file=sys.stderr)
 
 
 def _run_restore(
@@ -229,10 +231,6 @@ def _run_restore(
                 f"leave {flag} out"
             )
 
-    def report(result: FileResult) -> None:
-        if result.status == "skipped":
-            print(f"skipped {result.input} (outputs exist; --overwrite to redo)", file=sys.stderr)
-
     results = restore_files(
         model,
         metadata,
@@ -241,7 +239,7 @@ def _run_restore(
         options=options,
         output=args.dtype,
         overwrite=args.overwrite,
-        on_result=report,
+        on_result=report_skipped,
     )
     done = sum(r.status == "predicted" for r in results)
     unit = "float32" if args.dtype == "float32" else "the input's pixel type"
