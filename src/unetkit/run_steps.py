@@ -96,7 +96,14 @@ def choose_recipe(
         + f", median size {list(summary.median_shape)}"
     ]
     if chosen:
-        lines.append(f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}")
+        polarity = (
+            "; polarity inversion (objects are bright in some images, dark in others)"
+            if summary.mixed_polarity and "data.augment" in chosen
+            else ""
+        )
+        lines.append(
+            f"recipe: chose {', '.join(sorted(chosen))}; {flip_axes_note(summary)}{polarity}"
+        )
     if geometry is not None:
         lines += [f"fingerprint: {why}" for why in geometry.reasons]
     gb = config.train.batch_size * info.world_size

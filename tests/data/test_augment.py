@@ -134,3 +134,42 @@ def test_config_validation_names_the_field() -> None:
         AugmentConfig(scale=(1.2, 0.8))
     with pytest.raises(ValueError, match="elastic_grid"):
         AugmentConfig(elastic_grid=1)
+
+
+def test_polarity_inversion_mirrors_each_channel_about_its_mean_and_keeps_labels() -> None:
+    from unetkit.data.augment import intensity
+
+    rng = np.random.default_rng(1)
+    image = np.stack([rng.random((9, 11)), 5.0 + 2.0 * rng.random((9, 11))]).astype(np.float32)
+    mask = (image[0] > 0.5).astype(np.int64)
+    sample = Sample(image=image, mask=mask, instances=mask * 3, stem="p")
+    only_invert = AugmentConfig.none().__class__(
+        **{**AugmentConfig.none().__dict__, "p_invert": 1.0}
+    )
+    out = intensity(sample, only_invert, np.random.default_rng(0))
+    mean = image.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(out.image, 2 * mean - image, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(out.image.mean(axis=(1, 2)), mean[:, 0, 0], rtol=1e-6)
+    assert np.array_equal(out.mask, mask) and np.array_equal(out.instances, mask * 3)
+    # bright objects become dark ones
+    assert out.image[0][mask == 1].mean() < out.image[0][mask == 0].mean()
+
+
+def test_no_inversion_draws_no_random_number() -> None:
+    # runs made before the inversion existed must stay bit-identical
+    from unetkit.data.augment import intensity
+
+    sample = _labelled((10, 10))
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    intensity(sample, ALL, a)
+    plain = AugmentConfig(**{**ALL.__dict__, "p_invert": 0.0})
+    intensity(sample, plain, b)
+    assert a.bit_generator.state == b.bit_generator.state
+    c = np.random.default_rng(5)
+    intensity(sample, AugmentConfig(**{**ALL.__dict__, "p_invert": 0.5}), c)
+    assert c.bit_generator.state != a.bit_generator.state
+
+
+def test_invert_probability_is_checked() -> None:
+    with pytest.raises(ValueError, match="p_invert"):
+        AugmentConfig(p_invert=1.5)

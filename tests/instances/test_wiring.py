@@ -145,9 +145,12 @@ def test_trained_model_stores_spec_and_keeps_the_class_map(run: tuple[Path, Path
     image = load_dataset(data)[0].image
     labels = predict(model, image, metadata=meta)
     assert set(np.unique(labels)) <= {0, 1}  # the dataset's classes, not the 3 channels
-    result = predict_instances(model, image, metadata=meta)
+    result = predict_instances(model, image, metadata=meta, tta=False)
     assert result.labels.dtype == np.uint16 and result.class_map.shape == labels.shape
     assert np.array_equal(result.class_map, labels)
+    # instances average over the image's symmetries by default, like predict(tta=True)
+    averaged = predict_instances(model, image, metadata=meta)
+    assert np.array_equal(averaged.class_map, predict(model, image, metadata=meta, tta=True))
 
 
 def test_predict_and_evaluate_instances_cli(cli, run: tuple[Path, Path], tmp_path: Path) -> None:

@@ -69,3 +69,42 @@ def test_class_aware_sampling_draws_among_present_foreground_classes() -> None:
     config = RunConfig(data=DataConfig(sampling="class_aware", ignore_index=4))
     assert sampled_classes(config, freqs) == (1, 3)  # present, not background, not ignored
     assert sampled_classes(RunConfig(), freqs) is None
+
+
+def _polar(bright: int, dark: int, *, instances: bool = True) -> list[Sample]:
+    """Images with one square object, brighter than the ground in ``bright`` images and darker
+    in ``dark`` ones (plus noise)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for sign in [1.0] * bright + [-1.0] * dark:
+        mask = np.zeros((32, 32), dtype=np.int64)
+        mask[8:20, 10:22] = 1
+        image = rng.normal(0, 0.2, (3, 32, 32)) + sign * mask
+        out.append(Sample(image.astype(np.float32), mask, mask * 7 if instances else None))
+    return out
+
+
+def test_mixed_polarity_is_detected_and_adds_the_inversion() -> None:
+    from unetkit.train.recipe import polarity_counts
+
+    mixed = _polar(8, 3)
+    assert polarity_counts(mixed, 2) == (8, 3)
+    summary = summarize_data(mixed, 2)
+    assert summary.mixed_polarity
+    assert apply_recipe(RunConfig(), summary)[0].data.augment.p_invert == 0.5
+    # the masks alone decide the objects where a dataset has no instance ids
+    assert polarity_counts(_polar(2, 2, instances=False), 2) == (2, 2)
+
+
+def test_one_polarity_or_too_few_of_the_other_keeps_the_plain_augmentation() -> None:
+    for samples in (_polar(10, 0), _polar(0, 6), _polar(20, 1)):
+        summary = summarize_data(samples, 2)
+        assert not summary.mixed_polarity
+        assert apply_recipe(RunConfig(), summary)[0].data.augment.p_invert == 0.0
+
+
+def test_several_object_classes_have_no_polarity() -> None:
+    from unetkit.train.recipe import polarity_counts
+
+    samples = [Sample(s.image, s.mask * 2, None) for s in _polar(4, 4, instances=False)]
+    assert polarity_counts(samples, 3) == (0, 0)

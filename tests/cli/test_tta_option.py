@@ -1,0 +1,42 @@
+"""``--tta``: off by default for class maps, on by default for instances, explicit wins."""
+
+from __future__ import annotations
+
+import pytest
+
+from unetkit.cli import build_parser
+from unetkit.cli.predict import options_from_args
+
+BASE = ["predict", "--model", "m", "--input", "i", "--out", "o"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], False),
+        (["--tta"], True),
+        (["--tta", "on"], True),
+        (["--tta", "off"], False),
+        (["--instances"], True),
+        (["--instances", "--tta", "off"], False),
+        (["--instances", "--tta"], True),
+        (["--tta", "auto"], False),
+    ],
+)
+def test_tta_choice(extra: list[str], expected: bool) -> None:
+    args = build_parser().parse_args(BASE + extra)
+    assert options_from_args(args).tta is expected
+
+
+def test_evaluate_instances_uses_tta_by_default() -> None:
+    args = build_parser().parse_args(
+        ["evaluate", "--model", "m", "--data", "d", "--instances"]
+    )
+    assert options_from_args(args).tta is True
+    plain = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
+    assert options_from_args(plain).tta is False
+
+
+def test_a_bad_tta_value_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(BASE + ["--tta", "sometimes"])
