@@ -29,9 +29,7 @@ def test_tta_choice(extra: list[str], expected: bool) -> None:
 
 
 def test_evaluate_instances_uses_tta_by_default() -> None:
-    args = build_parser().parse_args(
-        ["evaluate", "--model", "m", "--data", "d", "--instances"]
-    )
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d", "--instances"])
     assert options_from_args(args).tta is True
     plain = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
     assert options_from_args(plain).tta is False
@@ -39,4 +37,4 @@ def test_evaluate_instances_uses_tta_by_default() -> None:
 
 def test_a_bad_tta_value_is_refused() -> None:
     with pytest.raises(SystemExit):
-        build_parser().parse_args(BASE + ["--tta", "sometimes"])
+        build_parser().parse_args([*BASE, "--tta", "sometimes"])

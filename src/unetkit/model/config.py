@@ -34,7 +34,6 @@ ACTS = ("relu", "leaky_relu", "gelu", "silu")
 LayerSpec = str | dict[str, Any]
 
 
-
 def spec_name(spec: LayerSpec) -> str:
     """The layer type of a norm/activation spec (``"group"`` for ``{"type": "group", ...}``)."""
     if isinstance(spec, str):

@@ -23,6 +23,7 @@ from unetkit.config import RunConfig
 from unetkit.model import UNet
 from unetkit.tasks import Objective, make_objective
 from unetkit.train.distributed import DistInfo, all_reduce_max, broadcast_object
+from unetkit.train.prefetch import PrefetchedBatches
 from unetkit.train.prepare import PreparedData
 from unetkit.train.schedule import make_optimizer, make_scheduler
 
@@ -92,7 +93,8 @@ class StepRunner:
         )
         # what the task decides: batches, network input and target, loss, validation
         self.task: Objective = make_objective(config, prepared, info)
-        self.batches = self.task.batches
+        # the next batch is built in a background thread (exact: batches are pure functions)
+        self.batches = PrefetchedBatches(self.task.batches)
         # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
         self.precision_note = "precision: fp32"

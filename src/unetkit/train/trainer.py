@@ -293,6 +293,7 @@ class Trainer:
                     stopped = "finished" if state.finished else reason
                     break
         self.writer.close()
+        self.steps.batches.close()
         return TrainResult(
             run=self.out,
             epochs=state.epoch,
