@@ -130,36 +130,14 @@ def isbi_run(minutes: float, work: Path) -> float:
     unetkit = [sys.executable, "-m", "unetkit"]
     run = work / "run"
     subprocess.run(
-        [
-            *unetkit,
-            "train",
-            "--data",
-            str(train),
-            "--out",
-            str(run),
-            "--device",
-            "cuda",
-            "--max-minutes",
-            str(minutes),
-            "--seed",
-            "0",
-        ],
+        [*unetkit, "train", "--data", str(train), "--out", str(run), "--device", "cuda",
+         "--max-minutes", str(minutes), "--seed", "0"],
         check=True,
     )
     report = work / "eval.json"
     subprocess.run(
-        [
-            *unetkit,
-            "evaluate",
-            "--model",
-            str(run),
-            "--data",
-            str(held),
-            "--json",
-            str(report),
-            "--device",
-            "cuda",
-        ],
+        [*unetkit, "evaluate", "--model", str(run), "--data", str(held), "--json", str(report),
+         "--device", "cuda"],
         check=True,
     )
     return float(json.loads(report.read_text())["mean"]["dice"])  # mean foreground Dice
@@ -180,9 +158,7 @@ def main() -> int:
     if not args.skip_tests:
         r = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "tests/cuda", "tests/test_device.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+            cwd=ROOT, capture_output=True, text=True,
         )
         result["tests"] = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr
         print("tests:", result["tests"])
@@ -202,14 +178,11 @@ def main() -> int:
         )
     for case in sorted({r["case"] for r in rows}):
         by = {r["impl"]: r for r in rows if r["case"] == case}
-        best = max(
-            (r for k, r in by.items() if k.startswith("unetkit")), key=lambda r: r["train_img_s"]
-        )
+        best = max((r for k, r in by.items() if k.startswith("unetkit")),
+                   key=lambda r: r["train_img_s"])
         ref = by["monai-basicunet"]
-        print(
-            f"{case}: unetkit/MONAI train {best['train_img_s'] / ref['train_img_s']:.2f}x, "
-            f"infer {best['infer_img_s'] / ref['infer_img_s']:.2f}x"
-        )
+        print(f"{case}: unetkit/MONAI train {best['train_img_s'] / ref['train_img_s']:.2f}x, "
+              f"infer {best['infer_img_s'] / ref['infer_img_s']:.2f}x")
     with tempfile.TemporaryDirectory() as tmp:
         dice = isbi_run(1.0 if args.quick else args.minutes, Path(tmp))
     result["isbi_gpu"] = {"minutes": args.minutes, "dice": dice, "cpu_10min_dice": args.cpu_dice}

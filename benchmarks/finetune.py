@@ -140,11 +140,9 @@ def main() -> None:
     scores = {}
     for arm in arms:
         file = out / f"{arm}-eval.json"
-        scores[arm] = (
-            _evaluate(out / arm, sets["held"], file)
-            if not (args.reuse and file.is_file())
-            else {k: float(json.loads(file.read_text())["mean"][k]) for k in ("dice", "iou")}
-        )
+        scores[arm] = _evaluate(out / arm, sets["held"], file) if not (
+            args.reuse and file.is_file()
+        ) else {k: float(json.loads(file.read_text())["mean"][k]) for k in ("dice", "iou")}
     print(f"held-out other-kind images: {len(held)} (total {(time.time() - t0) / 60:.1f} min)")
     for arm, s in scores.items():
         print(f"  {arm:10s} Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")

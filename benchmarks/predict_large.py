@@ -52,9 +52,8 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
 
     n = args.size
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        src = zarr.open_array(
-            str(Path(tmp) / "in.zarr"), mode="w", shape=(n, n), chunks=(1024, 1024), dtype=np.uint8
-        )
+        src = zarr.open_array(str(Path(tmp) / "in.zarr"), mode="w", shape=(n, n),
+                              chunks=(1024, 1024), dtype=np.uint8)
         for lo in range(0, n, 1024):
             src[lo : lo + 1024] = synthetic_rows(n, lo, min(n, lo + 1024)).clip(0, 255)
         before = rss_mb()
@@ -63,25 +62,12 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
             plan = plan_tiles(model.config, image.spatial, args.tile, args.overlap)
             blocks = len(plan_blocks(plan, args.block))
             start = time.perf_counter()
-            predict_blockwise(
-                model,
-                image,
-                Path(tmp) / "out.zarr",
-                options=options,
-                block=args.block,
-                probabilities=args.probabilities,
-            )
+            predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
+                              block=args.block, probabilities=args.probabilities)
             seconds = time.perf_counter() - start
-    return {
-        "source": "zarr",
-        "block": args.block,
-        "blocks": blocks,
-        "tiles": plan.num_tiles,
-        "tile_in": list(plan.tile_in),
-        "seconds": round(seconds, 1),
-        "rss_before_predict_mib": round(before, 1),
-        "image_mib": round(n * n / 2**20, 1),
-    }
+    return {"source": "zarr", "block": args.block, "blocks": blocks, "tiles": plan.num_tiles,
+            "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
+            "rss_before_predict_mib": round(before, 1), "image_mib": round(n * n / 2**20, 1)}
 
 
 def main() -> None:
@@ -106,22 +92,16 @@ def main() -> None:
     n = args.size
     if args.source == "zarr":
         out = run_zarr(args, model)
-        out.update(
-            size=n,
-            preset=args.preset,
-            padding=args.padding,
-            threads=args.threads,
-            overlap=args.overlap,
-            probabilities=args.probabilities,
-            megapixels_per_s=round(n * n / 1e6 / out["seconds"], 3),
-            peak_rss_mib=round(rss_mb(), 1),
-        )
+        out.update(size=n, preset=args.preset, padding=args.padding, threads=args.threads,
+                   overlap=args.overlap, probabilities=args.probabilities,
+                   megapixels_per_s=round(n * n / 1e6 / out["seconds"], 3),
+                   peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return
     # a smooth grey image with texture, as raw 8-bit values in float32 (what read_image gives)
-    image = np.concatenate([synthetic_rows(n, lo, min(n, lo + 1024)) for lo in range(0, n, 1024)])[
-        None
-    ]
+    image = np.concatenate(
+        [synthetic_rows(n, lo, min(n, lo + 1024)) for lo in range(0, n, 1024)]
+    )[None]
     before = rss_mb()
     plan = plan_tiles(model.config, image.shape[1:], args.tile, args.overlap)
     start = time.perf_counter()

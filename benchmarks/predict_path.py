@@ -63,13 +63,8 @@ def main() -> None:
         (np.cumsum(rng.normal(size=(s, s)), axis=1) * 4 + 128).clip(0, 255).astype(np.uint8)[None]
         for _ in range(n)
     ]
-    out: dict[str, object] = {
-        "images": n,
-        "size": s,
-        "width": args.width,
-        "levels": args.levels,
-        "threads": args.threads,
-    }
+    out: dict[str, object] = {"images": n, "size": s, "width": args.width,
+                              "levels": args.levels, "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         for i, r in enumerate(raw):
@@ -89,18 +84,15 @@ def main() -> None:
         )
         logits = []
         stages["network_batch1"] = timed(
-            lambda: logits.extend(
-                run_network(net, torch.from_numpy(x[None]), fast=False) for x in normed
-            )
+            lambda: logits.extend(run_network(net, torch.from_numpy(x[None]), fast=False)
+                                  for x in normed)
         )
         labels = []
         stages["finalise"] = timed(lambda: labels.extend(y[0].argmax(0).numpy() for y in logits))
         dst = Path(tmp) / "stages"
         stages["encode_write"] = timed(
-            lambda: [
-                write_mask(dst / f.name, lab.astype(np.uint8))
-                for f, lab in zip(files, labels, strict=True)
-            ]
+            lambda: [write_mask(dst / f.name, lab.astype(np.uint8)) for f, lab in zip(
+                files, labels, strict=True)]
         )
         out["stage_seconds_per_image"] = {k: round(v / n, 4) for k, v in stages.items()}
         batch = torch.from_numpy(np.stack(normed[: args.batch]))

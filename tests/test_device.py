@@ -152,7 +152,9 @@ def test_train_on_a_missing_gpu_fails_in_one_line_and_writes_nothing(cli, tmp_pa
 
 
 @no_gpu
-def test_predict_on_a_missing_gpu_fails_in_one_line_and_writes_nothing(cli, tmp_path: Path) -> None:
+def test_predict_on_a_missing_gpu_fails_in_one_line_and_writes_nothing(
+    cli, tmp_path: Path
+) -> None:
     from unetkit.modelfile import save
 
     model_path = tmp_path / "m.safetensors"
@@ -160,17 +162,8 @@ def test_predict_on_a_missing_gpu_fails_in_one_line_and_writes_nothing(cli, tmp_
     image = tmp_path / "a.npy"
     np.save(image, np.zeros((16, 16), dtype=np.float32))
     out = tmp_path / "pred"
-    r = cli(
-        "predict",
-        "--model",
-        str(model_path),
-        "--input",
-        str(image),
-        "--out",
-        str(out),
-        "--device",
-        "cuda:1",
-    )
+    r = cli("predict", "--model", str(model_path), "--input", str(image), "--out", str(out),
+            "--device", "cuda:1")
     assert r.returncode == 2 and "--device cuda:1: no CUDA GPU" in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
 

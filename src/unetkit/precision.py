@@ -162,7 +162,8 @@ def training_precision(
     device = torch.device(device)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
-            f"precision: 'fp16' training needs a CUDA device ({device} given); use 'fp32' or 'auto'"
+            f"precision: 'fp16' training needs a CUDA device ({device} given); use 'fp32' or "
+            f"'auto'"
         )
     if precision == "auto":
         if bf16_is_faster(device, measure, key):
@@ -370,7 +371,6 @@ def to_channels_last(obj: T, spatial_dims: int) -> T:
             f"got shape {tuple(obj.shape)}"
         )
     return obj.contiguous(memory_format=fmt)
-
 
 __all__ = [
     "DEVICES",

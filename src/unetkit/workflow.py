@@ -60,6 +60,7 @@ from unetkit.train.trainer import TrainResult, train
 SYNTHETIC_MINUTES = 2.0
 
 
+
 def flat_keys(data: Any, prefix: str = "") -> set[str]:
     """Dotted keys of the leaves of nested plain data (``{"train": {"lr": 1}}`` -> ``train.lr``)."""
     if isinstance(data, Mapping):
@@ -196,10 +197,9 @@ def fit(
             run_config, found = resolve_config(config, overrides)
             if init_from is not None:
                 t = dataclasses.replace(run_config.train, init_from=str(init_from))
-                run_config, found = (
-                    dataclasses.replace(run_config, train=t),
-                    found | {"train.init_from"},
-                )
+                run_config, found = dataclasses.replace(run_config, train=t), found | {
+                    "train.init_from"
+                }
             if run_config.task not in ("segment", "restore", "diffusion"):
                 raise UnetkitError(
                     f"task={run_config.task}: not available in this version; use task=segment"

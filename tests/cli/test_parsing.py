@@ -45,10 +45,8 @@ ALIASES = [
     ),
     (["info", "--batch-size", "3"], ["info", "--batch", "3"]),
     (["train", "--out", "r"], ["train", "--output", "r"]),
-    (
-        ["export", "--model", "m", "--format", "onnx", "--out", "f"],
-        ["export", "--model", "m", "--format", "onnx", "--output", "f"],
-    ),
+    (["export", "--model", "m", "--format", "onnx", "--out", "f"],
+     ["export", "--model", "m", "--format", "onnx", "--output", "f"]),
 ]
 
 
@@ -68,30 +66,14 @@ def test_old_spelling_is_hidden_from_help() -> None:
 @pytest.mark.parametrize(
     ("argv", "option", "values", "overrides"),
     [
-        (
-            ["train", "--patch-size", "64", "64", "train.lr=0.01"],
-            "patch_size",
-            [64, 64],
-            ["train.lr=0.01"],
-        ),
-        (
-            ["train", "--patch-size", "64", "a=1", "--seed", "2", "b=2", "a=3"],
-            "patch_size",
-            [64],
-            ["a=1", "b=2", "a=3"],
-        ),
-        (
-            ["info", "--input-size", "64", "48", "padding=valid", "--json"],
-            "input_size",
-            [64, 48],
-            ["padding=valid"],
-        ),
-        (
-            ["info", "depth=3", "--input-size", "64", "widths=[4,8,16]"],
-            "input_size",
-            [64],
-            ["depth=3", "widths=[4,8,16]"],
-        ),
+        (["train", "--patch-size", "64", "64", "train.lr=0.01"], "patch_size", [64, 64],
+         ["train.lr=0.01"]),
+        (["train", "--patch-size", "64", "a=1", "--seed", "2", "b=2", "a=3"], "patch_size",
+         [64], ["a=1", "b=2", "a=3"]),
+        (["info", "--input-size", "64", "48", "padding=valid", "--json"], "input_size",
+         [64, 48], ["padding=valid"]),
+        (["info", "depth=3", "--input-size", "64", "widths=[4,8,16]"], "input_size", [64],
+         ["depth=3", "widths=[4,8,16]"]),
     ],
 )
 def test_multi_value_options_leave_overrides(

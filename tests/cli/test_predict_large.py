@@ -27,9 +27,8 @@ def _setup(tmp: Path) -> np.ndarray:
     save(UNet(UNetConfig(widths=(4, 8), out_channels=3)).eval(), tmp / "m.safetensors")
     rng = np.random.default_rng(0)
     big = (np.cumsum(rng.normal(size=(90, 100)), axis=1) * 8 + 120).clip(0, 255).astype(np.uint8)
-    z = zarr.open_array(
-        str(tmp / "big.zarr"), mode="w", shape=big.shape, chunks=(32, 32), dtype=np.uint8
-    )
+    z = zarr.open_array(str(tmp / "big.zarr"), mode="w", shape=big.shape, chunks=(32, 32),
+                        dtype=np.uint8)
     z[...] = big
     (tmp / "ref").mkdir()
     write_image(tmp / "ref" / "big.png", big[None])
@@ -44,22 +43,8 @@ def _store_labels(path: Path) -> np.ndarray:
 
 
 def _predict(cli, tmp: Path, out: str, *inputs: str, extra: tuple[str, ...] = ()):
-    result = cli(
-        "predict",
-        "--model",
-        "m.safetensors",
-        "--input",
-        *inputs,
-        "--out",
-        out,
-        "--tile",
-        "32",
-        "--no-progress",
-        "--block",
-        "32",
-        *extra,
-        cwd=tmp,
-    )
+    result = cli("predict", "--model", "m.safetensors", "--input", *inputs, "--out", out,
+                 "--tile", "32", "--no-progress", "--block", "32", *extra, cwd=tmp)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -101,19 +101,8 @@ def test_out_of_gpu_memory_is_one_clear_line(tmp_path: Path) -> None:
 def test_ddp_with_nccl_on_two_gpus(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "unetkit",
-        "train",
-        "--out",
-        str(tmp_path),
-        "--epochs",
-        "2",
-        *TINY,
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "-m", "unetkit", "train", "--out", str(tmp_path), "--epochs", "2", *TINY,
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -108,9 +108,8 @@ def test_package_passes_bioimageio_core(case: str, tmp_path: Path, offline: list
     failed = [d.name for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
     assert any("Reproduce test outputs" in d.name for d in summary.details)
-    assert {
-        d.name.split("(")[-1].rstrip(")") for d in summary.details if "Reproduce" in d.name
-    } == {"onnx", "torchscript"}
+    assert {d.name.split("(")[-1].rstrip(")") for d in summary.details if "Reproduce" in d.name} \
+        == {"onnx", "torchscript"}
     assert offline == []  # nothing was downloaded (or tried to be)
 
 

@@ -61,10 +61,10 @@ def test_blockwise_labels_equal_in_memory(
     assert len(plan_blocks(plan, block)) > 1  # the case really crosses block borders
     src = _write_zarr(tmp_path / "in.zarr", image, tuple(max(1, n // 3) for n in shape))
     with open_lazy(src, model.config.spatial_dims) as lazy:
-        predict_blockwise(
-            model, lazy, tmp_path / "out.zarr", options=options, block=block, probabilities=True
-        )
-    ref = predict_array(model, image.astype(np.float32), options=options, keep_probabilities=True)
+        predict_blockwise(model, lazy, tmp_path / "out.zarr", options=options, block=block,
+                          probabilities=True)
+    ref = predict_array(model, image.astype(np.float32), options=options,
+                        keep_probabilities=True)
     assert len(np.unique(ref.labels)) > 1  # labels that could differ
     np.testing.assert_array_equal(_labels(tmp_path / "out.zarr"), ref.labels)
     probs = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["probabilities"][...]
@@ -80,12 +80,10 @@ def test_tiff_source_and_dataset_normalisation(tmp_path: Path) -> None:
     options = PredictOptions(tile=32)
     with open_lazy(tmp_path / "big.tif", 2) as lazy:
         assert lazy.shape == (3, 90, 110)
-        predict_blockwise(
-            model, lazy, tmp_path / "out.zarr", options=options, normalization=norm, block=32
-        )
-    ref = predict_array(
-        model, np.moveaxis(rgb, -1, 0).astype(np.float32), options=options, normalization=norm
-    )
+        predict_blockwise(model, lazy, tmp_path / "out.zarr", options=options,
+                          normalization=norm, block=32)
+    ref = predict_array(model, np.moveaxis(rgb, -1, 0).astype(np.float32), options=options,
+                        normalization=norm)
     np.testing.assert_array_equal(_labels(tmp_path / "out.zarr"), ref.labels)
 
 
@@ -93,34 +91,23 @@ def test_ome_zarr_source_reads_its_full_resolution_level(tmp_path: Path) -> None
     model = _model(padding="same")
     image = _image((70, 64))
     root = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=2)
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "axes": [{"name": "t"}, {"name": "c"}, {"name": "y"}, {"name": "x"}],
-            "datasets": [
-                {
-                    "path": "0",
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [1.0, 1.0, 0.5, 0.25]}
-                    ],
-                }
-            ],
-        }
-    ]
+    root.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": "t"}, {"name": "c"}, {"name": "y"}, {"name": "x"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [1.0, 1.0, 0.5, 0.25]}]}],
+    }]
     arr = root.create_array("0", shape=(1, 1, 70, 64), chunks=(1, 1, 32, 32), dtype="uint16")
     arr[...] = image[None, None]
     with open_lazy(tmp_path / "img.zarr", 2) as lazy:
         assert lazy.shape == (1, 70, 64) and lazy.scale == (0.5, 0.25)
-        predict_blockwise(
-            model, lazy, tmp_path / "out.zarr", options=PredictOptions(tile=32), block=32
-        )
+        predict_blockwise(model, lazy, tmp_path / "out.zarr", options=PredictOptions(tile=32),
+                          block=32)
     ref = predict_array(model, image.astype(np.float32), options=PredictOptions(tile=32))
     np.testing.assert_array_equal(_labels(tmp_path / "out.zarr"), ref.labels)
     meta = zarr.open_group(str(tmp_path / "out.zarr/labels/prediction"), mode="r").attrs
     assert meta["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [
-        0.5,
-        0.25,
-    ]
+        0.5, 0.25]
 
 
 def test_killed_run_resumes_block_wise(tmp_path: Path) -> None:
@@ -144,9 +131,8 @@ def test_killed_run_resumes_block_wise(tmp_path: Path) -> None:
         predict_blockwise(model, lazy, out, options=options, block=32, on_block=kill_after_two)
     redone: list[int] = []
     with open_lazy(src, 2) as lazy:
-        n = predict_blockwise(
-            model, lazy, out, options=options, block=32, on_block=lambda b: redone.append(b.index)
-        )
+        n = predict_blockwise(model, lazy, out, options=options, block=32,
+                              on_block=lambda b: redone.append(b.index))
     assert n == 9 - 2 and not set(redone) & set(seen)
     ref = predict_array(model, image.astype(np.float32), options=options)
     np.testing.assert_array_equal(_labels(out), ref.labels)
@@ -173,14 +159,8 @@ def test_existing_store_of_another_shape_or_settings_is_refused(tmp_path: Path) 
     with open_lazy(b, 2) as lazy, pytest.raises(DataError, match="exists with labels of shape"):
         predict_blockwise(model, lazy, out, options=PredictOptions(tile=32), block=32)
     with open_lazy(a, 2) as lazy, pytest.raises(DataError, match="other settings"):
-        predict_blockwise(
-            model,
-            lazy,
-            out,
-            options=PredictOptions(tile=32, tta=True),
-            block=32,
-            identity={"tta": True},
-        )
+        predict_blockwise(model, lazy, out, options=PredictOptions(tile=32, tta=True), block=32,
+                          identity={"tta": True})
     foreign = tmp_path / "foreign.zarr"
     _write_zarr(foreign, np.zeros((64, 64), np.uint8), (32, 32))
     with open_lazy(a, 2) as lazy, pytest.raises(DataError, match="not a store written by"):
@@ -188,37 +168,21 @@ def test_existing_store_of_another_shape_or_settings_is_refused(tmp_path: Path) 
     np.testing.assert_array_equal(_labels(out), before)
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {"padding": "same", "out_channels": 3},
-        {"padding": "valid", "out_channels": 3},
-        {"padding": "same", "out_channels": 1},
-    ],
-)
+@pytest.mark.parametrize("kw", [{"padding": "same", "out_channels": 3},
+                                {"padding": "valid", "out_channels": 3},
+                                {"padding": "same", "out_channels": 1}])
 def test_batched_small_images_equal_one_by_one(kw: dict) -> None:
     from unetkit.infer.batched import predict_batch
 
     model = _model(**kw)
     images = [_image((40, 52), seed).astype(np.float32) for seed in range(5)]
     options = PredictOptions(batch_size=2)
-    batch = predict_batch(
-        model,
-        images,
-        options=options,
-        normalization=Normalization(),
-        default_tile=[512, 512],
-        keep_probabilities=True,
-    )
+    batch = predict_batch(model, images, options=options, normalization=Normalization(),
+                          default_tile=[512, 512], keep_probabilities=True)
     for im, got in zip(images, batch, strict=True):
         ref = predict_array(model, im, options=options, keep_probabilities=True)
         np.testing.assert_array_equal(got.labels, ref.labels)
         np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-5)
     with pytest.raises(ValueError, match="one shape"):
-        predict_batch(
-            model,
-            [images[0], images[0][:, :30]],
-            options=options,
-            normalization=Normalization(),
-            default_tile=[512, 512],
-        )
+        predict_batch(model, [images[0], images[0][:, :30]], options=options,
+                      normalization=Normalization(), default_tile=[512, 512])

@@ -18,9 +18,8 @@ def _zarr(shape: tuple[int, int] = (32, 32), drop_chunk: bool = False) -> Callab
     def build(tmp: Path) -> None:
         import zarr
 
-        z = zarr.open_array(
-            str(tmp / "big.zarr"), mode="w", shape=shape, chunks=(16, 16), dtype=np.uint8
-        )
+        z = zarr.open_array(str(tmp / "big.zarr"), mode="w", shape=shape, chunks=(16, 16),
+                            dtype=np.uint8)
         z[...] = np.arange(np.prod(shape), dtype=np.int64).reshape(shape) % 251
         if drop_chunk:
             chunk = next(p for p in sorted((tmp / "big.zarr").rglob("*")) if p.name == "1")
@@ -62,10 +61,8 @@ CASES: list[CliCase] = [
         "cli predict",
         "an output Zarr store that exists with another shape",
         _with_model(*LARGE, then=_predicted_then_resized),
-        (
-            "out/big.zarr: exists with labels of shape (32, 32), but this image needs (32, 48)",
-            "--overwrite",
-        ),
+        ("out/big.zarr: exists with labels of shape (32, 32), but this image needs (32, 48)",
+         "--overwrite"),
     ),
     CliCase(
         "cli predict",

@@ -36,7 +36,9 @@ def test_fit_from_python_makes_the_same_run_as_the_cli(cli, tmp_path: Path) -> N
     config = RunConfig(
         model=UNetConfig(widths=(4, 8)),
         data=DataConfig(synthetic_count=6, synthetic_size=32, patch_size=(32, 32)),
-        train=TrainConfig(epochs=2, deterministic=True, steps_per_epoch=2, batch_size=2, threads=1),
+        train=TrainConfig(
+            epochs=2, deterministic=True, steps_per_epoch=2, batch_size=2, threads=1
+        ),
     )
     said: list[str] = []
     result = fit(config, tmp_path / "py", echo=said.append)

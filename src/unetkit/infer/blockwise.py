@@ -98,7 +98,8 @@ def plan_blocks(plan: TilePlan, block: int | Sequence[int]) -> list[Block]:
     if len(edges) != len(plan.axes) or any(e < 1 for e in edges):
         raise ValueError(f"block: expected positive sizes, one or one per axis, got {block!r}")
     per_axis = [
-        _axis_blocks(a.starts, a.size, a.tile_out, e) for a, e in zip(plan.axes, edges, strict=True)
+        _axis_blocks(a.starts, a.size, a.tile_out, e)
+        for a, e in zip(plan.axes, edges, strict=True)
     ]
     blocks = []
     for i, combo in enumerate(itertools.product(*per_axis)):
@@ -368,3 +369,4 @@ def predict_blockwise(
             on_block(b)
     ctx.barrier()
     return len(todo)
+

@@ -52,7 +52,6 @@ PROBABILITIES_DIR = "probabilities"
 OVERLAYS_DIR = "overlays"
 __all__ = ["PALETTE", "overlay_image", "predict_file", "predict_files"]
 
-
 @dataclass(frozen=True)
 class OutputPaths:
     """Where the outputs of one input go."""

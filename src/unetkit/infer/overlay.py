@@ -26,6 +26,7 @@ PALETTE = np.array(
 )
 
 
+
 def _display(image: np.ndarray) -> np.ndarray:
     """``(C, H, W)`` raw image -> ``(H, W, 3)`` float32 in 0..255 (percentile-stretched)."""
     rgb = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)

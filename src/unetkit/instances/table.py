@@ -68,7 +68,6 @@ def object_table(
         raise ValueError(f"labels must be 2D or 3D for an object table, got shape {lab.shape}")
     axes = _AXES[lab.ndim]
     from skimage.measure import regionprops_table  # lazy: keeps import unetkit fast
-
     props = regionprops_table(lab, properties=("label", "area", "centroid", "bbox"))
     ids = np.asarray(props["label"], dtype=np.int64)
     table: dict[str, np.ndarray] = {"id": ids}

@@ -45,7 +45,6 @@ def disconnected_ids(instances: np.ndarray, *, connectivity: int | None = None) 
         raise ValueError(f"connectivity must be in [1, {lab.ndim}], got {connectivity!r}")
     # connected regions of equal value: one region per piece of each id
     from skimage.measure import label as label_regions  # lazy: keeps import unetkit fast
-
     regions = label_regions(lab, background=0, connectivity=conn)
     flat = regions.ravel()
     _, first = np.unique(flat, return_index=True)  # one pixel of each region (0 first)
@@ -72,7 +71,6 @@ def separate_pieces(instances: np.ndarray, *, connectivity: int | None = None) -
     if not 1 <= conn <= lab.ndim:
         raise ValueError(f"connectivity must be in [1, {lab.ndim}], got {connectivity!r}")
     from skimage.measure import label as label_regions  # lazy: keeps import unetkit fast
-
     return label_regions(lab, background=0, connectivity=conn).astype(np.int64, copy=False)
 
 

@@ -34,6 +34,7 @@ ACTS = ("relu", "leaky_relu", "gelu", "silu")
 LayerSpec = str | dict[str, Any]
 
 
+
 def spec_name(spec: LayerSpec) -> str:
     """The layer type of a norm/activation spec (``"group"`` for ``{"type": "group", ...}``)."""
     if isinstance(spec, str):

@@ -61,7 +61,9 @@ def table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
     for r in rows:
         columns += [c for c in r if c not in columns]
     head = "".join(f'<th onclick="sortTable(this)">{esc(c)}</th>' for c in columns)
-    body = "".join("<tr>" + "".join(_cell(r.get(c, "")) for c in columns) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(_cell(r.get(c, "")) for c in columns) + "</tr>" for r in rows
+    )
     return (
         f'<table class="sortable" id="{esc(table_id)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table>"
@@ -177,8 +179,9 @@ def render(content: RunContent, curves: str | None = None) -> str:
     if content.evaluation is not None:
         mean = ", ".join(f"{k} {v:.4f}" for k, v in content.evaluation["mean"].items()
                          if isinstance(v, int | float))  # fmt: skip
-        evaluation = f"<h3>Evaluation (--evaluation)</h3><p>{esc(mean)}</p>" + table(
-            _evaluation_images(content.evaluation), "eval-images"
+        evaluation = (
+            f"<h3>Evaluation (--evaluation)</h3><p>{esc(mean)}</p>"
+            + table(_evaluation_images(content.evaluation), "eval-images")
         )
     parts = [
         "<!DOCTYPE html>",

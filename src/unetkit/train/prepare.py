@@ -167,7 +167,9 @@ def model_metadata(
     extra = {} if spec is None else {INSTANCES_KEY: spec.to_dict()}
     return {
         **extra,
-        "num_classes": (prepared.num_classes if spec is None else max(spec.class_of_channel) + 1),
+        "num_classes": (
+            prepared.num_classes if spec is None else max(spec.class_of_channel) + 1
+        ),
         "ignore_index": data.ignore_index,
         "spatial_dims": prepared.spatial_dims,
         "in_channels": prepared.in_channels,
