@@ -11,8 +11,9 @@ and the number of steps after which it has paid for itself.
 
 Part 2 (``--data DIR``): one step of the default recipe for that dataset (what ``unetkit train
 --data DIR --max-minutes M`` would run), split into batch preparation (crop, augmentation,
-normalised patches as tensors) and forward + loss + backward + optimiser step, then the top
-operators of a ``torch.profiler`` trace of a few steps.
+normalised patches as tensors) and forward + loss + backward + optimiser step; whole steps with
+the next batch prepared in a background thread (what the trainer does) against without, in
+alternating blocks; then the top operators of a ``torch.profiler`` trace of a few steps.
 
     PYTHONPATH=src python benchmarks/train_speed.py --width 32 --size 256 --batch 4
     PYTHONPATH=src python benchmarks/train_speed.py --data ../shared/data/isbi2012-em
@@ -133,26 +134,37 @@ def profile_recipe(args: argparse.Namespace) -> None:
         f"{config.train.batch_size}, widths {config.model.widths}, precision {runner.precision}, "
         f"{torch.get_num_threads()} threads"
     )
-    real_batch = runner.batches.batch
+    prefetcher = runner.batches
+    source = prefetcher.source
     prep: list[float] = []
-
-    def timed_batch(epoch: int, index: int):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        out = real_batch(epoch, index)
-        prep.append(time.perf_counter() - start)
-        return out
-
-    runner.batches.batch = timed_batch  # type: ignore[method-assign]
-    total: list[float] = []
     for i in range(args.warmup + args.repeats):
         start = time.perf_counter()
-        runner.train_step(0, i % len(runner.batches.samples), i)
-        total.append(time.perf_counter() - start)
+        source.batch(0, i)
+        prep.append(time.perf_counter() - start)
     prep_s = statistics.median(prep[args.warmup :])
-    step_s = statistics.median(total[args.warmup :])
+    # whole steps on consecutive batches, with the next batch built in the background
+    # (the trainer's default) and without, in alternating blocks
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    step = 0
+    for block in range(2 * args.blocks):
+        prefetcher.enabled = block % 2 == 0
+        for i in range(args.warmup + args.repeats):
+            start = time.perf_counter()
+            runner.train_step(1 + block, i, step)
+            if i >= args.warmup:
+                timings[prefetcher.enabled].append(time.perf_counter() - start)
+            step += 1
+    prefetcher.close()
+    with_s = statistics.median(timings[True])
+    without_s = statistics.median(timings[False])
     print(
-        f"  step {step_s * 1000:.0f} ms: batch preparation {prep_s * 1000:.0f} ms "
-        f"({prep_s / step_s:.0%}), forward+loss+backward+update {(step_s - prep_s) * 1000:.0f} ms"
+        f"  step {without_s * 1000:.0f} ms: batch preparation {prep_s * 1000:.0f} ms "
+        f"({prep_s / without_s:.0%}), forward+loss+backward+update "
+        f"{(without_s - prep_s) * 1000:.0f} ms"
+    )
+    print(
+        f"  with the next batch prepared in the background: step {with_s * 1000:.0f} ms, "
+        f"{without_s / with_s:.2f}x the steps per minute"
     )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(3):
@@ -172,6 +184,7 @@ def main() -> None:
     p.add_argument("--data", help="profile one step of the default recipe on this dataset")
     p.add_argument("--minutes", type=float, default=10.0, help="budget the recipe sizes for")
     p.add_argument("--top", type=int, default=15, help="profiler rows")
+    p.add_argument("--blocks", type=int, default=2, help="--data: blocks with and without prefetch")
     p.add_argument("--skip-ratio", action="store_true", help="only the --data profile")
     args = p.parse_args()
     if args.threads:
