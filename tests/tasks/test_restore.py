@@ -138,6 +138,10 @@ def test_supervised_training_learns_and_records_the_task(tmp_path: Path) -> None
     assert meta["task"] == "restore" and meta["restore"]["mode"] == "supervised"
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
     assert "val_psnr" in header and "dice_" not in header
+    from unetkit.report.build import write_report
+
+    page = write_report(tmp_path, prepared=prepare_restore(config)).read_text()
+    assert "task=restore: validation overlays" in page  # no class-map scoring of a regression
 
 
 def test_restore_resume_is_exact_including_blind_spot_masks(tmp_path: Path) -> None:
