@@ -232,22 +232,3 @@ def test_blind_spot_median_or_mean_of_the_neighbourhood_without_the_pixel(replac
             ring_t = torch.stack(ring)
             want = ring_t.median() if replace == "median" else ring_t.mean()
             assert float(masked[b, ch, i, j]) == pytest.approx(float(want), abs=1e-6)
-
-
-def test_the_recipe_masks_with_the_neighbourhood_median_unless_told_otherwise() -> None:
-    from unetkit.tasks.restore_recipe import BLIND_SPOT_FRACTION, apply_restore_recipe
-    from unetkit.train.recipe import DataSummary
-
-    summary = DataSummary(2, 1, 1, (512, 512), (1.0,), False, 30)
-    config, chosen = apply_restore_recipe(RunConfig(task="restore"), summary)
-    assert config.restore.blind_spot_replace == "median"
-    assert config.restore.blind_spot_fraction == BLIND_SPOT_FRACTION
-    assert chosen["restore.blind_spot_replace"] == "median"
-    kept, chosen = apply_restore_recipe(
-        RunConfig(task="restore", restore=RestoreConfig(blind_spot_replace="neighbour")),
-        summary,
-        {"restore.blind_spot_replace"},
-    )
-    assert kept.restore.blind_spot_replace == "neighbour"
-    assert "restore.blind_spot_replace" not in chosen
-    assert RestoreConfig().blind_spot_replace == "neighbour"  # old runs resume as trained
