@@ -24,7 +24,8 @@ each on ``--samples`` images (classes in turn) drawn with 50 DDIM steps.
 
 Then unetkit's DDIM with ``--ddim-steps`` against its DDPM ancestral sampler over all 1000
 steps, from the same trained model, on the same labels (``--ddpm-samples``, default: all
-``--samples``; 1000 network calls per batch of 256, about 5 minutes for 500 on 2 cores).
+``--samples``; 1000 network calls per batch of 256: about 5 minutes for 500 on 2 quiet
+cores, 31 minutes on the shared machine of the measurement in benchmarks/README.md).
 
     python benchmarks/diffusion.py --minutes 8 --samples 500 --threads 2 --json out.json
 """
