@@ -5,19 +5,29 @@ digits' training split at 16x16 (:mod:`unetkit.tasks.diffusion_data`), with the 
 (64), optimiser (AdamW, lr 1e-3, gradient clip 1), label dropout (0.1) and weight EMA (0.999,
 :mod:`unetkit.diffusion.ema`), and are scored the same way
 (:func:`unetkit.diffusion.evaluation.score_samples`: Fréchet distance in the digit
-classifier's features to the held-out digits, conditional accuracy, nearest-training distance).
+classifier's features to the held-out digits, conditional accuracy, nearest-training distance),
+each on ``--samples`` images (classes in turn) drawn with 50 DDIM steps.
 
 * unetkit: ``UNet`` with ``time_conditioning``, 10 classes, widths (32, 64, 128), attention at
   level 2, group norm, SiLU (the ``task=diffusion`` recipe); cosine schedule, v-prediction;
-  sampled with unetkit's DDIM.
-* diffusers: ``UNet2DModel`` with block_out_channels (32, 64, 128), one resnet per block,
-  attention in the lowest block, ``num_class_embeds=11`` (10 + null); its ``DDPMScheduler``
-  (linear betas, epsilon) for training and its ``DDIMScheduler`` for sampling.
+  sampled with unetkit's DDIM. 0.64 M parameters.
+* diffusers (the peer, configured as its documentation describes class conditioning):
+  ``UNet2DModel`` with ``block_out_channels=(16, 32, 64)`` and ``layers_per_block=1``, chosen
+  so that its parameter count (0.69 M) matches unetkit's (its blocks hold two resnets per
+  level on the way up and a 4x wider time embedding, so equal widths would give it 4x the
+  parameters: 2.7 M at (32, 64, 128)); ``DownBlock2D, DownBlock2D, AttnDownBlock2D`` and the
+  mirrored up blocks (attention at the lowest level, as unetkit), ``norm_num_groups=8``,
+  ``num_class_embeds=11`` (10 digits + a null class for label dropout) with the default
+  ``class_embed_type=None`` (a learned class embedding added to the time embedding); its
+  ``DDPMScheduler`` defaults (1000 steps, linear betas, epsilon prediction) for training and
+  ``DDIMScheduler.from_config`` of it for sampling.
 
 Then unetkit's DDIM with ``--ddim-steps`` against its DDPM ancestral sampler over all 1000
-steps (``--ddpm-samples`` images: 1000 network calls each, so keep it small on a CPU).
+steps, from the same trained model, on the same labels (``--ddpm-samples``, default: all
+``--samples``; 1000 network calls per batch of 256: about 5 minutes for 500 on 2 quiet
+cores, 31 minutes on the shared machine of the measurement in benchmarks/README.md).
 
-    python benchmarks/diffusion.py --minutes 5 --samples 500
+    python benchmarks/diffusion.py --minutes 8 --samples 500 --threads 2 --json out.json
 """
 
 from __future__ import annotations
@@ -85,7 +95,7 @@ def diffusers_model():
     torch.manual_seed(0)
     net = UNet2DModel(
         sample_size=SIZE, in_channels=1, out_channels=1, layers_per_block=1,
-        block_out_channels=(32, 64, 128),
+        block_out_channels=(16, 32, 64),
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         num_class_embeds=11, norm_num_groups=8,
@@ -132,7 +142,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per model")
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--ddim-steps", type=int, default=50)
-    ap.add_argument("--ddpm-samples", type=int, default=50)
+    ap.add_argument("--ddpm-samples", type=int, default=-1, help="-1: --samples")
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
     ap.add_argument("--json", help="write the results here")
@@ -168,12 +178,16 @@ def main() -> None:
     print("diffusers", json.dumps(results["diffusers"]), flush=True)
 
     if args.ddpm_samples:
-        sub = labels[: args.ddpm_samples]
-        ddim = generate(d, len(sub), steps=args.ddim_steps, labels=sub, guidance=args.guidance)
-        ddpm = generate(d, len(sub), sampler="ddpm", labels=sub, guidance=args.guidance)
-        for name, im in (("unetkit-ddim", ddim), ("unetkit-ddpm1000", ddpm)):
+        n = args.samples if args.ddpm_samples < 0 else min(args.ddpm_samples, args.samples)
+        sub = labels[:n]
+        t0 = time.monotonic()
+        ddpm = generate(d, n, sampler="ddpm", labels=sub, guidance=args.guidance)
+        seconds = time.monotonic() - t0
+        # DDIM: the first n images drawn above (the same labels)
+        for name, im in ((f"unetkit-ddim{args.ddim_steps}", imgs[:n]), ("unetkit-ddpm1000", ddpm)):
             results[name] = score_samples(im, sub.numpy(), SIZE).to_json()
             print(name, json.dumps(results[name]), flush=True)
+        results["unetkit-ddpm1000"]["sample_seconds"] = seconds
 
     print(f"digits 16x16, class-conditional, {args.minutes} min training each (shared CPU)")
     print(f"{'':18} {'steps':>6} {'params':>8} {'FD':>8} {'FD real':>8} {'acc':>6} {'near':>6}")

@@ -119,3 +119,34 @@ def test_evaluate_scores_restored_and_unrestored_images(tmp_path: Path) -> None:
     )
     assert fixed.per_image[0][1].data_range == 255.0
     assert fixed.to_json_dict()["data_range"] == "255 (fixed)"
+
+
+def test_tta_restoration_is_the_mean_of_the_eight_symmetries() -> None:
+    from unetkit.infer.tta import transforms
+
+    model = _model(seed=3, norm="none")
+    image = np.random.default_rng(3).normal(50, 10, size=(1, 24, 32)).astype(np.float32)
+    whole = PredictOptions(tile="whole")
+    with_tta = restore_array(model, image, options=PredictOptions(tile="whole", tta=True))
+    tfs = transforms(2)
+    assert len(tfs) == 8
+    manual = np.mean(
+        [
+            t.inverse(
+                torch.from_numpy(
+                    restore_array(
+                        model, t.forward(torch.from_numpy(image)[None])[0].numpy(), options=whole
+                    )
+                )[None]
+            )[0].numpy()
+            for t in tfs
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(with_tta, manual, rtol=1e-4, atol=1e-3)
+    plain = restore_array(model, image, options=whole)
+    assert np.abs(with_tta - plain).max() > 1e-3  # the average really differs from one pass
+    turned = restore_array(
+        model, np.rot90(image, 1, (1, 2)).copy(), options=PredictOptions(tile="whole", tta=True)
+    )
+    np.testing.assert_allclose(turned, np.rot90(with_tta, 1, (1, 2)), rtol=1e-4, atol=1e-3)

@@ -174,3 +174,12 @@ CASES: list[CliCase] = [
         ("different channel count than the model's 1 output channel(s)",),
     ),
 ]
+
+CASES.append(
+    CliCase(
+        "restore",
+        "restore.blind_spot_replace: an unknown replacement",
+        _train("task=restore", "restore.blind_spot_replace=nearest", build=_images_only),
+        ("restore.blind_spot_replace: 'nearest' is not one of 'neighbour', 'median', 'mean'",),
+    )
+)

@@ -138,6 +138,10 @@ def test_supervised_training_learns_and_records_the_task(tmp_path: Path) -> None
     assert meta["task"] == "restore" and meta["restore"]["mode"] == "supervised"
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
     assert "val_psnr" in header and "dice_" not in header
+    from unetkit.report.build import write_report
+
+    page = write_report(tmp_path, prepared=prepare_restore(config)).read_text()
+    assert "task=restore: validation overlays" in page  # no class-map scoring of a regression
 
 
 def test_restore_resume_is_exact_including_blind_spot_masks(tmp_path: Path) -> None:
@@ -211,3 +215,20 @@ def test_supervised_mode_without_targets_is_one_clear_error(tmp_path: Path) -> N
     config = dataclasses.replace(_config(mode="supervised"), data=DataConfig(path=str(only)))
     with pytest.raises(DataError, match=r"restore.mode=supervised: .* has no targets/"):
         prepare_restore(config)
+
+
+@pytest.mark.parametrize("replace", ["median", "mean"])
+def test_blind_spot_median_or_mean_of_the_neighbourhood_without_the_pixel(replace: str) -> None:
+    x = torch.rand(2, 2, 12, 12, generator=torch.Generator().manual_seed(1))
+    masked, mask = blind_spot(x, 0.1, 1, torch.Generator().manual_seed(3), replace)  # type: ignore[arg-type]
+    assert torch.equal(masked[mask.expand_as(x) == 0], x[mask.expand_as(x) == 0])
+    for b, _c, i, j in torch.nonzero(mask):
+        rows = [abs(r) if r >= 0 else -r for r in range(i - 1, i + 2)]  # mirror at 0 ...
+        rows = [22 - r if r > 11 else r for r in rows]  # ... and at 11
+        cols = [22 - c if c > 11 else c for c in (abs(c) for c in range(j - 1, j + 2))]
+        for ch in range(2):
+            ring = [x[b, ch, r, c] for r in rows for c in cols if (r, c) != (i, j)]
+            assert len(ring) == 8  # the pixel itself is never among its neighbours
+            ring_t = torch.stack(ring)
+            want = ring_t.median() if replace == "median" else ring_t.mean()
+            assert float(masked[b, ch, i, j]) == pytest.approx(float(want), abs=1e-6)

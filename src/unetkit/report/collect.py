@@ -135,6 +135,10 @@ def score_and_draw(content: RunContent, model: Any, prepared: Any) -> None:
     from unetkit.infer.engine import run_network
     from unetkit.metrics.overlap import confusion_matrix, dice_from_confusion, iou_from_confusion
 
+    task = content.metadata.get("task", "segment")
+    if task != "segment":  # no class maps to overlay: val_psnr/val_ssim are in the curves table
+        content.notes.append(f"task={task}: validation overlays and Dice are for segmentation")
+        return
     k = prepared.num_classes
     ignore = content.metadata.get("ignore_index")
     shown = int((content.config.get("train") or {}).get("overlays", 4)) or 4

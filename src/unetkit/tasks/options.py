@@ -11,6 +11,7 @@ from typing import Literal
 
 RestoreLoss = Literal["l1", "l2"]
 RestoreMode = Literal["auto", "supervised", "self_supervised"]
+BlindSpotReplace = Literal["neighbour", "median", "mean"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class RestoreConfig:
             the pixel itself).
         synthetic_noise: Gaussian noise (in units of the clean signal's range) added with
             Poisson noise to the built-in synthetic restoration set.
+        blind_spot_replace: what a masked pixel gets: ``neighbour`` (a random neighbour, as
+            Noise2Void), ``median`` (the median of the neighbourhood without the pixel, as
+            N2V2) or ``mean`` (its mean).
     """
 
     mode: RestoreMode = "auto"
@@ -40,6 +44,7 @@ class RestoreConfig:
     blind_spot_fraction: float = 0.02
     blind_spot_radius: int = 2
     synthetic_noise: float = 0.1
+    blind_spot_replace: BlindSpotReplace = "neighbour"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.blind_spot_fraction <= 0.5 or not math.isfinite(self.blind_spot_fraction):

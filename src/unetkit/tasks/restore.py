@@ -5,7 +5,8 @@
   one, loss ``restore.loss`` (L1 or L2) over every pixel.
 * **self-supervised** (``images/`` alone; Noise2Void's blind-spot masking): in each patch a
   share ``restore.blind_spot_fraction`` of the pixels is replaced by a random neighbour within
-  ``restore.blind_spot_radius`` (never itself), and ``restore.blind_spot_loss`` compares the
+  ``restore.blind_spot_radius`` (never itself; or by the median or mean of that
+  neighbourhood, ``restore.blind_spot_replace``), and ``restore.blind_spot_loss`` compares the
   output with the *original* noisy values at those pixels only. Pixel noise that is
   independent between pixels cannot be predicted from the neighbours, so the network learns the
   clean signal. The masks are drawn from torch's generator right after the step's seed, so a
@@ -33,20 +34,27 @@ from unetkit.data.sample import Sample
 from unetkit.metrics.restoration import restoration_score
 from unetkit.precision import FloatPrecision, autocast, to_channels_last
 from unetkit.tasks.base import TaskBatch
+from unetkit.tasks.options import BlindSpotReplace
 from unetkit.tasks.restore_data import RestoreBatch, RestoreBatches, RestorePrepared
 from unetkit.train.distributed import DistInfo, all_reduce_sum
 from unetkit.train.validate import ValResult
 
 
 def blind_spot(
-    x: Tensor, fraction: float, radius: int, generator: torch.Generator | None = None
+    x: Tensor,
+    fraction: float,
+    radius: int,
+    generator: torch.Generator | None = None,
+    replace: BlindSpotReplace = "neighbour",
 ) -> tuple[Tensor, Tensor]:
     """Noise2Void masking: ``x (B, C, *S) -> (masked copy (B, C, *S), mask (B, 1, *S))``.
 
     ``max(1, round(fraction * prod(S)))`` positions per image (drawn with replacement) get,
     in every channel, the value of a neighbour at a random non-zero offset in
-    ``[-radius, radius]^d``, mirrored at the borders (and flipped where mirroring would land on
-    the pixel itself). ``mask`` is 1.0 at the replaced pixels.
+    ``[-radius, radius]^d`` (``replace="neighbour"``, Noise2Void), or the median or mean of all
+    ``(2r+1)^d - 1`` neighbours without the pixel itself (``"median"``, as N2V2; ``"mean"``).
+    Neighbours are mirrored at the borders (and flipped where mirroring would land on the
+    pixel itself). ``mask`` is 1.0 at the replaced pixels.
     """
     b, c, *spatial = x.shape
     n = math.prod(spatial)
@@ -55,22 +63,29 @@ def blind_spot(
         [o for o in itertools.product(range(-radius, radius + 1), repeat=len(spatial)) if any(o)]
     )  # (M, d)
     pos = torch.randint(n, (b, k), generator=generator)  # (B, k) flat positions
-    off = offsets[torch.randint(len(offsets), (b, k), generator=generator)]  # (B, k, d)
+    if replace == "neighbour":
+        off = offsets[torch.randint(len(offsets), (b, k), generator=generator)][:, :, None]
+    else:
+        off = offsets.expand(b, k, *offsets.shape)  # (B, k, M, d): every neighbour
     size = torch.tensor(spatial)
-    coords = torch.stack(torch.unravel_index(pos, tuple(spatial)), dim=-1)  # (B, k, d)
+    coords = torch.stack(torch.unravel_index(pos, tuple(spatial)), dim=-1)[:, :, None]
 
     def mirrored(o: Tensor) -> Tensor:
         q = (coords + o).abs()
         return torch.where(q > size - 1, 2 * (size - 1) - q, q).clamp(min=0)
 
-    nb = mirrored(off)
+    nb = mirrored(off)  # (B, k, m, d) with m = 1 or M
     same = (nb == coords).all(-1, keepdim=True)
     nb = torch.where(same, mirrored(-off), nb)
-    flat_nb = torch.zeros_like(pos)
+    m = nb.shape[2]
+    flat_nb = torch.zeros(b, k, m, dtype=torch.long)
     for axis, extent in enumerate(spatial):
         flat_nb = flat_nb * extent + nb[..., axis]
     flat = x.reshape(b, c, n)
-    values = torch.gather(flat, 2, flat_nb[:, None, :].expand(b, c, k))
+    values = torch.gather(flat, 2, flat_nb.reshape(b, 1, k * m).expand(b, c, k * m))
+    values = values.reshape(b, c, k, m)  # (B, C, k, m)
+    # (B, C, k): the median, or the mean (of the one neighbour, or of all)
+    values = values.median(dim=-1).values if replace == "median" else values.mean(dim=-1)
     masked = flat.clone()
     masked.scatter_(2, pos[:, None, :].expand(b, c, k), values)
     mask = torch.zeros(b, 1, n, dtype=x.dtype)
@@ -127,7 +142,9 @@ class RestoreObjective:
 
     def _masked(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         o = self.options
-        return blind_spot(x, o.blind_spot_fraction, o.blind_spot_radius, generator)
+        return blind_spot(
+            x, o.blind_spot_fraction, o.blind_spot_radius, generator, o.blind_spot_replace
+        )
 
     def inputs(self, batch: RestoreBatch) -> TaskBatch:
         """Supervised: (image, target). Self-supervised: (blind-spot image, image, mask)."""
