@@ -38,6 +38,13 @@ def test_restore_runs_end_to_end_with_no_data(cli, tmp_path: Path) -> None:
     restored = tifffile.imread(out / "synthetic_0000.tif")
     assert restored.dtype == np.float32 and restored.shape == (40, 40)
     assert 0 < restored.mean() < 200  # counts, not normalised units
+    # restoration averages over the 8 symmetries unless --tta off
+    for mode in ("on", "off"):
+        r = cli("predict", "--model", str(run), "--input", str(data), "--out",
+                str(tmp_path / mode), "--tta", mode)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    assert np.array_equal(restored, tifffile.imread(tmp_path / "on" / "synthetic_0000.tif"))
+    assert not np.array_equal(restored, tifffile.imread(tmp_path / "off" / "synthetic_0000.tif"))
     report = tmp_path / "eval.json"
     r = cli("evaluate", "--model", str(run), "--data", str(data), "--json", str(report))
     assert r.returncode == 0, r.stderr
