@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from unetkit.cli.predict import (
@@ -230,6 +231,8 @@ def _run_restore(
 
     if args.data_range is not None and not args.data_range > 0:
         raise ValueError(f"--data-range: expected a positive number, got {args.data_range}")
+    if args.tta == "auto":  # scored as predict writes it (test-time augmentation on)
+        options = replace(options, tta=True)
     evaluation = evaluate_restore_model(
         model,
         metadata,
