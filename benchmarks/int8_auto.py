@@ -1,0 +1,120 @@
+"""Is int8 chosen by ``--precision auto`` for default-recipe models on the four datasets?
+
+Three steps, each re-runnable (``OUT`` defaults to ``/tmp/s5-int8``):
+
+1. ``split``: a held-out split of every dataset in ``--data`` (``--fraction`` of the pairs,
+   at least one, drawn with ``--seed``), as symlinks ``OUT/data/NAME/{train,test}/{images,masks}``;
+   nothing is trained or calibrated on ``test``.
+2. ``train NAME``: ``unetkit train --data OUT/data/NAME/train --out OUT/runs/NAME --max-minutes M
+   --seed 0`` (the default recipe; CamVid adds ``data.ignore_index=0``, as the README says for
+   void labels). Run it under the benchmark lock: ``flock /tmp/unetkit-bench.lock python ...``.
+3. ``measure``: for every trained run, on its held-out images, through the public
+   ``unetkit.predict`` (:mod:`int8_mixed`): what ``auto`` picks, the foreground-Dice agreement
+   of int8 label maps with fp32 (all-int8 and as calibrated) and the speed of int8 against fp32.
+
+    PYTHONPATH=src python benchmarks/int8_auto.py split
+    flock /tmp/unetkit-bench.lock env PYTHONPATH=src python benchmarks/int8_auto.py train \\
+        isbi2012-em --minutes 5
+    flock /tmp/unetkit-bench.lock env PYTHONPATH=src python benchmarks/int8_auto.py measure
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATASETS = ("isbi2012-em", "dsb2018-nuclei", "drosophila-vnc-sstem", "camvid-11class")
+EXTRA = {"camvid-11class": ["data.ignore_index=0"]}
+
+
+def split(data: Path, out: Path, fraction: float, seed: int) -> None:
+    """Symlinked train/test folders of every dataset under ``data`` (see the module doc)."""
+    for name in DATASETS:
+        images = sorted((data / name / "images").glob("*.png"))
+        rng = np.random.default_rng(seed)
+        n_test = max(1, round(fraction * len(images)))
+        test = set(rng.choice(len(images), size=n_test, replace=False).tolist())
+        for i, image in enumerate(images):
+            part = "test" if i in test else "train"
+            for sub in ("images", "masks"):
+                link = out / "data" / name / part / sub / image.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.is_symlink():
+                    link.symlink_to((data / name / sub / image.name).resolve())
+        print(f"{name}: {len(images) - n_test} train, {n_test} held out")
+
+
+def train(name: str, out: Path, minutes: float) -> None:
+    """``unetkit train`` with the default recipe on the training part of ``name``."""
+    cmd = [
+        sys.executable, "-m", "unetkit", "train", "--data", str(out / "data" / name / "train"),
+        "--out", str(out / "runs" / name), "--max-minutes", str(minutes), "--seed", "0",
+        *EXTRA.get(name, []),
+    ]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def measure(out: Path, repeat: int, threads: int) -> None:
+    """The table of the module doc, for every dataset with a trained run."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from int8_mixed import measure as measure_pair
+
+    from unetkit.infer.int8 import has_vnni
+
+    torch.set_num_threads(threads)
+    print(f"# torch {torch.__version__}, {threads} threads, VNNI: {has_vnni()}")
+    rows = []
+    for name in DATASETS:
+        run = out / "runs" / name
+        if not (run / "model.safetensors").is_file():
+            continue
+        row = measure_pair(str(run), str(out / "data" / name / "test"), repeat)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(
+        "\n| dataset | held-out | fp32 layers | agreement all-int8 | agreement as calibrated | "
+        "auto picks | fp32 s | int8 s | int8 speed-up (all-int8) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        print(
+            f"| {Path(r['run']).name} | {r['images']} | {len(r['fp32_layers'])}/"
+            f"{r['layers'] or '-'} | {r['agreement_all_int8']:.4f} | {r['agreement_mixed']:.4f} | "
+            f"{r['auto_picks']} | {r['seconds_fp32']:.2f} | {r['seconds_int8_mixed']:.2f} | "
+            f"{r['speedup_mixed']:.2f}x ({r['speedup_all']:.2f}x) |"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("step", choices=("split", "train", "measure"))
+    p.add_argument("name", nargs="?", choices=DATASETS, help="the dataset to train (train)")
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/s5-int8"))
+    p.add_argument("--fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    if args.step == "split":
+        split(args.data, args.out, args.fraction, args.seed)
+    elif args.step == "train":
+        if args.name is None:
+            p.error("train needs a dataset name")
+        train(args.name, args.out, args.minutes)
+    else:
+        measure(args.out, args.repeat, args.threads)
+
+
+if __name__ == "__main__":
+    main()
