@@ -11,11 +11,17 @@ Three steps, each re-runnable (``OUT`` defaults to ``/tmp/s5-int8``):
 3. ``measure``: for every trained run, on its held-out images, through the public
    ``unetkit.predict`` (:mod:`int8_mixed`): what ``auto`` picks, the foreground-Dice agreement
    of int8 label maps with fp32 (all-int8 and as calibrated) and the speed of int8 against fp32.
+4. ``diagnose NAME`` (short, no lock needed): why a model misses, on its held-out images: the
+   agreement of all-int8 as calibrated, of int8 weights alone (float activations) and of bf16
+   (the same network rounded to 8 significant bits: a model whose labels flip under bf16 has
+   pixels too close to a tie for any 8-bit arithmetic), the share of pixels that keep their
+   label, and each layer's gain alone in fp32.
 
     PYTHONPATH=src python benchmarks/int8_auto.py split
     flock /tmp/unetkit-bench.lock env PYTHONPATH=src python benchmarks/int8_auto.py train \\
         isbi2012-em --minutes 5
     flock /tmp/unetkit-bench.lock env PYTHONPATH=src python benchmarks/int8_auto.py measure
+    PYTHONPATH=src python benchmarks/int8_auto.py diagnose camvid-11class
 """
 
 from __future__ import annotations
@@ -82,22 +88,85 @@ def measure(out: Path, repeat: int, threads: int) -> None:
         rows.append(row)
     print(
         "\n| dataset | held-out | fp32 layers | agreement all-int8 | agreement as calibrated | "
-        "auto picks | fp32 s | int8 s | int8 speed-up (all-int8) |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "pixels agreeing | auto picks | fp32 s | int8 s | int8 speed-up (all-int8) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         print(
             f"| {Path(r['run']).name} | {r['images']} | {len(r['fp32_layers'])}/"
             f"{r['layers'] or '-'} | {r['agreement_all_int8']:.4f} | {r['agreement_mixed']:.4f} | "
+            f"{r['pixels_agreeing_mixed']:.4f} | "
             f"{r['auto_picks']} | {r['seconds_fp32']:.2f} | {r['seconds_int8_mixed']:.2f} | "
             f"{r['speedup_mixed']:.2f}x ({r['speedup_all']:.2f}x) |"
         )
 
 
+def diagnose(name: str, out: Path, threads: int) -> None:
+    """The diagnosis of the module doc for the run of ``name``, printed as JSON lines."""
+    import torch
+
+    from unetkit.infer.calibration import foreground_agreement
+    from unetkit.infer.calibration_entry import Int8Calibration
+    from unetkit.infer.files import find_inputs
+    from unetkit.infer.int8 import folded_copy, layer_names, quantize_for_inference
+    from unetkit.infer.int8_layers import quantize_weight
+    from unetkit.infer.int8_search import label_maps
+    from unetkit.infer.normalization import Normalization
+    from unetkit.io.images import read_image
+    from unetkit.modelfile import load_with_metadata, resolve_model_path
+
+    torch.set_num_threads(threads)
+    model, meta = load_with_metadata(resolve_model_path(out / "runs" / name))
+    model = model.eval()
+    calibration = Int8Calibration.from_metadata(meta.get("int8"))
+    if calibration is None:
+        raise SystemExit(f"{name}: no int8 calibration")
+    norm = Normalization.from_metadata(meta.get("normalization"))
+    files = find_inputs([str(out / "data" / name / "test" / "images")])
+    images = [read_image(f, spatial_dims=model.config.spatial_dims) for f in files]
+    xs = [torch.from_numpy(norm.resolve(im).apply(im).astype(np.float32)[None]) for im in images]
+    k = int(model.config.out_channels)
+    classes = 2 if k == 1 else k
+
+    def maps(net) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+        with torch.inference_mode():
+            return [label_maps(net(x))[0] for x in xs]
+
+    reference = maps(model)
+
+    def row(what: str, net) -> float:  # type: ignore[no-untyped-def]
+        got = maps(net)
+        agreement = foreground_agreement(got, reference, classes)
+        pixels = float(np.mean([np.mean(a == b) for a, b in zip(got, reference, strict=True)]))
+        print(json.dumps({"model": name, "variant": what, "agreement": round(agreement, 4),
+                          "pixels_agreeing": round(pixels, 5)}), flush=True)
+        return agreement
+
+    def quantised(fp32: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+        return quantize_for_inference(
+            model, calibration.ranges, fp32=fp32, factors=calibration.factors
+        )
+
+    base = row("int8, every layer", quantised())
+    row("int8 as calibrated", quantised(calibration.fp32_layers))
+    weights_only = folded_copy(model)
+    for m in weights_only.modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            axis = 1 if isinstance(m, torch.nn.modules.conv._ConvTransposeNd) else 0
+            m.weight.data = quantize_weight(m.weight.data, axis).dequantize()
+    row("int8 weights only, float activations", weights_only)
+    bf16 = folded_copy(model).to(torch.bfloat16)
+    row("bf16", lambda x: bf16(x.to(torch.bfloat16)).float())
+    for layer in layer_names(model):
+        gain = foreground_agreement(maps(quantised((layer,))), reference, classes) - base
+        print(json.dumps({"model": name, "alone_in_fp32": layer, "gain": round(gain, 4)}),
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("split", "train", "measure"))
-    p.add_argument("name", nargs="?", choices=DATASETS, help="the dataset to train (train)")
+    p.add_argument("step", choices=("split", "train", "measure", "diagnose"))
+    p.add_argument("name", nargs="?", choices=DATASETS, help="the dataset (train, diagnose)")
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--out", type=Path, default=Path("/tmp/s5-int8"))
     p.add_argument("--fraction", type=float, default=0.2)
@@ -112,6 +181,10 @@ def main() -> None:
         if args.name is None:
             p.error("train needs a dataset name")
         train(args.name, args.out, args.minutes)
+    elif args.step == "diagnose":
+        if args.name is None:
+            p.error("diagnose needs a dataset name")
+        diagnose(args.name, args.out, args.threads)
     else:
         measure(args.out, args.repeat, args.threads)
 
