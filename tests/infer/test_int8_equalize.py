@@ -75,3 +75,18 @@ def test_factors_that_do_not_fit_the_model_are_refused_by_name() -> None:
         equalise(net, {"decoder.fuses.0": [1.0, 2.0]})
     with pytest.raises(ValueError, match="not positive"):
         equalise(net, {"decoder.fuses.0": [1.0] * 15 + [-1.0]})
+
+
+def test_rounding_the_input_convolution_does_its_relu_exactly(monkeypatch) -> None:
+    from unetkit.infer import int8_run
+    from unetkit.infer.int8 import calibrate, quantize_for_inference
+
+    model = _model()
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    net = quantize_for_inference(model, calibrate(model, [x]))
+    assert net.runner._relu_in_rounding(model.encoder.blocks[0], "encoder.blocks.0.convs.0")
+    with torch.inference_mode():
+        fused = net(x)
+        monkeypatch.setattr(int8_run.Runner, "_relu_in_rounding", lambda *a: False)
+        separate = net(x)
+    assert torch.equal(fused, separate)
