@@ -67,8 +67,8 @@ def train(name: str, out: Path, minutes: float) -> None:
     subprocess.run(cmd, check=True)
 
 
-def measure(out: Path, repeat: int, threads: int) -> None:
-    """The table of the module doc, for every dataset with a trained run."""
+def measure(out: Path, repeat: int, threads: int, only: str | None = None) -> None:
+    """The table of the module doc, for every dataset with a trained run (or ``only``)."""
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -79,7 +79,7 @@ def measure(out: Path, repeat: int, threads: int) -> None:
     torch.set_num_threads(threads)
     print(f"# torch {torch.__version__}, {threads} threads, VNNI: {has_vnni()}")
     rows = []
-    for name in DATASETS:
+    for name in DATASETS if only is None else (only,):
         run = out / "runs" / name
         if not (run / "model.safetensors").is_file():
             continue
@@ -186,7 +186,7 @@ def main() -> None:
             p.error("diagnose needs a dataset name")
         diagnose(args.name, args.out, args.threads)
     else:
-        measure(args.out, args.repeat, args.threads)
+        measure(args.out, args.repeat, args.threads, args.name)
 
 
 if __name__ == "__main__":
