@@ -150,8 +150,10 @@ def diagnose(name: str, out: Path, threads: int) -> None:
     base = row("int8, every layer", quantised())
     row("int8 as calibrated", quantised(calibration.fp32_layers))
     weights_only = folded_copy(model)
+    first = next(p for p in weights_only.points() if p.kind == "block").module.convs[0].conv
+    stay = {id(weights_only.head), id(first)}  # fp32 in the int8 path too
     for m in weights_only.modules():
-        if isinstance(m, torch.nn.modules.conv._ConvNd):
+        if isinstance(m, torch.nn.modules.conv._ConvNd) and id(m) not in stay:
             axis = 1 if isinstance(m, torch.nn.modules.conv._ConvTransposeNd) else 0
             m.weight.data = quantize_weight(m.weight.data, axis).dequantize()
     row("int8 weights only, float activations", weights_only)
