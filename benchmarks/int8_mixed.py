@@ -76,6 +76,9 @@ def measure(run: str, held_out: str, repeat: int) -> dict[str, Any]:
         "stored_all_int8": calibration.all_int8_agreement,
         "agreement_all_int8": foreground_agreement(before, ref, classes),
         "agreement_mixed": foreground_agreement(mixed, ref, classes),
+        "pixels_agreeing_mixed": float(
+            np.mean([np.mean(a == b) for a, b in zip(mixed, ref, strict=True)])
+        ),
         "auto_picks": "int8" if isinstance(auto, Int8UNet) else "fp32",
         "seconds_fp32": t_fp32,
         "seconds_int8_mixed": t_int8,

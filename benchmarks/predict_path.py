@@ -10,6 +10,13 @@ One run, one process, same model and images for every row, so the ratios hold on
 * ``monai-fp32``: MONAI BasicUNet, same architecture (``impls.monai_model``), eager fp32,
   batches of ``--batch``.
 
+``--precision int8`` (the default) calibrates the randomly initialised model on the benchmark's
+own images (:func:`unetkit.infer.int8.calibrate`; the weights do not change the cost) and runs
+every unetkit row in int8, as ``auto`` does for a calibrated model that agrees with fp32;
+``fp32`` runs the float path. The JSON also gives the network's share of the CPU's measured
+int8 (or fp32) 3x3-convolution peak (``measure.int8_conv_peak``), which bounds what any
+implementation of this network can reach against MONAI.
+
     PYTHONPATH=src python benchmarks/predict_path.py --images 32 --size 256 --width 32
 """
 
@@ -37,11 +44,14 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     from impls import monai_model, unetkit_config
+    from measure import conv_peak, forward_flops, int8_conv_peak
 
     import unetkit
     from unetkit.infer.engine import inference_network, run_network
     from unetkit.infer.files import predict_files
+    from unetkit.infer.int8 import calibrate
     from unetkit.infer.normalization import Normalization
+    from unetkit.infer.predictor import PredictOptions
     from unetkit.io.images import read_image, write_image, write_mask
     from unetkit.model import UNet
 
@@ -52,6 +62,7 @@ def main() -> None:
     p.add_argument("--levels", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -64,13 +75,21 @@ def main() -> None:
         for _ in range(n)
     ]
     out: dict[str, object] = {"images": n, "size": s, "width": args.width,
-                              "levels": args.levels, "threads": args.threads}
+                              "levels": args.levels, "threads": args.threads,
+                              "precision": args.precision}
+    meta: dict[str, object] = {}
+    if args.precision == "int8":
+        calib = [torch.from_numpy(np.stack(raw[i : i + 4]).astype(np.float32) / 255.0)
+                 for i in range(0, min(n, 16), 4)]
+        ranges = calibrate(model, [(c - c.mean()) / c.std() for c in calib])
+        meta = {"int8": {"ranges": {k: list(v) for k, v in ranges.items()}}}
+    options = PredictOptions(precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         for i, r in enumerate(raw):
             write_image(src / f"im{i:04d}.png", r)
         files = sorted(src.glob("*.png"))
-        net = inference_network(model, "auto")
+        net = inference_network(model, args.precision, meta.get("int8"))
         x1 = torch.from_numpy(raw[0][None].astype(np.float32))
         run_network(net, x1, fast=False)  # warm-up: build the optimised network
         stages: dict[str, float] = {}
@@ -101,8 +120,10 @@ def main() -> None:
         with torch.inference_mode():
             monai(batch)
             t_monai = timed(lambda: [monai(batch) for _ in range(reps)])
-        t_api = timed(lambda: [unetkit.predict(model, im) for im in images])
-        t_files = timed(lambda: predict_files(model, {}, [src], Path(tmp) / "out"))
+        t_api = timed(lambda: [unetkit.predict(model, im, metadata=meta,
+                                               precision=args.precision) for im in images])
+        t_files = timed(lambda: predict_files(model, meta, [src], Path(tmp) / "out",
+                                              options=options))
     rate = {
         "network_only": reps * args.batch / t_net,
         "monai_fp32": reps * args.batch / t_monai,
@@ -116,6 +137,16 @@ def main() -> None:
         "predict_vs_monai_fp32": round(rate["unetkit_predict"] / rate["monai_fp32"], 3),
         "files_vs_monai_fp32": round(rate["predict_files"] / rate["monai_fp32"], 3),
     }
+    flops = forward_flops(model, (1, 1, s, s))
+    peak = int8_conv_peak() if args.precision == "int8" else conv_peak(torch.float32)["gflops"]
+    out["gop_per_image"] = round(flops / 1e9, 3)
+    out["conv_peak_gops"] = round(peak, 1) if peak else None
+    out["network_share_of_peak"] = (
+        round(flops / 1e9 * rate["network_only"] / peak, 3) if peak else None
+    )
+    out["monai_share_of_fp32_peak"] = round(
+        flops / 1e9 * rate["monai_fp32"] / conv_peak(torch.float32)["gflops"], 3
+    )
     print(json.dumps(out))
 
 

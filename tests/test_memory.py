@@ -107,3 +107,24 @@ def test_a_model_file_declaring_a_huge_model_is_refused_before_building(
     with pytest.raises(ModelFileError, match=r"huge.safetensors: declares a model of [\d,]+ par"):
         load(tmp_path / "huge.safetensors")
     assert built == []  # refused before anything was built
+
+
+def test_the_prediction_estimate_is_traced_once_per_config_tile_and_batch(monkeypatch) -> None:
+    from unetkit.model import summary
+
+    calls = []
+    real = summary.summarize
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args[1:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(summary, "summarize", counted)
+    config = UNetConfig(widths=(4, 8), in_channels=1, out_channels=7)  # not used elsewhere
+    first = memory.predict_estimate(config, (48, 48), 3)
+    assert memory.predict_estimate(config, [48, 48], 3) == first and len(calls) == 1
+    bigger = memory.predict_estimate(config, (96, 96), 3)  # another tile: traced again
+    assert len(calls) == 2 and bigger.activations > first.activations
+    wider = UNetConfig(widths=(8, 16), in_channels=1, out_channels=7)
+    assert memory.predict_estimate(wider, (48, 48), 3).weights > first.weights
+    assert len(calls) == 3

@@ -126,7 +126,24 @@ def train_step_estimate(config: object, patch: Sequence[int], batch: int) -> Est
 
 
 def predict_estimate(config: object, tile: Sequence[int], batch: int) -> Estimate:
-    """One network call of prediction on ``batch`` tiles of input size ``tile``."""
+    """One network call of prediction on ``batch`` tiles of input size ``tile``.
+
+    Remembered per (config, tile, batch): the estimate traces the network's shapes, which on
+    small images costs as much as the prediction itself, and every image of a folder asks again.
+    """
+    key = (repr(config), tuple(int(n) for n in tile), int(batch))
+    hit = _PREDICT_ESTIMATES.get(key)
+    if hit is None:
+        hit = _PREDICT_ESTIMATES[key] = _predict_estimate(config, key[1], key[2])
+        if len(_PREDICT_ESTIMATES) > 256:  # many shapes: forget the oldest
+            del _PREDICT_ESTIMATES[next(iter(_PREDICT_ESTIMATES))]
+    return hit
+
+
+_PREDICT_ESTIMATES: dict[tuple[str, tuple[int, ...], int], Estimate] = {}
+
+
+def _predict_estimate(config: object, tile: Sequence[int], batch: int) -> Estimate:
     from unetkit.model.summary import summarize
 
     s = summarize(config, tuple(tile), batch=batch)  # type: ignore[arg-type]

@@ -108,8 +108,51 @@ def sensitive() -> tuple[UNet, list[np.ndarray], list[np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def entry(sensitive) -> dict:
+    """The calibration without per-channel equalisation: the layer search alone."""
+    model, train_images, held_out = sensitive
+    return int8_calibration(model, train_images, held_out, patch=(48, 48), alphas=())
+
+
+@pytest.fixture(scope="module")
+def equalised_entry(sensitive) -> dict:
+    """The default calibration, which also tries per-channel equalisation."""
     model, train_images, held_out = sensitive
     return int8_calibration(model, train_images, held_out, patch=(48, 48))
+
+
+def test_equalisation_makes_the_outlier_channel_harmless_with_every_layer_int8(
+    entry, equalised_entry
+) -> None:
+    assert entry["all_int8_agreement"] < AUTO_AGREEMENT  # per-tensor ranges: ruined
+    got = equalised_entry
+    assert got["equalise"]["alpha"] > 0 and SENSITIVE in got["equalise"]["factors"]
+    factors = got["equalise"]["factors"][SENSITIVE]
+    assert factors.index(min(factors)) == 0  # the outlier channel is the one left as it is
+    assert "fp32_layers" not in got  # nothing kept in fp32
+    assert got["agreement"]["foreground_dice"] >= AUTO_AGREEMENT  # held-out images
+    alphas = got["search"]["alphas"]
+    assert max(alphas.values()) > alphas["0.0"]
+
+
+def test_the_equalised_choice_round_trips_and_runs_as_calibrated(
+    sensitive, equalised_entry, tmp_path
+) -> None:
+    model = sensitive[0]
+    path = tmp_path / "model.safetensors"
+    save(model, path, metadata={"int8": equalised_entry})
+    loaded, meta = load_with_metadata(path)
+    calibration = Int8Calibration.from_metadata(meta["int8"])
+    assert calibration is not None and calibration.to_metadata() == equalised_entry
+    net = engine.inference_network(loaded, "auto" if int8.has_vnni() else "int8", meta["int8"])
+    assert isinstance(net, Int8UNet)
+    factors = equalised_entry["equalise"]["factors"]
+    x = torch.from_numpy(np.stack(sensitive[2]))
+    want = quantize_for_inference(model, equalised_entry["ranges"], factors=factors)
+    plain = quantize_for_inference(model, equalised_entry["ranges"])
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), want(x))
+        assert not torch.allclose(net(x), plain(x))
+    assert any("equalised" in line for line in describe(equalised_entry))
 
 
 def test_the_search_keeps_the_sensitive_layer_in_fp32_and_reaches_the_agreement(entry) -> None:

@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="calibrate a model for int8 inference on sample images (stored in the model file)",
         description=(
             "Measure activation ranges for int8 inference on patches of sample images, choose "
-            "the activation percentile and the few layers that must stay in fp32 (each layer "
+            "the activation percentile, whether to equalise channels (per-channel ranges), and "
+            "the few layers that must stay in fp32 (each layer "
             "alone in fp32, the agreement it gains; the most sensitive kept until int8 agrees "
             "with fp32), then predict held-out images in fp32 and in int8 and record how well "
             "the label maps agree. All of it goes into the model file's metadata ('unetkit "

@@ -31,6 +31,7 @@ import torch
 from unetkit.infer import int8
 from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration, agreement_of
 from unetkit.infer.int8 import HEADROOM, calibrate_percentiles
+from unetkit.infer.int8_equalize import channel_factors, equalisable_maps
 from unetkit.infer.int8_search import SEARCH_TARGET, search
 from unetkit.model import UNet
 from unetkit.modelfile import weights_digest
@@ -43,6 +44,9 @@ AGREEMENT_IMAGES = 8
 SEARCH_CROPS = 16
 #: Activation percentiles the search tries (one calibration pass gives them all).
 PERCENTILES = (99.99, 99.999, 100.0)
+#: Per-channel equalisation strengths the search tries besides none
+#: (:mod:`unetkit.infer.int8_equalize`; one calibration pass each).
+ALPHAS = (0.5, 1.0)
 
 
 def calibration_patches(
@@ -128,12 +132,14 @@ def int8_calibration(
     patch: Sequence[int],
     percentile: float | None = None,
     seed: int = 0,
+    alphas: Sequence[float] = ALPHAS,
 ) -> dict[str, Any]:
     """The ``"int8"`` metadata entry for ``model`` (see the module doc).
 
     ``calibration_images`` and ``check_images``: normalised ``(C, *S)`` arrays, the second
     ideally held out (validation images). ``percentile``: the activation percentile, or
-    ``None`` to choose among :data:`PERCENTILES`. Raises
+    ``None`` to choose among :data:`PERCENTILES`. ``alphas``: per-channel equalisation
+    strengths tried besides none (``()``: none tried). Raises
     :class:`unetkit.infer.int8.Int8Unsupported` for a model without an int8 path.
     """
     model = model.eval()
@@ -142,8 +148,22 @@ def int8_calibration(
     patches = calibration_patches(model, calibration_images, patch, seed=seed)
     percentiles = PERCENTILES if percentile is None else (float(percentile),)
     by_percentile = calibrate_percentiles(model, patches, percentiles)
+    spread = int8.channel_ranges(model, patches)
+    edges = equalisable_maps(int8.folded_copy(model))
+    equalised = {}
+    for alpha in alphas:
+        factors = channel_factors(spread, alpha, edges)
+        if factors:
+            ranges = calibrate_percentiles(model, patches, percentiles, factors=factors)
+            equalised[alpha] = (factors, ranges)
     crops = calibration_patches(model, calibration_images, patch, n=SEARCH_CROPS, seed=seed + 1)
-    found = search(model, by_percentile, crops, lambda a, b: foreground_agreement(a, b, classes))
+    found = search(
+        model,
+        by_percentile,
+        crops,
+        lambda a, b: foreground_agreement(a, b, classes),
+        equalised=equalised,
+    )
     calibration = Int8Calibration(
         ranges=found.ranges,
         percentile=found.percentile,
@@ -158,7 +178,10 @@ def int8_calibration(
             "mixed": found.mixed,
             "percentiles": {str(p): a for p, a in found.percentiles.items()},
             "sensitivity": dict(found.sensitivity),
+            "alphas": {str(a): v for a, v in found.alphas.items()},
         },
+        alpha=found.alpha,
+        factors={k: tuple(v) for k, v in found.factors.items()},
     )
     check = list(check_images[:AGREEMENT_IMAGES])
     if check:
@@ -214,6 +237,16 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
             f"int8: every layer in int8 (all-int8 agreement {base:.4f} on "
             f"{calibration.search.get('crops', '?')} crops {why}, target {target})"
         )
+    alphas = calibration.search.get("alphas", {})
+    if calibration.factors:
+        lines.append(
+            f"int8: per-channel ranges: {len(calibration.factors)} map(s) equalised at strength "
+            f"{calibration.alpha} (channels scaled toward their map's widest before rounding, "
+            "undone by the layers that read them)"
+        )
+    if len(alphas) > 1:
+        listed = ", ".join(f"{a}: {v:.4f}" for a, v in alphas.items())
+        lines.append(f"int8: best all-int8 agreement per equalisation strength tried: {listed}")
     tried = calibration.search.get("percentiles", {})
     if len(tried) > 1:
         listed = ", ".join(f"{p}: {a:.4f}" for p, a in tried.items())

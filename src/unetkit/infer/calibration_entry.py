@@ -8,10 +8,13 @@ model file's metadata it is the plain mapping :meth:`Int8Calibration.to_metadata
      "weights_sha256": "...", "agreement": {"foreground_dice": 0.998, "images": 6},
      "fp32_layers": ["decoder.blocks.0.convs.1"], "all_int8_agreement": 0.991,
      "search": {"target": 0.997, "crops": 16, "all_int8": 0.990, "mixed": 0.998,
-                "percentiles": {"99.999": 0.990}, "sensitivity": {layer: gain}}}
+                "percentiles": {"99.999": 0.990}, "sensitivity": {layer: gain}},
+     "equalise": {"alpha": 0.5, "factors": {point: [m_0, m_1, ...]}}}
 
 ``fp32_layers``, ``all_int8_agreement`` and ``search`` come from the sensitivity search
 (:mod:`unetkit.infer.int8_search`); entries written before it lack them (no fp32 layers).
+``equalise`` is the per-channel equalisation the search chose (:mod:`unetkit.infer.int8_equalize`;
+absent: none, as in older entries).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Int8Calibration:
         all_int8_agreement: the agreement on the same images with every layer in int8
             (measured when ``fp32_layers`` is not empty).
         search: what the sensitivity search measured on its crops (see the module doc).
+        alpha: strength of the per-channel equalisation (0: none); ``factors``: its per-channel
+            factors by map, with which ``ranges`` were measured.
     """
 
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -52,6 +57,8 @@ class Int8Calibration:
     fp32_layers: tuple[str, ...] = ()
     all_int8_agreement: float | None = None
     search: Mapping[str, Any] = field(default_factory=dict)
+    alpha: float = 0.0
+    factors: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, entry: Any) -> Int8Calibration | None:
@@ -69,6 +76,15 @@ class Int8Calibration:
             return None
         before = entry.get("all_int8_agreement")
         search = entry.get("search", {})
+        equalise = entry.get("equalise", {})
+        try:
+            factors = {
+                str(k): tuple(float(m) for m in v)
+                for k, v in (equalise.get("factors") or {}).items()
+            }
+            alpha = float(equalise.get("alpha", 0.0))
+        except (AttributeError, TypeError, ValueError):
+            return None
         return cls(
             ranges=ranges,
             percentile=entry.get("percentile"),
@@ -80,6 +96,8 @@ class Int8Calibration:
             fp32_layers=tuple(layers),
             all_int8_agreement=float(before) if isinstance(before, int | float) else None,
             search=dict(search) if isinstance(search, Mapping) else {},
+            alpha=alpha,
+            factors=factors,
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -102,6 +120,11 @@ class Int8Calibration:
             out["all_int8_agreement"] = self.all_int8_agreement
         if self.search:
             out["search"] = dict(self.search)
+        if self.factors:
+            out["equalise"] = {
+                "alpha": self.alpha,
+                "factors": {k: list(v) for k, v in sorted(self.factors.items())},
+            }
         return out
 
     @property

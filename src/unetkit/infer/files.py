@@ -159,7 +159,7 @@ def _label_dtype(model: UNet) -> type:
 def read_input(source: Path, dims: int) -> np.ndarray:
     """Decode one input for a ``dims``-D model: ``(C, *spatial)``; errors name the file."""
     try:
-        return read_image(source, spatial_dims=dims)
+        return read_image(source, spatial_dims=dims, keep_integers=True)  # float per tile
     except DataError as exc:
         reason = str(exc).split("; pass spatial_dims")[0]
         if reason == str(exc):

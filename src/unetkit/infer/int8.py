@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from unetkit.hardware import cpu_features
 from unetkit.infer.fold import fold_batch_norms
+from unetkit.infer.int8_equalize import ChannelObserver, Factors, equalisable_maps, equalise
 from unetkit.infer.int8_layers import Int8Unsupported, qparams
 from unetkit.infer.int8_run import Runner, build, walk_reason
 from unetkit.model import UNet
@@ -54,6 +55,8 @@ __all__ = [
     "Int8Unsupported",
     "calibrate",
     "calibrate_percentiles",
+    "channel_ranges",
+    "folded_copy",
     "has_vnni",
     "int8_available",
     "layer_names",
@@ -186,12 +189,16 @@ def calibrate_percentiles(
     percentiles: Iterable[float],
     *,
     headroom: float = HEADROOM,
+    factors: Factors | None = None,
 ) -> dict[float, Ranges]:
-    """:func:`calibrate` for several ``percentiles`` in one pass: ``{percentile: ranges}``."""
+    """:func:`calibrate` for several ``percentiles`` in one pass: ``{percentile: ranges}``.
+
+    ``factors``: per-channel equalisation (:mod:`unetkit.infer.int8_equalize`) applied first;
+    the ranges are then those of the equalised maps."""
     reason = unsupported_reason(model)
     if reason is not None:
         raise Int8Unsupported(f"int8: {reason}")
-    runner = Runner(_folded_copy(model))
+    runner = Runner(folded_copy(model, factors))
     observer = _Observer(percentiles)
     with torch.inference_mode():
         for x in batches:
@@ -205,6 +212,18 @@ def calibrate_percentiles(
     return out
 
 
+def channel_ranges(model: UNet, batches: Iterable[Tensor]) -> dict[str, Tensor]:
+    """Per-channel absolute maxima ``(C,)`` of every map :func:`equalisable_maps` lists, on
+    ``batches`` (as :func:`calibrate`), for :func:`unetkit.infer.int8_equalize.channel_factors`."""
+    net = folded_copy(model)
+    observer = ChannelObserver(equalisable_maps(net))
+    runner = Runner(net)
+    with torch.inference_mode():
+        for x in batches:
+            runner.run(x.float(), observer)
+    return observer.ranges
+
+
 def layer_names(model: UNet) -> list[str]:
     """The layers of ``model`` that run in int8 (convolutions after the input one,
     up-samplings, strided down-samplings, 1x1 reductions), in walk order: the names
@@ -212,7 +231,7 @@ def layer_names(model: UNet) -> list[str]:
     reason = unsupported_reason(model)
     if reason is not None:
         raise Int8Unsupported(f"int8: {reason}")
-    runner = Runner(_folded_copy(model))
+    runner = Runner(folded_copy(model))
     with _quiet():
         build(runner, lambda *names: (1.0, 0))
     return list(runner.layers)
@@ -251,12 +270,14 @@ def translate_ranges(ranges: Mapping[str, Any]) -> dict[str, Any]:
 # --- the quantised network ---------------------------------------------------------------------
 
 
-def _folded_copy(model: UNet) -> UNet:
+def folded_copy(model: UNet, factors: Factors | None = None) -> UNet:
+    """An eval-mode copy of ``model`` with its batch norms folded and ``factors`` (a
+    calibration's per-channel equalisation) applied; ``model`` is not changed."""
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     fold_batch_norms(net)
-    return net
+    return equalise(net, factors or {})
 
 
 class Int8UNet(nn.Module):
@@ -304,6 +325,7 @@ def quantize_for_inference(
     *,
     reduce_range: bool | None = None,
     fp32: Iterable[str] = (),
+    factors: Factors | None = None,
 ) -> Int8UNet:
     """An int8 copy of ``model`` using the activation ``ranges`` of :func:`calibrate`.
 
@@ -315,6 +337,8 @@ def quantize_for_inference(
     where the CPU has no VNNI, whose 8-bit products would otherwise saturate). Raises
     :class:`Int8Unsupported` for a model the int8 path does not cover, and ``ValueError``
     naming the point when ``ranges`` lacks a point of this model (calibrated on another model).
+    ``factors``: the calibration's per-channel equalisation (:mod:`unetkit.infer.int8_equalize`,
+    exact in float), with which ``ranges`` were measured.
     """
     reason = unsupported_reason(model)
     if reason is not None:
@@ -332,7 +356,7 @@ def quantize_for_inference(
     torch.backends.quantized.engine = ENGINE
     try:
         with _quiet():
-            runner = Runner(_folded_copy(model), frozenset(fp32))
+            runner = Runner(folded_copy(model, factors), frozenset(fp32))
             return Int8UNet(build(runner, qp), reduce_range)
     finally:
         torch.backends.quantized.engine = previous

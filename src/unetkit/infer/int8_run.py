@@ -159,6 +159,20 @@ class Runner:
             return self.quantized[name](_requantize(h))
         return self._point(name, layer(h), observe)
 
+    def _relu_in_rounding(self, block: nn.Module, conv: str) -> bool:
+        """Whether the fp32 input convolution ``conv`` (the first of ``block``) may be rounded
+        to uint8 at once, its ReLU done by the rounding: its range starts at 0 (zero point 0,
+        so rounding clamps negatives to 0 exactly as ReLU does) and the next convolution of the
+        plain block reads it in int8."""
+        layer = block.convs[0]
+        return (
+            isinstance(layer.act, nn.ReLU)
+            and not block.residual
+            and len(block.convs) > 1
+            and f"{conv[: -len('.0')]}.1" not in self.fp32
+            and self.qparams[conv][1] == 0
+        )
+
     def _head(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
         return point.module(_dq(h))  # (B, K, *P) float32, the 1x1 head in fp32
 
@@ -169,6 +183,11 @@ class Runner:
         for j, layer in enumerate(block.convs):
             conv = f"{name}.convs.{j}"
             if first and j == 0:  # the input convolution stays fp32
+                if self.int8 and self._relu_in_rounding(block, conv):
+                    scale, _ = self.qparams[conv]  # ReLU: the rounding's clamp at zero point 0
+                    h = torch.quantize_per_tensor(layer.norm(layer.conv(_dq(h))), scale, 0,
+                                                  torch.quint8)
+                    continue
                 h = layer(_dq(h))
                 h = self._float(conv, h) if self.int8 else self._point(conv, h, observe)
             else:

@@ -4,9 +4,10 @@ A network quantised layer by layer loses agreement with fp32 unevenly: most laye
 measurable, a few (an outlier channel that stretches a map's range, the last maps before the
 head) cost most of it. :func:`search` finds them on crops of calibration images:
 
-1. *percentile*: all-int8 agreement for each candidate activation percentile (ranges of every
-   percentile come from one calibration pass, :func:`unetkit.infer.int8.calibrate_percentiles`);
-   the best is kept;
+1. *percentile and equalisation*: all-int8 agreement for each candidate activation percentile
+   (ranges of every percentile come from one calibration pass,
+   :func:`unetkit.infer.int8.calibrate_percentiles`), without and with each candidate
+   per-channel equalisation (:mod:`unetkit.infer.int8_equalize`); the best is kept;
 2. *sensitivity*: each layer alone in fp32 (the rest int8), the agreement gained;
 3. *selection*: the most sensitive layers go to fp32 one at a time, most sensitive first, until
    the agreement reaches the target (at most :data:`MAX_FP32_FRACTION` of the layers; a model
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from unetkit.infer.int8 import layer_names, quantize_for_inference
+from unetkit.infer.int8_equalize import Factors
 from unetkit.model import UNet
 
 Ranges = Mapping[str, tuple[float, float]]
@@ -53,6 +55,8 @@ class SearchResult:
         percentiles: all-int8 agreement per percentile tried.
         sensitivity: per layer tried alone in fp32, the agreement gained over all-int8.
         crops: number of crops measured.
+        alpha: the chosen equalisation strength (0: none); ``factors``: its per-channel factors.
+        alphas: the best all-int8 agreement per equalisation strength tried.
     """
 
     percentile: float
@@ -63,6 +67,9 @@ class SearchResult:
     percentiles: Mapping[float, float] = field(default_factory=dict)
     sensitivity: Mapping[str, float] = field(default_factory=dict)
     crops: int = 0
+    alpha: float = 0.0
+    factors: Factors = field(default_factory=dict)
+    alphas: Mapping[float, float] = field(default_factory=dict)
 
 
 def label_maps(logits: Tensor) -> list[np.ndarray]:
@@ -82,9 +89,11 @@ class _Scorer:
         with torch.inference_mode():
             self.reference = [m for x in self.crops for m in label_maps(model(x.float()))]
 
-    def __call__(self, ranges: Ranges, fp32: Sequence[str]) -> tuple[float, float]:
+    def __call__(
+        self, ranges: Ranges, fp32: Sequence[str], factors: Factors | None = None
+    ) -> tuple[float, float]:
         """``(agreement, fraction of pixels whose label changed)`` for this variant."""
-        net = quantize_for_inference(self.model, ranges, fp32=fp32)
+        net = quantize_for_inference(self.model, ranges, fp32=fp32, factors=factors)
         with torch.inference_mode():
             maps = [m for x in self.crops for m in label_maps(net(x.float()))]
         flips = np.mean([np.mean(a != b) for a, b in zip(maps, self.reference, strict=True)])
@@ -99,11 +108,14 @@ def search(
     *,
     target: float = SEARCH_TARGET,
     max_fraction: float = MAX_FP32_FRACTION,
+    equalised: Mapping[float, tuple[Factors, Mapping[float, Ranges]]] | None = None,
 ) -> SearchResult:
-    """Choose the percentile and the fp32 layers of ``model`` (see the module doc).
+    """Choose the percentile, the equalisation and the fp32 layers of ``model`` (module doc).
 
     ``ranges_by_percentile``: ``{percentile: ranges}`` (at least one); ``crops``: normalised
-    ``(B, C, *S)`` batches the model accepts. Raises ``ValueError`` without either.
+    ``(B, C, *S)`` batches the model accepts. ``equalised``: ``{alpha: (factors, {percentile:
+    ranges of the equalised maps})}`` for each equalisation strength to try. Raises
+    ``ValueError`` without ranges or crops.
     """
     if not ranges_by_percentile:
         raise ValueError("int8 search: no calibrated ranges")
@@ -112,15 +124,24 @@ def search(
     model = model.eval()
     score = _Scorer(model, crops, agreement)
     n = sum(int(x.shape[0]) for x in crops)
-    tried = {p: score(r, ()) for p, r in ranges_by_percentile.items()}
-    percentile = max(tried, key=lambda p: (tried[p][0], -tried[p][1]))
-    ranges = ranges_by_percentile[percentile]
-    base, base_flips = tried[percentile]
-    percentiles = {p: a for p, (a, _) in tried.items()}
+    candidates: dict[tuple[float, float], tuple[Ranges, Factors]] = {
+        (0.0, p): (r, {}) for p, r in ranges_by_percentile.items()
+    }
+    for alpha, (factors, by_percentile) in (equalised or {}).items():
+        candidates.update({(float(alpha), p): (r, factors) for p, r in by_percentile.items()})
+    tried = {key: score(r, (), f) for key, (r, f) in candidates.items()}
+    alpha, percentile = max(tried, key=lambda k: (tried[k][0], -tried[k][1], -k[0]))
+    ranges, factors = candidates[(alpha, percentile)]
+    base, base_flips = tried[(alpha, percentile)]
+    percentiles = {p: a for (al, p), (a, _) in tried.items() if al == alpha}
+    alphas = {al: max(a for (b, _), (a, _) in tried.items() if b == al) for al, _ in tried}
+    chosen_variant = {"alpha": alpha, "factors": factors, "alphas": alphas}
     if base >= target:
-        return SearchResult(percentile, ranges, (), base, base, percentiles, {}, n)
+        return SearchResult(
+            percentile, ranges, (), base, base, percentiles, {}, n, **chosen_variant
+        )
     layers = layer_names(model)
-    alone = {name: score(ranges, (name,)) for name in layers}
+    alone = {name: score(ranges, (name,), factors) for name in layers}
     order = sorted(layers, key=lambda k: (-alone[k][0], alone[k][1]))
     sensitivity = {k: alone[k][0] - base for k in order}
     budget = max(1, math.floor(max_fraction * len(layers)))
@@ -128,13 +149,15 @@ def search(
     chosen: list[str] = []
     for name in order[:budget]:
         chosen.append(name)
-        a, flips = score(ranges, chosen)
+        a, flips = score(ranges, chosen, factors)
         if (a, -flips) > best[0]:
             best = ((a, -flips), tuple(chosen))
         if a >= target:
             break
     (mixed, _), fp32 = best
-    return SearchResult(percentile, ranges, fp32, base, mixed, percentiles, sensitivity, n)
+    return SearchResult(
+        percentile, ranges, fp32, base, mixed, percentiles, sensitivity, n, **chosen_variant
+    )
 
 
 __all__ = ["MAX_FP32_FRACTION", "SEARCH_TARGET", "SearchResult", "label_maps", "search"]

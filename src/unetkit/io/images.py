@@ -142,6 +142,7 @@ def read_image(
     *,
     spatial_dims: int | None = None,
     max_pixels: int | None = None,
+    keep_integers: bool = False,
 ) -> np.ndarray:
     """Read an image file as ``float32`` ``(C, *spatial)``, values as stored.
 
@@ -151,6 +152,8 @@ def read_image(
             trailing axes are spatial (the rest, at most one axis, is channels).
         max_pixels: largest number of pixels/voxels accepted; ``None`` uses
             ``UNETKIT_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`.
+        keep_integers: return integer images in their stored integer type (a quarter of the
+            memory of float32 for 8-bit images; prediction converts tile by tile).
 
     Returns:
         ``(C, *spatial)`` ``float32`` with 1..3 spatial dims.
@@ -164,6 +167,8 @@ def read_image(
     p = Path(path)
     arr = _channel_first(p, _read_raw(p, max_pixels, spatial_dims, as_mask=False), spatial_dims)
     _check_dtype(p, arr)
+    if keep_integers and arr.dtype.kind in "iu":
+        return np.ascontiguousarray(arr)
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as a warning
         out = np.ascontiguousarray(arr, dtype=np.float32)
     if out.dtype.kind == "f" and not np.isfinite(out).all():
