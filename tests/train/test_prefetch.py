@@ -65,3 +65,42 @@ def test_close_stops_the_worker_and_a_later_request_restarts_it() -> None:
     )
     assert np.array_equal(pre.batch(0, 1), Source().batch(0, 1))
     pre.close()
+
+
+def test_a_prefetched_run_has_the_same_weights_and_auto_is_off_on_a_cpu(tmp_path) -> None:
+    import torch
+
+    from unetkit.config import DataConfig, RunConfig, TrainConfig
+    from unetkit.model import UNetConfig
+    from unetkit.modelfile import read_tensors
+    from unetkit.workflow import fit
+
+    weights = {}
+    for mode in ("on", "auto"):
+        config = RunConfig(
+            model=UNetConfig(widths=(4, 8)),
+            data=DataConfig(synthetic_count=6, synthetic_size=32, patch_size=(32, 32)),
+            train=TrainConfig(
+                epochs=2, deterministic=True, steps_per_epoch=3, batch_size=2, threads=1,
+                prefetch=mode, int8_calibration=False,
+            ),
+        )  # fmt: skip
+        fit(config, tmp_path / mode, echo=lambda _: None)
+        weights[mode], _ = read_tensors(tmp_path / mode / "last" / "model.safetensors")
+    a, b = weights["on"], weights["auto"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prefetch_setting_is_checked_and_auto_means_off_for_cpu_steps() -> None:
+    from unetkit.config import RunConfig, TrainConfig
+    from unetkit.train.distributed import DistInfo
+    from unetkit.train.prepare import prepare_data
+    from unetkit.train.step import StepRunner
+
+    with pytest.raises(ValueError, match="prefetch"):
+        TrainConfig(prefetch="sometimes")  # type: ignore[arg-type]
+    config = RunConfig()
+    prepared = prepare_data(config.data)
+    assert StepRunner(config, prepared, DistInfo()).batches.enabled is False
+    on = RunConfig(train=TrainConfig(prefetch="on"))
+    assert StepRunner(on, prepared, DistInfo()).batches.enabled is True

@@ -1,10 +1,13 @@
 """The next training batch, built in a background thread while the current step computes.
 
 Cutting patches, augmenting them (affine and elastic resampling) and computing the paper's
-border weight map take a tenth of a CPU training step or more (DSB 2018 recipe, batch 8 of
-128², measured: 32 ms of batch against about 300 ms of step on 2 cores). The network's
-forward and backward release the interpreter lock, so one worker thread can build batch
-``(epoch, index + 1)`` meanwhile.
+border weight map take 7% of a CPU training step of the DSB 2018 recipe (batch 8 of 128²:
+19 ms of 264 ms on 2 quiet cores), and all of the CPU's time while a GPU computes a step. The
+network's forward and backward release the interpreter lock, so one worker thread can build
+batch ``(epoch, index + 1)`` meanwhile. On a CPU whose cores all run the step, the thread
+competes with it: ``benchmarks/train_speed.py --data`` measured 0.94x the steps per minute on
+2 quiet cores (1.10x on the same cores shared with other jobs), so ``train.prefetch=auto``
+turns it on only for GPU training.
 
 Every batch source of :mod:`unetkit.tasks` is a pure function of ``(epoch, index)`` (its
 random numbers come from ``numpy.random.default_rng([seed, epoch, index, item])``), so building

@@ -27,6 +27,7 @@ MUTABLE = {
     "train.checkpoint_every": "train.checkpoint_every",
     "train.keep_checkpoints": "train.keep_checkpoints",
     "train.device": "--device",
+    "train.prefetch": "train.prefetch",
 }
 OPTION_NAMES = {
     "data.path": "--data",

@@ -93,8 +93,9 @@ class StepRunner:
         )
         # what the task decides: batches, network input and target, loss, validation
         self.task: Objective = make_objective(config, prepared, info)
-        # the next batch is built in a background thread (exact: batches are pure functions)
-        self.batches = PrefetchedBatches(self.task.batches)
+        # the next batch built in a background thread (exact: batches are pure functions)
+        prefetch = t.prefetch == "on" or (t.prefetch == "auto" and self.device.type == "cuda")
+        self.batches = PrefetchedBatches(self.task.batches, enabled=prefetch)
         # fp32 until choose_precision() (called once the thread count is settled)
         self.precision: policy.FloatPrecision = "fp32"
         self.precision_note = "precision: fp32"
