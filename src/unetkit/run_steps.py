@@ -74,7 +74,10 @@ def choose_recipe(
         ]
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
     geometry = geometry_plan(
-        summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes
+        summary,
+        dataset_fingerprint(prepared.source, prepared.raw_train),
+        config.train.max_minutes,
+        len(config.model.widths) if "model.widths" in explicit else None,  # the levels given
     )
     config, chosen = apply_recipe(config, summary, explicit, geometry)
     if config.task == "restore":

@@ -215,13 +215,17 @@ def gpu_settings(
 
 
 def geometry_plan(
-    summary: DataSummary, fp: Fingerprint | None, max_minutes: float | None
+    summary: DataSummary,
+    fp: Fingerprint | None,
+    max_minutes: float | None,
+    depth: int | None = None,
 ) -> GeometryPlan | None:
     """The fingerprint's choices (spacing, strides/kernels, patch, normalisation) for the
-    recipe's model depth and patch budget, or ``None`` without a fingerprint."""
+    recipe's model depth (or ``depth``, the levels of widths the caller gave) and patch
+    budget, or ``None`` without a fingerprint."""
     if fp is None:
         return None
-    depth = len(recipe_settings(summary, max_minutes)["model.widths"])
+    depth = depth or len(recipe_settings(summary, max_minutes)["model.widths"])
     voxels = patch_cap(summary.spatial_dims, max_minutes) ** summary.spatial_dims
     return plan_geometry(fp, voxels=voxels, depth=depth)
 
