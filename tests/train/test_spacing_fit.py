@@ -99,3 +99,10 @@ def test_train_at_the_target_spacing_then_info_and_predict(cli, mixed: Path, tmp
         got = nib.load(str(out / f"{stem}.nii.gz"))
         assert got.shape == ref.shape
         np.testing.assert_array_equal(got.affine, ref.affine)
+    # evaluate predicts each volume at the target and scores it on its own mask's grid
+    e = cli("evaluate", "--model", str(run), "--data", str(mixed), "--json", str(tmp_path / "e"))
+    assert e.returncode == 0, e.stderr
+    import json
+
+    scored = json.loads((tmp_path / "e").read_text())
+    assert len(scored["per_image"]) == 4
