@@ -157,6 +157,8 @@ class GeometryPlan:
         normalization: ``"dataset"`` (global z-score, with ``clip_percentiles``) or ``"per_image"``.
         clip_percentiles: ``(0.5, 99.5)`` for CT, else ``None``.
         reasons: one line per choice.
+        batch_size: patches per step where the plan sets it (an anisotropic 3D plan), else
+            ``None`` (the recipe's own).
     """
 
     target_spacing: tuple[float, ...] | None
@@ -166,6 +168,7 @@ class GeometryPlan:
     normalization: str
     clip_percentiles: tuple[float, float] | None
     reasons: list[str] = field(default_factory=list)
+    batch_size: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """The choices as the recipe's dotted keys."""
