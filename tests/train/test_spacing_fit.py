@@ -106,3 +106,18 @@ def test_train_at_the_target_spacing_then_info_and_predict(cli, mixed: Path, tmp
 
     scored = json.loads((tmp_path / "e").read_text())
     assert len(scored["per_image"]) == 4
+
+
+def test_a_given_target_spacing_is_the_one_the_fingerprint_plans_with(mixed: Path) -> None:
+    from unetkit.config import RunConfig
+    from unetkit.run_steps import choose_recipe
+    from unetkit.train.distributed import DistInfo
+
+    data = DataConfig(path=str(mixed), val_fraction=0.25, target_spacing=(4.0, 1.0, 1.0))
+    prepared = prepare_data(data)
+    assert prepared.resampled == 3  # a, b and d halve along z
+    config, lines = choose_recipe(
+        RunConfig(data=data), prepared, {"data.target_spacing"}, DistInfo(), lambda _m: None
+    )
+    assert config.data.target_spacing == (4.0, 1.0, 1.0)
+    assert any(line.startswith("fingerprint: target spacing 4x1x1 (") for line in lines)
