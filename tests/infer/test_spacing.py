@@ -169,3 +169,23 @@ def test_a_target_spacing_equal_to_the_inputs_changes_nothing(
     predict_files(model, same, [volume_1_1_4], tmp_path / "b", save_probabilities=True)
     for rel in ("case.nii.gz", "probabilities/case.nii.gz"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_a_declared_spacing_resamples_a_tiff_volume_and_keeps_its_shape(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    from unetkit.infer.files import predict_files
+    from unetkit.io.images import read_mask
+
+    model = _tiny_3d_model()
+    src = tmp_path / "in" / "v.tif"
+    src.parent.mkdir()
+    volume = np.random.default_rng(4).integers(0, 255, (5, 16, 12), dtype=np.uint8)
+    tifffile.imwrite(src, volume)
+    meta = {"target_spacing": [1.0, 1.0, 1.0]}
+    predict_files(model, meta, [src], tmp_path / "a", save_probabilities=True)
+    predict_files(model, meta, [src], tmp_path / "b", save_probabilities=True, spacing=(3, 1, 1))
+    plain = np.load(tmp_path / "a" / "probabilities" / "v.npy")
+    moved = np.load(tmp_path / "b" / "probabilities" / "v.npy")
+    assert plain.shape == moved.shape == (2, 5, 16, 12)
+    assert not np.array_equal(plain, moved)  # seen at 15 slices, brought back to 5
+    assert read_mask(tmp_path / "b" / "v.tif").shape == (5, 16, 12)
