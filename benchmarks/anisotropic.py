@@ -130,6 +130,46 @@ def evaluate(run: Path, three_d: bool) -> tuple[list[float | None], float]:
     return dice_per_class(pred, truth), time.perf_counter() - start
 
 
+def step_times(repeats: int = 2) -> None:
+    """Seconds per training step (forward, backward, AdamW; 1 thread, widths 16..128, 5
+    classes) of the 2D recipe's step and the old and new anisotropic 3D plans, in one process."""
+    import torch
+
+    from unetkit.model import UNet, UNetConfig
+
+    torch.set_num_threads(1)
+    widths = (16, 32, 64, 128)
+    aniso = dict(strides=((1, 2, 2),) * 3, kernel_sizes=((1, 3, 3),) * 3 + ((3, 3, 3),))
+    cases = {
+        "2D, 8 x 128^2": (UNetConfig(spatial_dims=2, widths=widths), (8, 1, 128, 128)),
+        "3D old plan, 2 x 10 x 104 x 104": (
+            UNetConfig(spatial_dims=3, widths=widths, **aniso),  # type: ignore[arg-type]
+            (2, 1, 10, 104, 104),
+        ),
+        "3D new plan, 2 x 8 x 88 x 88": (
+            UNetConfig(spatial_dims=3, widths=widths, **aniso),  # type: ignore[arg-type]
+            (2, 1, 8, 88, 88),
+        ),
+    }
+    first = None
+    for name, (config, shape) in cases.items():
+        config = UNetConfig(**{**config.__dict__, "out_channels": 5, "norm": "batch"})
+        model = UNet(config)
+        opt = torch.optim.AdamW(model.parameters())
+        x = torch.randn(shape)
+        y = torch.randint(0, 5, (shape[0], *shape[2:]))
+        for i in range(repeats + 1):
+            if i == 1:
+                start = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        seconds = (time.perf_counter() - start) / repeats
+        first = first or seconds
+        print(f"{name}: {seconds:.2f} s/step ({seconds / first:.2f}x the 2D step)")
+
+
 def _steps(run: Path) -> int:
     """Optimiser steps the run took (the last row of its ``metrics.csv``)."""
     rows = (run / "metrics.csv").read_text().strip().splitlines()
@@ -142,7 +182,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-aniso"))
     ap.add_argument("--crop", type=int, default=1024, help="in-plane centre crop (pixels)")
     ap.add_argument("--only", choices=("2d", "3d"), help="run one of the two")
+    ap.add_argument("--step-times", action="store_true", help="only time one step of each plan")
     args = ap.parse_args()
+    if args.step_times:
+        step_times()
+        return
     CROP[0] = args.crop
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: not found; run from the repository root")
