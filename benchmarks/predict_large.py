@@ -12,13 +12,31 @@ compare ``megapixels_per_s`` (per-pixel speed) and ``peak_rss_mib``:
 
     PYTHONPATH=src python benchmarks/predict_large.py --size 8192 --padding same --overlap 0.25
     PYTHONPATH=src python benchmarks/predict_large.py --size 32768 --source zarr --overlap 0.25
+
+``--suite`` does both in one session, each in its own process (peak RSS is per process): the
+in-memory path on an image that fits (``--compare-size``, default 4096²) and the Zarr path at
+``--size`` (default 32768² then), same model, and prints the per-pixel speed ratio and both
+peaks; ``--json FILE`` keeps the numbers. ``--dims 3 --shape 512 2048 2048`` does the same for a
+3D ``uint8`` volume (``unet3d_small``; the in-memory comparison volume is ``--compare-shape``).
+``--profile`` adds where the time of one block goes (cProfile, top functions by cumulative
+time). The input is a generated Zarr store written to ``--workdir`` (default the system's
+temporary folder), deleted afterwards.
+
+The model is randomly initialised (the weights do not change the cost); ``--widths 4 8`` makes
+it tiny so that memory and the out-of-core machinery, not the network, are measured. int8 is
+not used here: it needs a calibrated model, and the fp32 path is what both sides share.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import json
+import pstats
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,31 +61,109 @@ def synthetic_rows(n: int, lo: int, hi: int) -> np.ndarray:
     return (rows + noise).astype(np.float32)
 
 
+def synthetic_slab(shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    """Rows ``[lo, hi)`` along the first axis of the synthetic image or volume ``shape``, as
+    ``uint8`` (2D: :func:`synthetic_rows`; 3D: its in-plane pattern, shifted along z)."""
+    if len(shape) == 2:
+        return synthetic_rows(shape[0], lo, hi).clip(0, 255).astype(np.uint8)
+    plane = synthetic_rows(shape[1], 0, shape[1])[:, : shape[2]]
+    return np.stack([np.roll(plane, 3 * z, axis=1) for z in range(lo, hi)]).clip(0, 255).astype(
+        np.uint8
+    )
+
+
+class _StopAfterBlock(Exception):
+    pass
+
+
 def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
-    """Write the image to a Zarr store band by band, then predict it block-wise into another."""
+    """Write the image to a Zarr store slab by slab, then predict it block-wise into another."""
     import zarr
 
     from unetkit.infer.blockwise import plan_blocks, predict_blockwise
     from unetkit.infer.lazy_image import open_lazy
 
-    n = args.size
+    shape = tuple(args.shape) if args.dims == 3 else (args.size, args.size)
+    chunks = (64, 512, 512) if args.dims == 3 else (1024, 1024)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        src = zarr.open_array(str(Path(tmp) / "in.zarr"), mode="w", shape=(n, n),
-                              chunks=(1024, 1024), dtype=np.uint8)
-        for lo in range(0, n, 1024):
-            src[lo : lo + 1024] = synthetic_rows(n, lo, min(n, lo + 1024)).clip(0, 255)
+        src = zarr.open_array(str(Path(tmp) / "in.zarr"), mode="w", shape=shape,
+                              chunks=chunks, dtype=np.uint8)
+        slab = chunks[0]
+        for lo in range(0, shape[0], slab):
+            src[lo : lo + slab] = synthetic_slab(shape, lo, min(shape[0], lo + slab))
         before = rss_mb()
         options = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
-        with open_lazy(Path(tmp) / "in.zarr", 2) as image:
+        with open_lazy(Path(tmp) / "in.zarr", args.dims) as image:
             plan = plan_tiles(model.config, image.spatial, args.tile, args.overlap)
             blocks = len(plan_blocks(plan, args.block))
+            profile = None
+            if args.profile:  # one block under cProfile, in its own output store
+                prof = cProfile.Profile()
+
+                def stop(_block: object) -> None:
+                    raise _StopAfterBlock
+
+                prof.enable()
+                with contextlib.suppress(_StopAfterBlock):
+                    predict_blockwise(model, image, Path(tmp) / "profiled.zarr",
+                                      options=options, block=args.block, on_block=stop)
+                prof.disable()
+                stats = pstats.Stats(prof).sort_stats("cumulative")
+                rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
+                profile = [
+                    f"{fn[2]} ({Path(fn[0]).name}:{fn[1]}): {v[3]:.2f} s cumulative, "
+                    f"{v[2]:.2f} s own"
+                    for fn, v in rows[:14]
+                ]
             start = time.perf_counter()
             predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
                               block=args.block, probabilities=args.probabilities)
             seconds = time.perf_counter() - start
-    return {"source": "zarr", "block": args.block, "blocks": blocks, "tiles": plan.num_tiles,
-            "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
-            "rss_before_predict_mib": round(before, 1), "image_mib": round(n * n / 2**20, 1)}
+    out = {"source": "zarr", "shape": list(shape), "block": args.block, "blocks": blocks,
+           "tiles": plan.num_tiles, "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
+           "rss_before_predict_mib": round(before, 1),
+           "image_mib": round(float(np.prod(shape)) / 2**20, 1)}
+    if profile is not None:
+        out["profile_one_block"] = profile
+    return out
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    """The in-memory path at the comparison size and the Zarr path at the full size, each in
+    its own process, then the per-pixel ratio."""
+    base = [sys.executable, __file__, "--dims", str(args.dims), "--padding", args.padding,
+            "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
+            str(args.batch_size), "--threads", str(args.threads), "--preset", args.preset]
+    if args.widths:
+        base += ["--widths", *map(str, args.widths)]
+    if args.workdir:
+        base += ["--workdir", args.workdir]
+    if args.dims == 3:
+        memory = [*base, "--shape", *map(str, args.compare_shape)]
+        big = [*base, "--shape", *map(str, args.shape)]
+    else:
+        memory = [*base, "--size", str(args.compare_size)]
+        big = [*base, "--size", str(args.size)]
+    big += ["--source", "zarr", "--block", str(args.block)]
+    if args.profile:
+        big.append("--profile")
+    results = {}
+    for name, cmd in (("memory", memory), ("zarr", big)):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} run failed:\n{done.stderr[-3000:]}")
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[name]))
+    m, z = results["memory"], results["zarr"]
+    summary = {
+        "zarr_vs_memory_megapixels_per_s": round(z["megapixels_per_s"] / m["megapixels_per_s"], 3),
+        "memory_peak_rss_mib": m["peak_rss_mib"],
+        "zarr_peak_rss_mib": z["peak_rss_mib"],
+        "zarr_peak_under_1_5_gb": z["peak_rss_mib"] < 1.5e9 / 2**20,
+    }
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**results, "summary": summary}, indent=2))
 
 
 def main() -> None:
@@ -84,24 +180,43 @@ def main() -> None:
     p.add_argument("--block", type=int, default=4096, help="block edge for --source zarr")
     p.add_argument("--workdir", default=None, help="where the temporary Zarr stores go")
     p.add_argument("--widths", type=int, nargs="+", help="override the preset's widths")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2)
+    p.add_argument("--shape", type=int, nargs=3, default=[512, 2048, 2048], help="3D volume")
+    p.add_argument("--suite", action="store_true", help="memory at --compare-size, Zarr at --size")
+    p.add_argument("--compare-size", type=int, default=4096)
+    p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
+    p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
+    p.add_argument("--json", help="--suite: write the numbers to this file")
     args = p.parse_args()
+    if args.dims == 3 and args.preset == "unet2d_small":
+        args.preset = "unet3d_small"
+    if args.dims == 3 and args.tile == 512:
+        args.tile = 96
+    if args.dims == 3 and args.block == 4096:
+        args.block = 256
+    if args.suite:
+        run_suite(args)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     widths = tuple(args.widths) if args.widths else None
     model = create_model(args.preset, padding=args.padding, widths=widths).eval()
     n = args.size
+    pixels = float(np.prod(args.shape)) if args.dims == 3 else float(n * n)
     if args.source == "zarr":
         out = run_zarr(args, model)
-        out.update(size=n, preset=args.preset, padding=args.padding, threads=args.threads,
+        out.update(size=n if args.dims == 2 else None, preset=args.preset,
+                   padding=args.padding, threads=args.threads,
                    overlap=args.overlap, probabilities=args.probabilities,
-                   megapixels_per_s=round(n * n / 1e6 / out["seconds"], 3),
+                   megapixels_per_s=round(pixels / 1e6 / out["seconds"], 3),
                    peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return
     # a smooth grey image with texture, as raw 8-bit values in float32 (what read_image gives)
+    shape = tuple(args.shape) if args.dims == 3 else (n, n)
     image = np.concatenate(
-        [synthetic_rows(n, lo, min(n, lo + 1024)) for lo in range(0, n, 1024)]
-    )[None]
+        [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
+    ).astype(np.float32)[None]
     before = rss_mb()
     plan = plan_tiles(model.config, image.shape[1:], args.tile, args.overlap)
     start = time.perf_counter()
@@ -116,7 +231,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "size": n,
+                "size": n if args.dims == 2 else None,
+                "shape": list(shape),
                 "preset": args.preset,
                 "padding": args.padding,
                 "tile_in": list(plan.tile_in),
@@ -127,7 +243,7 @@ def main() -> None:
                 "probabilities": args.probabilities,
                 "seconds": round(seconds, 1),
                 "seconds_per_tile": round(seconds / plan.num_tiles, 3),
-                "megapixels_per_s": round(n * n / 1e6 / seconds, 3),
+                "megapixels_per_s": round(pixels / 1e6 / seconds, 3),
                 "rss_before_predict_mib": round(before, 1),
                 "peak_rss_mib": round(rss_mb(), 1),
                 "image_mib": round(image.nbytes / 2**20, 1),

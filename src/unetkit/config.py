@@ -116,8 +116,18 @@ class DataConfig:
     synthetic_size: int = 128
     sampling: Literal["foreground", "class_aware"] = "foreground"
     instance_target: InstanceTarget = "auto"
+    target_spacing: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.target_spacing is not None:
+            object.__setattr__(self, "target_spacing", tuple(float(v) for v in self.target_spacing))
+            if not self.target_spacing or not all(
+                math.isfinite(v) and v > 0 for v in self.target_spacing
+            ):
+                raise ValueError(
+                    f"target_spacing: expected one positive number per spatial axis, e.g. "
+                    f"[50, 4.6, 4.6], got {list(self.target_spacing)}"
+                )
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(self.class_names))
         if self.patch_size is not None:

@@ -8,6 +8,7 @@ the run folder's safety; these are the steps themselves.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,15 @@ def choose_recipe(
             f"recipe (diffusion): chose {', '.join(picked) or 'nothing'}",
         ]
     summary = summarize_data(prepared.raw_train, prepared.num_classes)
+    fp = dataset_fingerprint(prepared.source, prepared.raw_train)
+    at = getattr(prepared, "target_spacing", None)
+    if fp is not None and at is not None:  # data.target_spacing given: the images are at it
+        fp = dataclasses.replace(fp, spacings=tuple(None if s is None else at for s in fp.spacings))
     geometry = geometry_plan(
-        summary, dataset_fingerprint(prepared.source, prepared.raw_train), config.train.max_minutes
+        summary,
+        fp,
+        config.train.max_minutes,
+        len(config.model.widths) if "model.widths" in explicit else None,  # the levels given
     )
     config, chosen = apply_recipe(config, summary, explicit, geometry)
     if config.task == "restore":

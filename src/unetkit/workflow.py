@@ -45,6 +45,7 @@ from unetkit.train.preflight import (
     open_resume,
     preflight,
 )
+from unetkit.train.prepare import needs_new_spacing, spacing_line
 from unetkit.train.recipe import (
     with_declaration,
 )
@@ -226,9 +227,13 @@ def fit(
             if init is not None:
                 finetune.check_data_fits(init, prepared.spatial_dims, prepared.in_channels)
             run_config, lines = choose_recipe(run_config, prepared, fixed, info, say)
-            if run_config.data.normalization != prepared.normalization["mode"]:
-                # the fingerprint chose another normalisation (CT): normalise again
+            renormalise = run_config.data.normalization != prepared.normalization["mode"]
+            respace = needs_new_spacing(prepared, run_config.data.target_spacing)
+            if renormalise or respace:
+                # the fingerprint chose another normalisation (CT) or spacing: read again
                 prepared = prepare_for_task(run_config)
+            if getattr(prepared, "resampled", 0):
+                lines.append(spacing_line(prepared))
             if init is not None:
                 run_config, more = finetune.finish_finetune(
                     run_config, init, keys, distributed=info.distributed

@@ -179,6 +179,18 @@ CASES: list[CliCase] = [
         ("argument --precision: invalid choice: 'fp16'",),
     ),
     CliCase(
+        "cli predict",
+        "--spacing with a zero",
+        _with_model(*PREDICT, "--spacing", "1", "0"),
+        ("--spacing: expected positive numbers, got [1.0, 0.0]",),
+    ),
+    CliCase(
+        "cli predict",
+        "--spacing with another number of axes than the model",
+        _with_model(*PREDICT, "--spacing", "4", "1", "1"),
+        ("--spacing: 3 numbers, but the model is 2D", "one per spatial axis"),
+    ),
+    CliCase(
         "cli calibrate",
         "--percentile out of range",
         _with_model("calibrate", "--model", "m.safetensors", "--data", "ds", "--percentile", "5"),

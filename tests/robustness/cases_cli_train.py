@@ -105,4 +105,24 @@ CASES += [
         ),
         ("--init-from m.safetensors: m.safetensors: not a readable safetensors file",),
     ),
+    CliCase(
+        "cli train",
+        "data.target_spacing with a negative number",
+        _train("--out", "run", *TRAIN_TINY, "data.target_spacing=[1,-2]"),
+        ("target_spacing: expected one positive number per spatial axis",),
+    ),
+    CliCase(
+        "cli train",
+        "data.target_spacing with another number of axes than the images",
+        _train(
+            "--out",
+            "run",
+            "--data",
+            "ds",
+            *TRAIN_TINY,
+            "data.target_spacing=[4,1,1]",
+            build=_cli_dataset(),
+        ),
+        ("data.target_spacing: [4.0, 1.0, 1.0] has 3 numbers", "are 2D"),
+    ),
 ]

@@ -132,8 +132,9 @@ def test_the_recipe_takes_the_geometry_plan_unless_given_explicitly() -> None:
     config, chosen = apply_recipe(RunConfig(), summary, geometry=plan)
     assert config.model.strides == plan.strides and config.model.kernel_sizes == plan.kernel_sizes
     assert config.data.patch_size == plan.patch_size and "model.strides" in chosen
-    # the batch follows the plan's patch, not the plain recipe's (which was 8x8x8 here)
-    assert config.train.batch_size == max(2, min(32, 2 * 48**3 // int(np.prod(plan.patch_size))))
+    # an anisotropic 3D plan: 2 patches of about half a 2D step's pixels each (8 x 128^2)
+    assert config.train.batch_size == plan.batch_size == 2
+    assert 2 * int(np.prod(plan.patch_size)) <= 8 * 128**2 < 3 * int(np.prod(plan.patch_size))
     UNet(config.model)  # the chosen model builds
     mine, _ = apply_recipe(RunConfig(), summary, {"model.strides"}, geometry=plan)
     assert mine.model.strides is None

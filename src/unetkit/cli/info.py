@@ -80,7 +80,21 @@ def run(args: argparse.Namespace) -> int:
         if args.model:
             for line in _int8_lines(args.model):
                 print(line)
+            print(_spacing_line(args.model))
     return 0
+
+
+def _spacing_line(model: str) -> str:
+    """The voxel spacing the saved model was trained at (``unetkit info --model``)."""
+    from unetkit.modelfile import load_with_metadata, resolve_model_path
+
+    target = load_with_metadata(resolve_model_path(model))[1].get("target_spacing")
+    if not target:
+        return "target spacing: none (inputs are predicted on their own grid)"
+    return (
+        f"target spacing: {' x '.join(f'{v:g}' for v in target)} (inputs of known spacing are "
+        f"resampled to it; outputs come back on the input's own grid)"
+    )
 
 
 def _int8_lines(model: str) -> list[str]:

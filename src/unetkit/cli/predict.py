@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 
@@ -166,6 +167,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "intensity units, or 'input': the input's own format and pixel type (rounded, clipped)",
     )
     add_instance_arguments(p)
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="voxel spacing of inputs without one (NIfTI headers carry theirs), one number per "
+        "axis, first axis first; a model trained at a target spacing resamples them to it and "
+        "writes outputs on the input's own grid",
+    )
     p.set_defaults(run=run)
 
 
@@ -189,6 +199,14 @@ def run(args: argparse.Namespace) -> int:
             f"model (its label maps keep the input's format)"
         )
     params_from_args(args, metadata)  # a bad instance option fails before any output
+    spacing = getattr(args, "spacing", None)
+    if spacing is not None and not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise ValueError(f"--spacing: expected positive numbers, got {spacing}")
+    if spacing is not None and len(spacing) != model.config.spatial_dims:
+        raise ValueError(
+            f"--spacing: {len(spacing)} numbers, but the model is {model.config.spatial_dims}D; "
+            f"give one per spatial axis, first axis first"
+        )
     if args.instances:
         return run_instances(args, model, metadata, options)
     ctx = context()  # one process, or this one's share of a torchrun launch
@@ -207,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         blockwise=args.blockwise,
         block=args.block,
         context=ctx,
+        spacing=spacing,
     )
     done = sum(r.status == "predicted" for r in results)
     counts = ctx.gather((done, len(results) - done))

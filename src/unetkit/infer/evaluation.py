@@ -30,6 +30,7 @@ from unetkit.data.labels import show_values
 from unetkit.errors import DataError
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.predictor import (
+    Prediction,
     PredictOptions,
     channel_classes,
     default_tile,
@@ -287,16 +288,39 @@ def evaluate_model(
     preds, truths, names = [], [], []
     from tqdm.auto import tqdm
 
-    for s in tqdm(samples, disable=not progress, unit="image", desc="images"):
-        try:
-            result = predict_array(
+    from unetkit.infer.spacing import model_target_spacing, predict_at_spacing
+    from unetkit.train.fingerprint import sample_spacings
+
+    target = model_target_spacing(metadata)  # scored on each mask's own grid
+    spacings = sample_spacings(data_dir, samples)[1] if target else [None] * len(samples)
+
+    def plain(_sources: list[Path], images: list[np.ndarray], probs: bool) -> list[Prediction]:
+        return [
+            predict_array(
                 model,
-                s.image,
+                im,
                 options=options,
                 normalization=norm,
                 default_tile=tile_default,
+                keep_probabilities=probs,
                 progress=progress,
                 int8=metadata.get("int8"),
+                class_of_channel=channel_classes(metadata),
+            )
+            for im in images
+        ]
+
+    for s, sp in tqdm(
+        list(zip(samples, spacings, strict=True)), disable=not progress, unit="image", desc="images"
+    ):
+        try:
+            (result,) = predict_at_spacing(
+                plain,
+                [Path(s.stem)],
+                [s.image],
+                [sp],
+                target,
+                probabilities=False,
                 class_of_channel=channel_classes(metadata),
             )
         except ValueError as exc:

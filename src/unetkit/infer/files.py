@@ -43,6 +43,7 @@ from unetkit.infer.predictor import (
     default_tile,
     predict_array,
 )
+from unetkit.infer.spacing import input_spacing, model_target_spacing, predict_at_spacing
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import read_image, write_image, write_mask
 from unetkit.io.nifti import is_nifti_name
@@ -197,6 +198,7 @@ def predict_files(
     blockwise: bool = False,
     block: int | None = None,
     context: Context | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> list[FileResult]:
     """Predict every input file into ``out_dir`` (see the module doc).
 
@@ -214,6 +216,8 @@ def predict_files(
         block: block edge in output pixels for those (``None``: the default).
         context: this process's share under ``torchrun`` (:mod:`unetkit.infer.distributed`):
             files are split among the processes, the blocks of each huge image too.
+        spacing: the voxel spacing of the inputs that do not carry one (NIfTI headers do),
+            for a model with a ``target_spacing`` (:mod:`unetkit.infer.spacing`).
 
     Returns:
         The results of the inputs this process handled.
@@ -227,6 +231,8 @@ def predict_files(
     norm = Normalization.from_metadata(metadata.get("normalization"))
     tile_default = default_tile(model.config.spatial_dims, metadata)
     identity = prediction_identity(model, opts)
+    if spacing is not None:  # outputs at another declared spacing are other outputs
+        identity["spacing"] = [float(v) for v in spacing]
     digest = settings_digest(identity)
     large = [f for f in files if large_files.is_large(f, blockwise)]
     small = [f for f in files if f not in large]
@@ -298,7 +304,7 @@ def predict_files(
         for p in paths.all():
             p.parent.mkdir(parents=True, exist_ok=True)
 
-    def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
+    def plain(sources: list[Path], images: list[np.ndarray], probs: bool) -> list[Prediction]:
         return predict_group(
             model,
             sources,
@@ -307,9 +313,23 @@ def predict_files(
             options=opts,
             normalization=norm,
             tile_default=tile_default,
-            probabilities=save_probabilities,
+            probabilities=probs,
             progress=progress,
             int8=metadata.get("int8"),
+            class_of_channel=channel_classes(metadata),
+        )
+
+    def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
+        target = model_target_spacing(metadata)
+        if target is None:
+            return plain(sources, images, save_probabilities)
+        return predict_at_spacing(  # inputs of known spacing at the model's (infer.spacing)
+            plain,
+            sources,
+            images,
+            [input_spacing(s, dims, spacing) for s in sources],
+            target,
+            probabilities=save_probabilities,
             class_of_channel=channel_classes(metadata),
         )
 

@@ -34,6 +34,7 @@ import numpy as np
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
 from unetkit.io import nifti
+from unetkit.train.resample import resampled_shape
 
 #: Modalities that mean one intensity scale across scans (global z-score after clipping).
 GLOBAL_SCALE_MODALITIES = ("ct",)
@@ -156,6 +157,8 @@ class GeometryPlan:
         normalization: ``"dataset"`` (global z-score, with ``clip_percentiles``) or ``"per_image"``.
         clip_percentiles: ``(0.5, 99.5)`` for CT, else ``None``.
         reasons: one line per choice.
+        batch_size: patches per step where the plan sets it (an anisotropic 3D plan), else
+            ``None`` (the recipe's own).
     """
 
     target_spacing: tuple[float, ...] | None
@@ -165,6 +168,7 @@ class GeometryPlan:
     normalization: str
     clip_percentiles: tuple[float, float] | None
     reasons: list[str] = field(default_factory=list)
+    batch_size: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """The choices as the recipe's dotted keys."""
@@ -173,6 +177,8 @@ class GeometryPlan:
             "data.normalization": self.normalization,
             "data.clip_percentiles": self.clip_percentiles,
         }
+        if self.target_spacing is not None:
+            out["data.target_spacing"] = self.target_spacing
         if self.strides is not None:
             out["model.strides"] = self.strides
             out["model.kernel_sizes"] = self.kernel_sizes
@@ -233,7 +239,7 @@ def plan_geometry(fp: Fingerprint, *, voxels: int, depth: int) -> GeometryPlan:
     spacing, why = target_spacing(fp)
     reasons.append(why)
     d = fp.spatial_dims
-    median = fp.median_shape
+    median = fp.median_shape if spacing is None else _median_at(fp, spacing)
     phys = spacing or (1.0,) * d
     # physical extent as even as the voxel budget and the image allow
     edge = (voxels * math.prod(phys)) ** (1.0 / d)  # mm of a cube of `voxels` voxels
@@ -289,6 +295,15 @@ def plan_geometry(fp: Fingerprint, *, voxels: int, depth: int) -> GeometryPlan:
     )
 
 
+def _median_at(fp: Fingerprint, target: Sequence[float]) -> tuple[int, ...]:
+    """The median image shape once every image with a known spacing is at ``target``."""
+    shapes = [
+        sh if sp is None else resampled_shape(sh, sp, target)
+        for sh, sp in zip(fp.shapes, fp.spacings, strict=True)
+    ]
+    return tuple(int(v) for v in np.median(np.array(shapes), axis=0))
+
+
 def _fmt(values: Sequence[float]) -> str:
     return "x".join(f"{v:.3g}" for v in values)
 
@@ -318,15 +333,20 @@ def read_declaration(folder: str | Path) -> Mapping[str, Any] | None:
     return loaded if isinstance(loaded, Mapping) else None
 
 
-def dataset_fingerprint(source: str | Path, samples: Sequence[Sample]) -> Fingerprint | None:
-    """The fingerprint of a dataset folder's training ``samples``, or ``None`` when the data
-    says nothing about geometry or modality (no NIfTI spacing, no declaration): then the recipe
-    keeps its plain choices.
+def sample_spacings(
+    source: str | Path, samples: Sequence[Sample]
+) -> tuple[str | None, list[tuple[float, ...] | None]]:
+    """``(modality, spacing of each sample)`` of a dataset folder: the declared ``spacing`` of
+    ``dataset.yaml`` if any, else the NIfTI header of ``source/images/<stem>.nii[.gz]``, else
+    ``None`` for that sample. A folder that does not exist (synthetic data) says nothing.
 
-    Spacing per image: the declared ``spacing`` of ``dataset.yaml`` if any, else the NIfTI
-    header of ``source/images/<stem>.nii[.gz]``.
+    Raises:
+        DataError: a ``dataset.yaml`` whose keys are wrong, or a spacing of another
+            dimensionality than the images, naming the file.
     """
     folder = Path(source)
+    if not samples or not folder.is_dir():
+        return None, [None] * len(samples)
     try:
         modality, declared = declared_geometry(read_declaration(folder))
     except ValueError as exc:
@@ -341,12 +361,21 @@ def dataset_fingerprint(source: str | Path, samples: Sequence[Sample]) -> Finger
     for s in samples:
         found = declared
         if found is None:
-            for suffix in (".nii.gz", ".nii"):
+            for suffix in (".nii.gz", ".nii", ".gz"):  # the stem of a.nii.gz is a.nii
                 path = folder / "images" / f"{s.stem}{suffix}"
-                if path.is_file():
+                if nifti.is_nifti_name(path) and path.is_file():
                     found = nifti.spacing(path)
                     break
         spacings.append(found)
+    return modality, spacings
+
+
+def dataset_fingerprint(source: str | Path, samples: Sequence[Sample]) -> Fingerprint | None:
+    """The fingerprint of a dataset folder's training ``samples``, or ``None`` when the data
+    says nothing about geometry or modality (no NIfTI spacing, no declaration): then the recipe
+    keeps its plain choices. Spacings and modality: :func:`sample_spacings`.
+    """
+    modality, spacings = sample_spacings(source, samples)
     if modality is None and all(sp is None for sp in spacings):
         return None
     return fingerprint(

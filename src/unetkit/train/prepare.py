@@ -18,7 +18,9 @@ from unetkit.errors import DataError
 from unetkit.instances.spec import KEY as INSTANCES_KEY
 from unetkit.instances.spec import InstanceSpec
 from unetkit.instances.training import boundary_spec, to_boundary_samples, wants_boundary
+from unetkit.train.fingerprint import sample_spacings
 from unetkit.train.loader import normalize_samples, split_indices
+from unetkit.train.resample import needs_resampling, resample_sample
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ class PreparedData:
             ``num_classes`` is its 3 classes (:mod:`unetkit.instances.training`).
         raw_val: the validation samples before normalisation (for tuning the instance
             post-processing on whole images).
+        grids: each loaded image's own spatial shape and voxel spacing (load order, before
+            resampling), the spacing ``None`` where unknown
+            (:func:`unetkit.train.fingerprint.sample_spacings`).
+        target_spacing: the spacing the samples were resampled to (``data.target_spacing``),
+            or ``None`` when they were taken as they are.
+        resampled: how many images changed grid.
     """
 
     train: list[Sample]
@@ -52,6 +60,9 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     instance_spec: InstanceSpec | None = None
     raw_val: list[Sample] = field(default_factory=list)
+    grids: list[tuple[tuple[int, ...], tuple[float, ...] | None]] = field(default_factory=list)
+    target_spacing: tuple[float, ...] | None = None
+    resampled: int = 0
 
 
 def load_samples(data: DataConfig, seed: int = 0) -> tuple[list[Sample], str, list[str]]:
@@ -94,6 +105,9 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
     """Load, check, split (seeded by ``data.split_seed``) and normalise the data of a run."""
     samples, source, notes = load_samples(data, seed=data.split_seed)
     nd, in_channels = check_one_kind(samples, source, "image/mask pairs")
+    spacings = sample_spacings(source, samples)[1] if data.path is not None else []
+    grids = [(s.spatial_shape, sp) for s, sp in zip(samples, spacings, strict=False)]
+    samples, resampled = to_target_spacing(samples, spacings, data.target_spacing, source)
     num_classes = infer_num_classes(samples, data)
     spec = None
     if wants_boundary(
@@ -118,6 +132,51 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
         notes=notes,
         instance_spec=spec,
         raw_val=raw_val,
+        grids=grids,
+        target_spacing=data.target_spacing,
+        resampled=resampled,
+    )
+
+
+def to_target_spacing(
+    samples: list[Sample],
+    spacings: Sequence[tuple[float, ...] | None],
+    target: Sequence[float] | None,
+    source: str,
+) -> tuple[list[Sample], int]:
+    """``samples`` at the ``target`` spacing (:func:`unetkit.train.resample.resample_sample`)
+    and how many changed grid; unknown spacings and a ``None`` target change nothing.
+
+    Raises:
+        DataError: ``target`` has another number of axes than the images.
+    """
+    if target is None or not spacings:
+        return samples, 0
+    d = samples[0].spatial_dims
+    if len(target) != d:
+        raise DataError(
+            f"data.target_spacing: {list(target)} has {len(target)} numbers, but the images of "
+            f"{source} are {d}D; give one per spatial axis, first axis first"
+        )
+    out = [resample_sample(s, sp, target) for s, sp in zip(samples, spacings, strict=True)]
+    return out, sum(a is not b for a, b in zip(out, samples, strict=True))
+
+
+def needs_new_spacing(prepared: PreparedData, target: Sequence[float] | None) -> bool:
+    """Whether ``prepared`` must be read again for ``target``: the recipe chose a spacing the
+    samples are not at, and some image changes grid at it."""
+    if target is None or getattr(prepared, "target_spacing", None) == tuple(target):
+        return False
+    return any(needs_resampling(sh, sp, target) for sh, sp in getattr(prepared, "grids", []))
+
+
+def spacing_line(prepared: PreparedData) -> str:
+    """The run log's line on resampling: how many images changed grid, to what spacing."""
+    target = "x".join(f"{v:.3g}" for v in prepared.target_spacing or ())
+    return (
+        f"spacing: resampled {prepared.resampled} of {len(prepared.grids)} images to the target "
+        f"spacing {target} (images linear, masks per class); predict resamples inputs of known "
+        f"spacing the same way and brings the labels back to their own grid"
     )
 
 
@@ -160,6 +219,9 @@ def model_metadata(
 ) -> dict[str, Any]:
     """The ``extra`` metadata of a trained model file (the project's convention).
 
+    ``target_spacing``: the voxel spacing the model was trained at; ``predict`` resamples an
+    input of known spacing to it and brings the probabilities back to the input's grid.
+
     A run with an instance target stores its :class:`InstanceSpec` under ``"instances"``, and
     ``num_classes`` is then the dataset's (the classes of the plain class map).
     """
@@ -176,6 +238,7 @@ def model_metadata(
         "patch_size": list(patch_size),
         "normalization": prepared.normalization,
         "class_names": list(data.class_names) if data.class_names else None,
+        "target_spacing": list(data.target_spacing) if data.target_spacing else None,
     }
 
 

@@ -152,6 +152,10 @@ def patch_cap(spatial_dims: int, max_minutes: float | None) -> int:
     return caps[0] if budget <= 10 else caps[1] if budget <= 60 else caps[2]
 
 
+#: Patches per step of an anisotropic 3D plan (:func:`geometry_plan`).
+ANISOTROPIC_BATCH = 2
+
+
 def batch_for(patch: Sequence[int]) -> int:
     """Patches per step: about 128 k pixels in 2D (8 k in 1D, 2 x 48^3 in 3D), 2 to 32."""
     pixels = {1: 8 * 1024, 2: 128 * 128 * 8, 3: 48**3 * 2}[len(patch)]
@@ -255,15 +259,31 @@ def gpu_settings(
 
 
 def geometry_plan(
-    summary: DataSummary, fp: Fingerprint | None, max_minutes: float | None
+    summary: DataSummary,
+    fp: Fingerprint | None,
+    max_minutes: float | None,
+    depth: int | None = None,
 ) -> GeometryPlan | None:
     """The fingerprint's choices (spacing, strides/kernels, patch, normalisation) for the
-    recipe's model depth and patch budget, or ``None`` without a fingerprint."""
+    recipe's model depth (or ``depth``, the levels of widths the caller gave) and patch
+    budget, or ``None`` without a fingerprint."""
     if fp is None:
         return None
-    depth = len(recipe_settings(summary, max_minutes)["model.widths"])
+    depth = depth or len(recipe_settings(summary, max_minutes)["model.widths"])
     voxels = patch_cap(summary.spatial_dims, max_minutes) ** summary.spatial_dims
-    return plan_geometry(fp, voxels=voxels, depth=depth)
+    plan = plan_geometry(fp, voxels=voxels, depth=depth)
+    if summary.spatial_dims == 3 and plan.strides is not None:
+        # mostly in-plane (1 x 3 x 3) convolutions cost per voxel what a 2D model costs per
+        # pixel: a step of 2 patches gets the pixels of a 2D step, so it runs at a 2D rate
+        step = batch_for((patch_cap(2, max_minutes),) * 2) * patch_cap(2, max_minutes) ** 2
+        plan = plan_geometry(fp, voxels=step // ANISOTROPIC_BATCH, depth=depth)
+        plan = replace(plan, batch_size=ANISOTROPIC_BATCH)
+        plan.reasons.append(
+            f"batch {ANISOTROPIC_BATCH} x patch {list(plan.patch_size)}: about the pixels of "
+            f"a 2D step ({step}), since the in-plane kernels cost per voxel what 2D costs per "
+            f"pixel"
+        )
+    return plan
 
 
 def apply_recipe(
@@ -282,7 +302,7 @@ def apply_recipe(
     settings = recipe_settings(summary, config.train.max_minutes, device=config.train.device)
     if geometry is not None:
         settings.update(geometry.settings())
-        settings["train.batch_size"] = batch_for(geometry.patch_size)
+        settings["train.batch_size"] = geometry.batch_size or batch_for(geometry.patch_size)
     chosen = {
         k: v
         for k, v in settings.items()
