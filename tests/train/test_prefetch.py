@@ -92,13 +92,13 @@ def test_a_prefetched_run_has_the_same_weights_and_auto_is_off_on_a_cpu(tmp_path
 
 
 def test_prefetch_setting_is_checked_and_auto_means_off_for_cpu_steps() -> None:
-    from unetkit.config import RunConfig, TrainConfig
+    from unetkit.config import RunConfig, TrainConfig, load_run_config
     from unetkit.train.distributed import DistInfo
     from unetkit.train.prepare import prepare_data
     from unetkit.train.step import StepRunner
 
     with pytest.raises(ValueError, match="prefetch"):
-        TrainConfig(prefetch="sometimes")  # type: ignore[arg-type]
+        load_run_config(None, ["train.prefetch=sometimes"])
     config = RunConfig()
     prepared = prepare_data(config.data)
     assert StepRunner(config, prepared, DistInfo()).batches.enabled is False
