@@ -11,6 +11,7 @@ and needs no process group.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -59,4 +60,14 @@ def context() -> Context:
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")
+        # leave the group before the interpreter exits: a gloo group still alive at exit can
+        # abort the process ("terminate called without an active exception", seen under load)
+        atexit.register(_leave_group)
     return Context(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
