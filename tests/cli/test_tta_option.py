@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unetkit.cli import build_parser
-from unetkit.cli.predict import options_from_args
+from unetkit.cli.predict import options_from_args, with_tta_default
 
 BASE = ["predict", "--model", "m", "--input", "i", "--out", "o"]
 
@@ -25,16 +25,23 @@ BASE = ["predict", "--model", "m", "--input", "i", "--out", "o"]
 )
 def test_tta_choice(extra: list[str], expected: bool) -> None:
     args = build_parser().parse_args(BASE + extra)
-    assert options_from_args(args).tta is expected
+    assert with_tta_default(options_from_args(args), args, {}).tta is expected
 
 
 def test_evaluate_instances_uses_tta_by_default() -> None:
     args = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d", "--instances"])
-    assert options_from_args(args).tta is True
+    assert with_tta_default(options_from_args(args), args, {}).tta is True
     plain = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
-    assert options_from_args(plain).tta is False
+    assert with_tta_default(options_from_args(plain), plain, {}).tta is False
 
 
 def test_a_bad_tta_value_is_refused() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args([*BASE, "--tta", "sometimes"])
+
+
+def test_auto_turns_tta_on_for_a_restoration_model() -> None:
+    args = build_parser().parse_args(BASE)
+    assert with_tta_default(options_from_args(args), args, {"task": "restore"}).tta is True
+    off = build_parser().parse_args([*BASE, "--tta", "off"])
+    assert with_tta_default(options_from_args(off), off, {"task": "restore"}).tta is False

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from unetkit.cli.predict import (
@@ -15,6 +14,7 @@ from unetkit.cli.predict import (
     check_precision,
     options_from_args,
     place_model,
+    with_tta_default,
 )
 from unetkit.infer.evaluation import (
     MAX_CLASSES,
@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         model, metadata = load_with_metadata(args.model)
         model = place_model(model, args.device)
+        options = with_tta_default(options, args, metadata)  # scored as predict writes
         check_precision(model, metadata, options)
         if metadata.get("task") == "restore":
             return _run_restore(args, model, metadata, options)
@@ -231,8 +232,6 @@ def _run_restore(
 
     if args.data_range is not None and not args.data_range > 0:
         raise ValueError(f"--data-range: expected a positive number, got {args.data_range}")
-    if args.tta == "auto":  # scored as predict writes it (test-time augmentation on)
-        options = replace(options, tta=True)
     evaluation = evaluate_restore_model(
         model,
         metadata,
@@ -261,6 +260,7 @@ def run_instances(args: argparse.Namespace, model_mode: bool) -> int:
 
         options = options_from_args(args)
         model, metadata = load_with_metadata(args.model)
+        options = with_tta_default(options, args, metadata)
         check_precision(model, metadata, options)
         check_instance_model(metadata, str(args.model), args.instances_fallback)
         report = evaluate_instance_model(

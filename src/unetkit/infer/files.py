@@ -319,8 +319,9 @@ def predict_files(
             class_of_channel=channel_classes(metadata),
         )
 
+    target = model_target_spacing(metadata)
+
     def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
-        target = model_target_spacing(metadata)
         if target is None:
             return plain(sources, images, save_probabilities)
         return predict_at_spacing(  # inputs of known spacing at the model's (infer.spacing)

@@ -89,7 +89,7 @@ def predict_at_spacing(
         for i, (im, sp) in enumerate(zip(images, spacings, strict=True))
         if target is not None and needs_resampling(im.shape[1:], sp, target)
     ]
-    plain = [i for i in range(len(images)) if i not in moved]
+    plain = sorted(set(range(len(images))) - set(moved))
     out: dict[int, Prediction] = {}
     if plain:
         got = predict([sources[i] for i in plain], [images[i] for i in plain], probabilities)
