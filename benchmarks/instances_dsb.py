@@ -13,7 +13,8 @@
 
     PYTHONPATH=src python benchmarks/instances_dsb.py --minutes 10 --work /tmp/inst_dsb
 
-``--skip-train`` reuses ``<work>/run``. Results are printed and written to
+``--skip-train`` reuses ``<work>/run``; ``--set key=value ...`` adds config overrides to the
+training run (to compare a setting on the same split). Results are printed and written to
 ``<work>/results.json``. Numbers are in ``benchmarks/README.md``.
 """
 
@@ -80,6 +81,13 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=2018)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config overrides for the training run (e.g. data.instance_target=contour)",
+    )
     args = ap.parse_args()
     work = args.work
     train_dir, test_dir, stems = split(args.data, work, args.fraction, args.seed)
@@ -96,6 +104,7 @@ def main() -> None:
             f"{args.minutes:g}",
             "--out",
             str(run),
+            *args.set,
         )
         timings["train_s"] = time.monotonic() - start
     for sub in ("pred_instances", "pred_classes"):

@@ -39,7 +39,7 @@ LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
 ClassWeighting = Literal["none", "balanced"]
 Flips = Literal["all", "last_axis"]
 Task = Literal["segment", "restore", "diffusion"]
-InstanceTarget = Literal["auto", "none", "boundary"]
+InstanceTarget = Literal["auto", "none", "boundary", "contour"]
 
 
 def _positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
@@ -94,9 +94,9 @@ class DataConfig:
             / interior / touching border (:mod:`unetkit.instances.targets`), from
             ``instances/`` or, without it, from connected components of the masks, with the
             paper's border weight map on the interiors (``train.border_w0``, 0 turns it off);
-            the model's plain class map stays the dataset's own (binary masks only). ``none``:
-            the class masks as they are. ``auto`` (default): ``boundary`` when the dataset has
-            ``instances/`` and binary masks, else ``none``.
+            the model's plain class map stays the dataset's own (binary masks only); ``contour``:
+            the same, every object's rim the border. ``none``: the masks as they are. ``auto``
+            (default): ``boundary`` with ``instances/`` and binary masks, else ``none``.
         target_spacing: spacing per axis that volumes are resampled to (the fingerprint's).
     """
 

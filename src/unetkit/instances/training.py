@@ -27,7 +27,12 @@ import numpy as np
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
 from unetkit.instances.spec import InstanceSpec
-from unetkit.instances.targets import NUM_BOUNDARY_CLASSES, boundary_target, instances_from_mask
+from unetkit.instances.targets import (
+    NUM_BOUNDARY_CLASSES,
+    BorderMode,
+    boundary_target,
+    instances_from_mask,
+)
 
 #: Border width of the training target (see :mod:`unetkit.instances.targets`).
 TARGET_WIDTH = 2
@@ -45,23 +50,34 @@ def wants_boundary(
     Raises:
         DataError: ``boundary`` asked for on data with more than one object class.
     """
-    if mode not in ("auto", "none", "boundary"):
-        raise ValueError(f"instance_target must be auto, none or boundary, got {mode!r}")
+    if mode not in ("auto", "none", "boundary", "contour"):
+        raise ValueError(f"instance_target must be auto, none, boundary or contour, got {mode!r}")
     if mode == "none":
         return False
     if num_classes != 2:
-        if mode == "boundary":
+        if mode in ("boundary", "contour"):
             raise DataError(
-                f"{source}: data.instance_target=boundary needs binary masks (background and "
+                f"{source}: data.instance_target={mode} needs binary masks (background and "
                 f"one object class), but the masks have {num_classes} classes; set "
                 f"data.instance_target=none"
             )
         return False
-    return mode == "boundary" or (folder and any(s.instances is not None for s in samples))
+    has_ids = any(s.instances is not None for s in samples)
+    return mode in ("boundary", "contour") or (folder and has_ids)
+
+
+def border_of(mode: str) -> BorderMode:
+    """The border kind of ``data.instance_target=mode``: ``contour`` rings every object, the
+    others mark only the zones where objects touch."""
+    return "contour" if mode == "contour" else "touching"
 
 
 def to_boundary_samples(
-    samples: Sequence[Sample], *, ignore_index: int | None = None, width: int = TARGET_WIDTH
+    samples: Sequence[Sample],
+    *,
+    ignore_index: int | None = None,
+    width: int = TARGET_WIDTH,
+    border: BorderMode = "touching",
 ) -> list[Sample]:
     """Samples whose masks are the boundary target ``(*spatial)`` int64 in ``{0, 1, 2}``.
 
@@ -79,17 +95,18 @@ def to_boundary_samples(
             if s.instances is None
             else np.where(valid > 0, s.instances, 0)
         )
-        target = boundary_target(inst, width=width).astype(np.int64)
+        target = boundary_target(inst, width=width, border=border).astype(np.int64)
         if ignore_index is not None:
             target[mask == ignore_index] = ignore_index
         out.append(Sample(s.image, target, inst.astype(np.int64, copy=False), s.stem))
     return out
 
 
-def boundary_spec(width: int = TARGET_WIDTH) -> InstanceSpec:
+def boundary_spec(width: int = TARGET_WIDTH, border: BorderMode = "touching") -> InstanceSpec:
     """The spec of a binary dataset trained on the boundary target (default parameters)."""
     return InstanceSpec(
         width=width,
+        border=border,
         channels=tuple(range(NUM_BOUNDARY_CLASSES)),  # type: ignore[arg-type]
         class_of_channel=(0, 1, 1),
     )

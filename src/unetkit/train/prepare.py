@@ -17,7 +17,12 @@ from unetkit.data.synthetic import make_synthetic
 from unetkit.errors import DataError
 from unetkit.instances.spec import KEY as INSTANCES_KEY
 from unetkit.instances.spec import InstanceSpec
-from unetkit.instances.training import boundary_spec, to_boundary_samples, wants_boundary
+from unetkit.instances.training import (
+    border_of,
+    boundary_spec,
+    to_boundary_samples,
+    wants_boundary,
+)
 from unetkit.train.fingerprint import sample_spacings
 from unetkit.train.loader import normalize_samples, split_indices
 from unetkit.train.resample import needs_resampling, resample_sample
@@ -113,8 +118,9 @@ def prepare_data(data: DataConfig, seed: int = 0) -> PreparedData:
     if wants_boundary(
         data.instance_target, samples, num_classes, source, folder=data.path is not None
     ):
-        samples = to_boundary_samples(samples, ignore_index=data.ignore_index)
-        spec = boundary_spec()
+        border = border_of(data.instance_target)
+        samples = to_boundary_samples(samples, ignore_index=data.ignore_index, border=border)
+        spec = boundary_spec(border=border)
         num_classes = len(spec.class_of_channel)
     tr, va = split_indices(len(samples), data.val_fraction, data.split_seed)
     raw_train = [samples[i] for i in tr]
