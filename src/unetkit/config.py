@@ -96,7 +96,7 @@ class DataConfig:
             paper's border weight map on the interiors (``train.border_w0``, 0 turns it off);
             the model's plain class map stays the dataset's own (binary masks only); ``contour``:
             the same, every object's rim the border. ``none``: the masks as they are. ``auto``
-            (default): ``boundary`` with ``instances/`` and binary masks, else ``none``.
+            (default): ``contour`` with ``instances/`` and binary masks, else ``none``.
         target_spacing: spacing per axis that volumes are resampled to (the fingerprint's).
     """
 

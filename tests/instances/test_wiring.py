@@ -59,6 +59,22 @@ def test_boundary_samples_of_touching_squares() -> None:
     assert set(np.unique(u.mask)) == {0, 1}
 
 
+def test_contour_samples_ring_every_object() -> None:
+    from unetkit.data.sample import Sample
+
+    image, inst = _touching()
+    s = Sample(image[None].astype(np.float32), (inst > 0).astype(np.int64), inst, "a")
+    (t,) = to_boundary_samples([s], border="contour")
+    # the isolated square gets a 2-pixel rim and a 4x4 core; the contact is border as before
+    iso = t.mask[20:28, 20:28]
+    assert (iso[2:6, 2:6] == 1).all() and (iso[:2] == 2).all() and (iso[:, -2:] == 2).all()
+    assert (t.mask[4:12, 10:14] == 2).all()
+    assert (t.mask[inst == 0] == 0).all()
+    # without ids, the two touching squares are one object: ringed, but not parted
+    (u,) = to_boundary_samples([Sample(s.image, s.mask, None, "b")], border="contour")
+    assert (u.mask[6:10, 10:14] == 1).all()
+
+
 def test_wants_boundary_rules() -> None:
     from unetkit.data.sample import Sample
 
@@ -69,6 +85,7 @@ def test_wants_boundary_rules() -> None:
     assert not wants_boundary("auto", without, 2, "d")
     assert not wants_boundary("auto", with_ids, 2, "d", folder=False)  # synthetic data
     assert wants_boundary("boundary", without, 2, "d")
+    assert wants_boundary("contour", without, 2, "d")
     assert not wants_boundary("none", with_ids, 2, "d")
     assert not wants_boundary("auto", with_ids, 3, "d")
     with pytest.raises(DataError, match="instance_target=boundary needs binary masks"):
@@ -111,10 +128,14 @@ def test_prepare_data_switches_to_the_boundary_target(tmp_path: Path) -> None:
     root = _dataset(tmp_path / "d")
     prepared = prepare_data(DataConfig(path=str(root)))
     assert prepared.num_classes == 3 and prepared.instance_spec is not None
+    assert prepared.instance_spec.border == "contour"  # what auto picks
     assert all(set(np.unique(s.mask)) <= {0, 1, 2} for s in prepared.train + prepared.val)
     assert prepared.raw_val and all(s.instances is not None for s in prepared.raw_val)
     meta = model_metadata(DataConfig(path=str(root)), prepared, (32, 32))
     assert meta["num_classes"] == 2 and meta["instances"]["class_of_channel"] == [0, 1, 1]
+    touching = prepare_data(DataConfig(path=str(root), instance_target="boundary"))
+    assert touching.instance_spec is not None and touching.instance_spec.border == "touching"
+    assert (touching.train[0].mask == 2).sum() < (prepared.train[0].mask == 2).sum()
     plain = prepare_data(DataConfig(path=str(root), instance_target="none"))
     assert plain.num_classes == 2 and plain.instance_spec is None
 
