@@ -24,7 +24,6 @@ from typing import Any
 from unetkit.config import RunConfig
 from unetkit.train.recipe import DataSummary
 
-
 #: epochs x steps of a restoration run without ``train.max_minutes``
 DEFAULT_EPOCHS = 20
 DEFAULT_STEPS_PER_EPOCH = 100
