@@ -32,12 +32,14 @@ image's ``max - min`` as the data range. Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -145,6 +147,15 @@ def _train_unetkit(folder: Path, run: Path, budget: list[str], extra: list[str])
     return run
 
 
+def _restore(model: Any, norm: Any, opts: Any, noisy: np.ndarray, fuse: bool) -> np.ndarray:
+    """unetkit's restoration of ``noisy (H, W)``, with blind-spot fusion when ``fuse``."""
+    from unetkit.infer.blind_spot_fusion import fuse_blind_spot
+    from unetkit.infer.restore import restore_array
+
+    out = restore_array(model, noisy[None], options=opts, normalization=norm)
+    return (fuse_blind_spot(noisy[None], out) if fuse else out)[0]
+
+
 Recorder = Callable[[str, Callable[[np.ndarray], np.ndarray], float], None]
 
 
@@ -233,7 +244,6 @@ def main() -> None:
 
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import PredictOptions
-    from unetkit.infer.restore import restore_array
     from unetkit.modelfile import load_with_metadata
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,13 +274,16 @@ def main() -> None:
                 model, meta = load_with_metadata(run)
                 norm = Normalization.from_metadata(meta.get("normalization"))
                 tag = f" seed {seed}" if len(args.seeds) > 1 else ""
-                for tta in (False, True) if args.tta else (False,):
+                fusions = (False, True) if label == "self-supervised" else (False,)
+                for tta, fuse in itertools.product(
+                    (False, True) if args.tta else (False,), fusions
+                ):
                     opts = PredictOptions(tta=tta)
                     record(
-                        f"unetkit {label}{tag}" + (" +tta8" if tta else ""),
-                        lambda x, m=model, n=norm, o=opts: restore_array(
-                            m, x[None], options=o, normalization=n
-                        )[0],
+                        f"unetkit {label}{tag}"
+                        + (" +tta8" if tta else "")
+                        + (" +fusion" if fuse else ""),
+                        lambda x, m=model, n=norm, o=opts, f=fuse: _restore(m, n, o, x, f),
                         seconds,
                     )
     if args.json:
