@@ -7,7 +7,8 @@ the Poisson–Gaussian model of a detector, seeded. The last images of each set 
 rest train:
 
 * ``unetkit supervised``: ``unetkit train task=restore`` on noisy ``images/`` with clean
-  ``targets/`` for ``--minutes`` of wall time;
+  ``targets/`` for ``--steps`` optimiser steps (8 epochs; the recipe chooses everything else as
+  for a run without a budget) or ``--minutes`` of wall time, once per ``--seeds`` value;
 * ``unetkit self-supervised``: the same on the noisy ``images/`` alone (blind-spot masking,
   Noise2Void); nothing clean is seen, the best epoch is chosen by the blind-spot loss;
 * ``nl-means``: scikit-image ``denoise_nl_means`` (``fast_mode``, sigma by Immerkaer's
@@ -15,10 +16,11 @@ rest train:
 * ``tv``: scikit-image ``denoise_tv_chambolle``, its weight tuned the same way;
 * ``bm3d``: the ``bm3d`` package (the ``bench`` extra; skipped when it is not importable),
   ``sigma_psd`` as a factor times the same noise estimate, the factor tuned the same way (on
-  the central 256 px of the tuning images: BM3D takes ~15 s per 512 px image on 2 cores).
+  the central 256 px of the tuning images: BM3D takes 5 to 15 s per 512 px image on 2 cores).
 
 ``--tta`` also scores each unetkit model with test-time augmentation (the mean of the 8
-flips/rotations of the prediction, :mod:`unetkit.infer.tta`: 8 network passes per tile).
+flips/rotations of the prediction, :mod:`unetkit.infer.tta`: 8 network passes per tile), as
+``unetkit predict`` restores by default.
 ``--only`` runs a subset (``classical``, ``supervised``, ``self-supervised``) and ``--set``
 adds dotted overrides to both unetkit runs (e.g. ``restore.blind_spot_fraction=0.05``), for
 trying settings on the same images.
@@ -26,20 +28,18 @@ trying settings on the same images.
 Every method is scored on the same held-out images in counts, PSNR and SSIM with each clean
 image's ``max - min`` as the data range. Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/restore.py --minutes 3 --tta --json out.json
+    PYTHONPATH=src python benchmarks/restore.py --steps 2000 --seeds 0 1 --tta --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
@@ -147,15 +147,6 @@ def _train_unetkit(folder: Path, run: Path, budget: list[str], extra: list[str])
     return run
 
 
-def _restore(model: Any, norm: Any, opts: Any, noisy: np.ndarray, fuse: bool) -> np.ndarray:
-    """unetkit's restoration of ``noisy (H, W)``, with blind-spot fusion when ``fuse``."""
-    from unetkit.infer.blind_spot_fusion import fuse_blind_spot
-    from unetkit.infer.restore import restore_array
-
-    out = restore_array(model, noisy[None], options=opts, normalization=norm)
-    return (fuse_blind_spot(noisy[None], out) if fuse else out)[0]
-
-
 Recorder = Callable[[str, Callable[[np.ndarray], np.ndarray], float], None]
 
 
@@ -244,6 +235,7 @@ def main() -> None:
 
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import PredictOptions
+    from unetkit.infer.restore import restore_array
     from unetkit.modelfile import load_with_metadata
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,16 +266,13 @@ def main() -> None:
                 model, meta = load_with_metadata(run)
                 norm = Normalization.from_metadata(meta.get("normalization"))
                 tag = f" seed {seed}" if len(args.seeds) > 1 else ""
-                fusions = (False, True) if label == "self-supervised" else (False,)
-                for tta, fuse in itertools.product(
-                    (False, True) if args.tta else (False,), fusions
-                ):
+                for tta in (False, True) if args.tta else (False,):
                     opts = PredictOptions(tta=tta)
                     record(
-                        f"unetkit {label}{tag}"
-                        + (" +tta8" if tta else "")
-                        + (" +fusion" if fuse else ""),
-                        lambda x, m=model, n=norm, o=opts, f=fuse: _restore(m, n, o, x, f),
+                        f"unetkit {label}{tag}" + (" +tta8" if tta else ""),
+                        lambda x, m=model, n=norm, o=opts: restore_array(
+                            m, x[None], options=o, normalization=n
+                        )[0],
                         seconds,
                     )
     if args.json:
