@@ -7,7 +7,8 @@ the Poisson–Gaussian model of a detector, seeded. The last images of each set 
 rest train:
 
 * ``unetkit supervised``: ``unetkit train task=restore`` on noisy ``images/`` with clean
-  ``targets/`` for ``--minutes`` of wall time;
+  ``targets/`` for ``--steps`` optimiser steps (8 epochs; the recipe chooses everything else as
+  for a run without a budget) or ``--minutes`` of wall time, once per ``--seeds`` value;
 * ``unetkit self-supervised``: the same on the noisy ``images/`` alone (blind-spot masking,
   Noise2Void); nothing clean is seen, the best epoch is chosen by the blind-spot loss;
 * ``nl-means``: scikit-image ``denoise_nl_means`` (``fast_mode``, sigma by Immerkaer's
@@ -15,10 +16,11 @@ rest train:
 * ``tv``: scikit-image ``denoise_tv_chambolle``, its weight tuned the same way;
 * ``bm3d``: the ``bm3d`` package (the ``bench`` extra; skipped when it is not importable),
   ``sigma_psd`` as a factor times the same noise estimate, the factor tuned the same way (on
-  the central 256 px of the tuning images: BM3D takes ~15 s per 512 px image on 2 cores).
+  the central 256 px of the tuning images: BM3D takes 5 to 15 s per 512 px image on 2 cores).
 
 ``--tta`` also scores each unetkit model with test-time augmentation (the mean of the 8
-flips/rotations of the prediction, :mod:`unetkit.infer.tta`: 8 network passes per tile).
+flips/rotations of the prediction, :mod:`unetkit.infer.tta`: 8 network passes per tile), as
+``unetkit predict`` restores by default.
 ``--only`` runs a subset (``classical``, ``supervised``, ``self-supervised``) and ``--set``
 adds dotted overrides to both unetkit runs (e.g. ``restore.blind_spot_fraction=0.05``), for
 trying settings on the same images.
@@ -26,13 +28,14 @@ trying settings on the same images.
 Every method is scored on the same held-out images in counts, PSNR and SSIM with each clean
 image's ``max - min`` as the data range. Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/restore.py --minutes 3 --tta --json out.json
+    PYTHONPATH=src python benchmarks/restore.py --steps 2000 --seeds 0 1 --tta --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -121,14 +124,22 @@ def _centre(x: np.ndarray, side: int = 256) -> np.ndarray:
     return x[top : top + side, left : left + side]
 
 
-def _train_unetkit(folder: Path, run: Path, minutes: float, extra: list[str]) -> Path:
+def _budget(minutes: float, steps: int | None) -> list[str]:
+    """Overrides for a wall-clock budget, or for a fixed number of optimiser steps (8
+    validations; no ``max_minutes``, so the recipe chooses as for a run without a budget)."""
+    if steps is None:
+        return [f"train.max_minutes={minutes}", "train.auto_epochs=true"]
+    epochs = 8
+    return [f"train.epochs={epochs}", f"train.steps_per_epoch={max(1, steps // epochs)}"]
+
+
+def _train_unetkit(folder: Path, run: Path, budget: list[str], extra: list[str]) -> Path:
     from unetkit.workflow import fit
 
     overrides = [
         "task=restore",
         f"data.path={folder}",
-        f"train.max_minutes={minutes}",
-        "train.auto_epochs=true",
+        *budget,
         "train.int8_calibration=false",
         *extra,
     ]
@@ -165,6 +176,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--minutes", type=float, default=3.0, help="wall time per unetkit training")
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimiser steps per unetkit run (not --minutes)"
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="train.seed of each unetkit run (repeats)"
+    )
     p.add_argument("--size", type=int, default=512, help="crop of each image (top-left)")
     p.add_argument("--test", type=int, default=3, help="held-out images per dataset")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -177,6 +194,7 @@ def main() -> None:
     )
     p.add_argument("--set", nargs="*", default=[], help="dotted overrides for unetkit runs")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
+    p.add_argument("--keep", default=None, help="copy each unetkit run folder into this folder")
     args = p.parse_args()
     root = Path(args.data)
     train, test = [], []
@@ -237,21 +255,26 @@ def main() -> None:
         ):
             if label not in args.only:
                 continue
-            start = time.perf_counter()
-            run = Path(tmp) / f"run-{folder.name}"
-            _train_unetkit(folder, run, args.minutes, [*extra, *args.set])
-            seconds = time.perf_counter() - start
-            model, meta = load_with_metadata(run)
-            norm = Normalization.from_metadata(meta.get("normalization"))
-            for tta in (False, True) if args.tta else (False,):
-                opts = PredictOptions(tta=tta)
-                record(
-                    f"unetkit {label}" + (" +tta8" if tta else ""),
-                    lambda x, m=model, n=norm, o=opts: restore_array(
-                        m, x[None], options=o, normalization=n
-                    )[0],
-                    seconds,
-                )
+            for seed in args.seeds:
+                start = time.perf_counter()
+                run = Path(tmp) / f"run-{folder.name}-{seed}"
+                budget = _budget(args.minutes, args.steps)
+                _train_unetkit(folder, run, budget, [*extra, f"train.seed={seed}", *args.set])
+                seconds = time.perf_counter() - start
+                if args.keep:
+                    shutil.copytree(run, Path(args.keep) / run.name, dirs_exist_ok=True)
+                model, meta = load_with_metadata(run)
+                norm = Normalization.from_metadata(meta.get("normalization"))
+                tag = f" seed {seed}" if len(args.seeds) > 1 else ""
+                for tta in (False, True) if args.tta else (False,):
+                    opts = PredictOptions(tta=tta)
+                    record(
+                        f"unetkit {label}{tag}" + (" +tta8" if tta else ""),
+                        lambda x, m=model, n=norm, o=opts: restore_array(
+                            m, x[None], options=o, normalization=n
+                        )[0],
+                        seconds,
+                    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

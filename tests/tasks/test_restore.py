@@ -232,3 +232,31 @@ def test_blind_spot_median_or_mean_of_the_neighbourhood_without_the_pixel(replac
             ring_t = torch.stack(ring)
             want = ring_t.median() if replace == "median" else ring_t.mean()
             assert float(masked[b, ch, i, j]) == pytest.approx(float(want), abs=1e-6)
+
+
+def _planned(folder: Path, *overrides: str) -> RunConfig:
+    """The config a ``unetkit train task=restore --data folder`` run trains with (the recipe
+    applied; nothing trained)."""
+    from unetkit.run_steps import choose_recipe, prepare_for_task
+    from unetkit.workflow import resolve_config, with_run_defaults
+
+    config, explicit = resolve_config(None, ["task=restore", f"data.path={folder}", *overrides])
+    config = with_run_defaults(config, explicit)
+    config, _ = choose_recipe(config, prepare_for_task(config), explicit, DistInfo(), print)
+    return config
+
+
+def test_a_restore_run_without_a_budget_plans_enough_steps_to_converge(tmp_path: Path) -> None:
+    _write(tmp_path / "d", [f"s{i}" for i in range(6)])
+    plain = _planned(tmp_path / "d")
+    # the segmentation default (two passes over 5 images per epoch) would be 10 steps an epoch
+    assert plain.train.epochs * plain.train.steps_per_epoch >= 1000
+    assert plain.model.norm == "none" and len(plain.model.widths) == 3
+    assert plain.restore.blind_spot_replace == "median"  # N2V2's replacement by default
+    given = _planned(tmp_path / "d", "train.epochs=3", "train.steps_per_epoch=7")
+    assert (given.train.epochs, given.train.steps_per_epoch) == (3, 7)  # the caller's, kept
+    budget = _planned(tmp_path / "d", "train.max_minutes=5")
+    assert budget.train.auto_epochs  # a budget plans its own epochs from the step time
+    # the same model with no budget as with a short one; only a long budget widens it
+    assert budget.model.widths == plain.model.widths
+    assert _planned(tmp_path / "d", "train.max_minutes=60").model.widths[0] > plain.model.widths[0]

@@ -56,8 +56,8 @@ def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
         choices=("auto", "on", "off"),
         help="test-time augmentation: average over flips (and 90-degree rotations in 2D); "
         "'--tta' alone turns it on; auto (default): on with --instances (8 network passes, "
-        "DSB 2018 score +0.035 on held-out nuclei) and for restoration models (+0.2 to +0.7 dB "
-        "PSNR), off for class maps",
+        "DSB 2018 score +0.035 on held-out nuclei) and for restoration models (+0.05 to +0.1 dB "
+        "PSNR on EM, more when training was short), off for class maps",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per network call (default 4)")
     p.add_argument(
@@ -101,7 +101,7 @@ def with_tta_default(
     options: PredictOptions, args: argparse.Namespace, metadata: dict
 ) -> PredictOptions:
     """``--tta auto`` decided for the loaded model: on for ``--instances`` and for restoration
-    models, where it was measured to pay (DSB 2018 score +0.035; +0.2 to +0.7 dB PSNR), off
+    models, where it was measured to pay (DSB 2018 score +0.035; +0.05 to +0.7 dB PSNR), off
     for class maps; ``on`` and ``off`` are kept as given."""
     if args.tta != "auto":
         return options
