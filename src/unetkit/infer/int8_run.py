@@ -174,7 +174,17 @@ class Runner:
         )
 
     def _head(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
-        return point.module(_dq(h))  # (B, K, *P) float32, the 1x1 head in fp32
+        """The 1x1 head in fp32: ``(B, C, *P) -> (B, K, *P)`` float32. In int8 mode on a
+        channels-last map it is one matrix product over the pixels (PyTorch's convolution
+        takes a slow path for so few channels and copies the map to channels-first first)."""
+        conv = point.module
+        if not (self.int8 and self.channels_last) or any(k != 1 for k in conv.kernel_size):
+            return conv(_dq(h))
+        x = _dq(h).movedim(1, -1)  # (B, *P, C), a view of channels-last memory
+        w = conv.weight.reshape(conv.out_channels, -1)  # (K, C)
+        flat = x.reshape(-1, w.shape[1])  # (B * prod(P), C)
+        y = flat @ w.t() if conv.bias is None else torch.addmm(conv.bias, flat, w.t())
+        return y.reshape(*x.shape[:-1], -1).movedim(-1, 1)  # (B, K, *P)
 
     def _block(self, point: Point, observe: Observe, x: Tensor) -> Tensor:
         block, name = point.module, point.name
