@@ -179,7 +179,7 @@ def network_profile(runner, tiles: torch.Tensor, batch: int, calls: int) -> dict
 def run_cli(model: str, png: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "unetkit", "predict", "--model", model, "--input", str(png)]
     cmd += ["--out", str(out), "--no-progress", "--overwrite", "--precision", args.precision]
-    cmd += ["--overlap", str(args.overlap)]
+    cmd += ["--overlap", str(args.overlap), "--batch-size", str(args.batch)]
     if args.tile is not None:
         cmd += ["--tile", str(args.tile)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))

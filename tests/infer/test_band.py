@@ -26,23 +26,24 @@ def test_class_argmax_is_argmax_with_first_class_on_ties(k: int) -> None:
 def test_band_labels_and_probabilities_match_a_full_accumulation(
     overlap: object, k: int
 ) -> None:
-    config = UNetConfig(widths=(8, 16, 32), out_channels=k)
-    plan = plan_tiles(config, (150, 97), 64, overlap)  # type: ignore[arg-type]
+    config = UNetConfig(widths=(8, 16, 32), out_channels=k)  # context 24: tile 100 uses it
+    plan = plan_tiles(config, (230, 197), 100, overlap)  # type: ignore[arg-type]
+    assert (plan.axes[0].context > 0) == (overlap == "auto")
     rng = np.random.default_rng(0)
-    labels = np.empty((150, 97), np.int64)
-    probs = np.empty((2 if k == 1 else k, 150, 97), np.float32)
+    labels = np.empty((230, 197), np.int64)
+    probs = np.empty((2 if k == 1 else k, 230, 197), np.float32)
     band = Band(plan, k, labels, probs)
-    full = np.zeros((k, 150 + 64, 97 + 64))
+    full = np.zeros((k, 230 + 100, 197 + 100))
     starts = plan.axes[0].starts
     for r, (_, tiles) in enumerate(plan.rows()):
         for t in tiles:
-            y = torch.from_numpy(rng.normal(size=(k, 64, 64)).astype(np.float32))
+            y = torch.from_numpy(rng.normal(size=(k, 100, 100)).astype(np.float32))
             y = y * torch.from_numpy(plan.weights(t))
             band.add(y, t)
-            full[:, t[0] : t[0] + 64, t[1] : t[1] + 64] += y.numpy()
-        band.finish_rows(starts[r + 1] if r + 1 < len(starts) else 150)
+            full[:, t[0] : t[0] + 100, t[1] : t[1] + 100] += y.numpy()
+        band.finish_rows(starts[r + 1] if r + 1 < len(starts) else 230)
     weight = np.multiply.outer(plan.axes[0].weight_sum(), plan.axes[1].weight_sum())
-    logits = full[:, :150, :97] / weight
+    logits = full[:, :230, :197] / weight
     want = (logits[0] > 0) if k == 1 else logits.argmax(axis=0)
     np.testing.assert_array_equal(labels, want)
     p = 1 / (1 + np.exp(-logits[0])) if k == 1 else np.exp(logits) / np.exp(logits).sum(0)

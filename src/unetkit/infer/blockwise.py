@@ -179,7 +179,7 @@ def predict_block(
         x = np.stack([window[(slice(None), *_tile_slices(t, first, plan, True))] for t in chunk])
         # x: (B, C, *tile_in)
         y = tta_mod.averaged(network, torch.from_numpy(x), transforms).cpu()
-        y *= torch.from_numpy(plan.batch_weights(chunk))  # (B, K, *tile_out)
+        y = y * torch.from_numpy(plan.batch_weights(chunk))  # (B, K, *tile_out)
         for yi, t in zip(y, chunk, strict=True):
             acc[(slice(None), *_tile_slices(t, first, plan, False))] += yi
     keep = tuple(slice(lo - f, hi - f) for (lo, hi), f in zip(block.out, first, strict=True))

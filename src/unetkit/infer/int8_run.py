@@ -35,11 +35,11 @@ from torch import Tensor, nn
 
 from unetkit.infer.fold import FoldedFuse
 from unetkit.infer.int8_layers import Int8Unsupported, QuantizedUp, quantized_conv
-from unetkit.infer.optimize import memory_format
 from unetkit.model import UNet
 from unetkit.model.blocks import Fuse, center_crop, crop_to
 from unetkit.model.layers import INTERP_MODE
 from unetkit.model.walk import Point
+from unetkit.precision import as_channels_last
 
 Observe = Callable[[str, Tensor], None] | None
 QParams = Callable[..., tuple[float, int]]
@@ -131,7 +131,7 @@ class Runner:
         """``x: (B, C, *S) float -> (B, K, *S') float32``; ``observe(name, map)`` per point."""
         x, original = self.net.prepare_input(x)  # (B, C, *P)
         if self.channels_last:
-            x = x.contiguous(memory_format=memory_format(self.dims))
+            x = as_channels_last(x, self.dims)
         y = self.net.forward_core(x, functools.partial(self._step, observe))  # (B, K, *P')
         y = y if original is None else crop_to(y, original)
         return y.contiguous()

@@ -24,7 +24,9 @@ Two strategies, chosen by the model's padding:
   image's own. With starts on the pooling grid the stitched result therefore **equals**
   whole-image inference up to float rounding (and ``MARGIN_WEIGHT`` of a neighbour), while
   the network computes ``T / (T - 2c)`` of the pixels per axis (1.23 for a 4-level model at
-  ``T = 512``) where the Gaussian window at overlap 0.5 computes 2.
+  ``T = 512``) where the Gaussian window at overlap 0.5 computes 2. Where a tiled axis is
+  shorter than :data:`CONTEXT_TILES` context margins (small tiles, deep models, the default
+  3D tile) that would cost more than the window, and ``"auto"`` is the window at overlap 0.5.
 * ``same`` padding, ``overlap`` a fraction: a **sliding window**. The step is
   ``T (1 - overlap)`` rounded down to a multiple of ``f``, tiles start at ``0, step, 2 step,
   ...`` and the last one reads mirrored input past the far end (its excess output is
@@ -58,6 +60,11 @@ Overlap = float | Literal["auto"]
 # Default tile (input) edge per spatial_dims when neither the user nor the model says.
 DEFAULT_TILE = {1: 16384, 2: 512, 3: 128}
 GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
+#: ``overlap="auto"`` overlaps same-mode tiles by their context where every tiled axis is at
+#: least this many context margins long (the network then computes at most 2x the pixels per
+#: axis, as the Gaussian window at overlap 0.5 does), else it is that window.
+CONTEXT_TILES = 4
+AUTO_FALLBACK_OVERLAP = 0.5
 #: Weight of a tile's context margins with ``overlap="auto"``: they decide only pixels no tile
 #: centre covers (the image border); elsewhere they shift a value by this share of the
 #: difference between two tiles, far below any label decision.
@@ -273,13 +280,24 @@ def plan_tiles(
             for a, (n, r) in enumerate(zip(spatial, requests, strict=True))
         )
         return TilePlan("valid", axes)
+    factors = config.downsample_factors
+    if overlap == "auto":
+        contexts = [context_margin(config, a) for a in range(d)]
+        if all(
+            r is None or r >= n or r // f * f >= CONTEXT_TILES * c
+            for n, r, f, c in zip(spatial, requests, factors, contexts, strict=True)
+        ):
+            return TilePlan(
+                "same",
+                tuple(
+                    _plan_context_axis(n, r, f, c)
+                    for n, r, f, c in zip(spatial, requests, factors, contexts, strict=True)
+                ),
+            )
+        overlap = AUTO_FALLBACK_OVERLAP  # tiles too small for their context (module doc)
     axes = tuple(
-        _plan_context_axis(n, r, f, context_margin(config, a))
-        if overlap == "auto"
-        else _plan_same_axis(n, r, float(overlap), f)
-        for a, (n, r, f) in enumerate(
-            zip(spatial, requests, config.downsample_factors, strict=True)
-        )
+        _plan_same_axis(n, r, float(overlap), f)
+        for n, r, f in zip(spatial, requests, factors, strict=True)
     )
     return TilePlan("same", axes)
 
