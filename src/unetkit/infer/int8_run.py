@@ -180,11 +180,13 @@ class Runner:
         conv = point.module
         if not (self.int8 and self.channels_last) or any(k != 1 for k in conv.kernel_size):
             return conv(_dq(h))
-        x = _dq(h).movedim(1, -1)  # (B, *P, C), a view of channels-last memory
-        w = conv.weight.reshape(conv.out_channels, -1)  # (K, C)
-        flat = x.reshape(-1, w.shape[1])  # (B * prod(P), C)
-        y = flat @ w.t() if conv.bias is None else torch.addmm(conv.bias, flat, w.t())
-        return y.reshape(*x.shape[:-1], -1).movedim(-1, 1)  # (B, K, *P)
+        w = conv.weight.reshape(conv.out_channels, -1).t()  # (C, K)
+        y = torch.empty((h.shape[0], *h.shape[2:], w.shape[1]))  # (B, *P, K)
+        for i in range(h.shape[0]):  # image by image: one image's float map at a time
+            x = _dq(h[i : i + 1]).movedim(1, -1).reshape(-1, w.shape[0])  # (prod(P), C)
+            out = y[i].view(-1, w.shape[1])
+            torch.mm(x, w, out=out) if conv.bias is None else torch.addmm(conv.bias, x, w, out=out)
+        return y.movedim(-1, 1)  # (B, K, *P)
 
     def _block(self, point: Point, observe: Observe, x: Tensor) -> Tensor:
         block, name = point.module, point.name
