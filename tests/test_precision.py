@@ -213,7 +213,6 @@ def test_as_channels_last_gives_one_channel_maps_channels_last_strides(
     y = speed.as_channels_last(x, dims)
     assert y.stride(1) == 1 and y.is_contiguous(memory_format=speed.memory_format(dims))
     torch.testing.assert_close(y, x, rtol=0, atol=0)
-    # a one-channel map in these strides makes the convolution write channels-last too
-    conv = torch.nn.functional.conv2d if dims == 2 else torch.nn.functional.conv3d
-    out = conv(y, torch.randn(4, shape[1], *([3] * dims)), padding=1)
-    assert out.stride(1) == 1
+    if dims == 2:  # a one-channel image in these strides: the convolution writes channels-last
+        out = torch.nn.functional.conv2d(y, torch.randn(4, shape[1], 3, 3), padding=1)
+        assert out.stride(1) == 1
