@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -184,16 +185,21 @@ def run_cli(model: str, png: Path, out: Path, args: argparse.Namespace) -> dict[
         cmd += ["--tile", str(args.tile)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join([str(args.src), env.get("PYTHONPATH", "")])
+    # the child's peak RSS through /usr/bin/time: measured with wait4 here, a child forked from
+    # this process counts this process's own pages (Linux keeps the larger of the two at exec)
+    timer = ["/usr/bin/time", "-f", "peak_rss_kib %M"]
     w = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen([*timer, *cmd], env=env, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate()
     wall = time.perf_counter() - w
-    if status != 0:
-        raise SystemExit(f"predict failed: {cmd}")
+    if proc.returncode != 0:
+        raise SystemExit(f"predict failed: {cmd}\n{err}")
+    peak = [line.split()[1] for line in err.splitlines() if line.startswith("peak_rss_kib")]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "wall_s": wall,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "cpu_s": children.ru_utime + children.ru_stime,
+        "peak_rss_mib": int(peak[-1]) / 1024,
         "command": " ".join(cmd[1:]),
         "src": str(args.src),
     }
