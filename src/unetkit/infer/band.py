@@ -2,7 +2,8 @@
 
 Weighted tile logits are added into a band ``(K, O_0, *N_rest)`` float32 that spans one row of
 tiles along the first spatial axis; rows that no later tile touches are finalised (divided by
-the summed weights, turned into labels and, on request, probabilities) and the band moves on.
+the summed weights for probabilities; labels come from the sums themselves, which have the
+same order) and the band moves on.
 """
 
 from __future__ import annotations
