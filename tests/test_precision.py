@@ -201,3 +201,18 @@ def test_use_channels_last_strict_refuses_1d() -> None:
         use_channels_last(True, 1, strict=True)
     assert speed.memory_format(2) == torch.channels_last
     assert speed.memory_format(3) == torch.channels_last_3d
+
+
+@pytest.mark.parametrize(
+    ("shape", "dims"), [((2, 1, 5, 7), 2), ((2, 3, 5, 7), 2), ((1, 1, 3, 4, 5), 3)]
+)
+def test_as_channels_last_gives_one_channel_maps_channels_last_strides(
+    shape: tuple[int, ...], dims: int
+) -> None:
+    x = torch.randn(shape)
+    y = speed.as_channels_last(x, dims)
+    assert y.stride(1) == 1 and y.is_contiguous(memory_format=speed.memory_format(dims))
+    torch.testing.assert_close(y, x, rtol=0, atol=0)
+    if dims == 2:  # a one-channel image in these strides: the convolution writes channels-last
+        out = torch.nn.functional.conv2d(y, torch.randn(4, shape[1], 3, 3), padding=1)
+        assert out.stride(1) == 1

@@ -3,25 +3,19 @@
 Every consumer asks this module, so they all make the same decision on the same machine:
 
 * **training precision** (:func:`training_precision`): ``fp32`` or ``bf16`` autocast. ``auto``
-  chooses bf16 only where it is *measured* faster than fp32 on the device (:func:`bf16_timing`:
-  the caller's own step, or a short timed convolution, timed once per process and cached). An
-  explicit ``bf16`` on a device without native bf16 is refused (emulated, it would be slow).
+  chooses bf16 only where it is *measured* faster than fp32 on the device (:func:`bf16_timing`,
+  once per process). An explicit ``bf16`` without native bf16 is refused (emulated: slow).
 * **inference precision** (:func:`inference_precision`): ``fp32`` or ``bf16`` for the float path
-  (``int8`` is decided by :func:`unetkit.infer.engine.inference_network`, which needs the
-  model's calibration). ``auto`` follows the instruction set (AMX-BF16 CPUs, CUDA) without
-  timing, so predictions are reproducible; an explicit ``bf16`` is honoured everywhere.
-* **memory format** (:func:`use_channels_last`, :func:`memory_format`, :func:`to_channels_last`):
+  (``int8``: :func:`unetkit.infer.engine.inference_network`, with the model's calibration).
+  ``auto`` follows the instruction set (AMX-BF16 CPUs, CUDA) without timing (reproducible).
+* **memory format** (:func:`use_channels_last`, :func:`memory_format`, :func:`as_channels_last`):
   channels_last for 2D and channels_last_3d for 3D, on CPU and CUDA; 1D has no such format.
-* :func:`autocast`: the context in which the forward pass runs for a chosen precision.
+* :func:`autocast`: the forward's context for a precision; :func:`grad_scaler` for fp16.
 * **device** (:func:`resolve_device`): ``auto`` (CUDA when present, else the CPU), ``cpu``,
-  ``cuda`` or ``cuda:N``; under ``torchrun`` ``auto`` and ``cuda`` take the process's
-  ``LOCAL_RANK`` GPU. Every command and the Python API resolve ``--device`` here.
-* **gradient scaling** (:func:`grad_scaler`): fp16 autocast (CUDA GPUs without bf16) needs a
-  gradient scaler; bf16 and fp32 do not.
+  ``cuda`` or ``cuda:N`` (under ``torchrun``: the ``LOCAL_RANK`` GPU), for every command.
 
-A leaf module: it imports torch and :mod:`unetkit.hardware` only. Measured on the benchmark
-machine (``benchmarks/README.md``): a Xeon with AVX-512 BF16 but no AMX runs bf16 convolutions
-at about half the fp32 rate, so ``auto`` is fp32 there; CPUs with AMX-BF16 and CUDA GPUs gain.
+A leaf module: it imports torch and :mod:`unetkit.hardware` only. A Xeon with AVX-512 BF16 but
+no AMX runs bf16 convolutions at half the fp32 rate (``benchmarks/README.md``): ``auto`` = fp32.
 """
 
 from __future__ import annotations
@@ -331,6 +325,15 @@ def memory_format(spatial_dims: int) -> torch.memory_format:
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
+def as_channels_last(x: Tensor, spatial_dims: int) -> Tensor:
+    """``x: (B, C, *S)`` in channels-last strides, one channel included (``contiguous`` keeps it
+    channels-first, and so was the first convolution's output: 4.7x slower, measured)."""
+    fmt = memory_format(spatial_dims)
+    if x.shape[1] != 1 or (x.stride(1) == 1 and x.is_contiguous(memory_format=fmt)):
+        return x.contiguous(memory_format=fmt)
+    return torch.empty_like(x, memory_format=fmt).copy_(x)
+
+
 def use_channels_last(
     enabled: bool | Literal["auto"],
     spatial_dims: int,
@@ -377,6 +380,7 @@ __all__ = [
     "PRECISIONS",
     "Bf16Timing",
     "Measure",
+    "as_channels_last",
     "autocast",
     "bf16_is_faster",
     "bf16_timing",

@@ -41,24 +41,26 @@ def _labels(path: Path) -> np.ndarray:
 
 
 CASES = [
-    # (model kwargs, image shape, tile, block)
-    ({"padding": "valid", "out_channels": 3}, (150, 133), 60, 40),
-    ({"padding": "same", "out_channels": 3}, (150, 133), 48, 40),
-    ({"padding": "same", "out_channels": 1}, (97, 120), 32, 30),
-    ({"padding": "same", "spatial_dims": 3}, (20, 37, 29), 16, 12),
-    ({"padding": "valid", "spatial_dims": 3}, (21, 30, 26), 36, 8),
+    # (model kwargs, image shape, tile, block, overlap)
+    ({"padding": "valid", "out_channels": 3}, (150, 133), 60, 40, 0.5),
+    ({"padding": "same", "out_channels": 3}, (150, 133), 48, 40, 0.5),
+    ({"padding": "same", "out_channels": 1}, (97, 120), 32, 30, 0.5),
+    ({"padding": "same", "spatial_dims": 3}, (20, 37, 29), 16, 12, 0.5),
+    ({"padding": "valid", "spatial_dims": 3}, (21, 30, 26), 36, 8, 0.5),
+    ({"padding": "same", "out_channels": 3}, (230, 213), 100, 60, "auto"),  # context overlap
 ]
 
 
-@pytest.mark.parametrize(("kw", "shape", "tile", "block"), CASES)
+@pytest.mark.parametrize(("kw", "shape", "tile", "block", "overlap"), CASES)
 def test_blockwise_labels_equal_in_memory(
-    tmp_path: Path, kw: dict, shape: tuple[int, ...], tile: int, block: int
+    tmp_path: Path, kw: dict, shape: tuple[int, ...], tile: int, block: int, overlap: object
 ) -> None:
     model = _model(**kw)
     image = _image(shape)
-    options = PredictOptions(tile=tile, overlap=0.5, batch_size=3)
-    plan = plan_tiles(model.config, shape, tile, 0.5)
+    options = PredictOptions(tile=tile, overlap=overlap, batch_size=3)  # type: ignore[arg-type]
+    plan = plan_tiles(model.config, shape, tile, overlap)  # type: ignore[arg-type]
     assert len(plan_blocks(plan, block)) > 1  # the case really crosses block borders
+    assert (plan.axes[0].context > 0) == (overlap == "auto")  # and tiles as it says
     src = _write_zarr(tmp_path / "in.zarr", image, tuple(max(1, n // 3) for n in shape))
     with open_lazy(src, model.config.spatial_dims) as lazy:
         predict_blockwise(model, lazy, tmp_path / "out.zarr", options=options, block=block,

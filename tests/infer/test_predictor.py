@@ -205,3 +205,32 @@ def test_normalization_from_metadata_rejects_bad_values() -> None:
         Normalization.from_metadata({"mode": "dataset", "mean": [1, 2], "std": [1, 1]}).resolve(
             np.zeros((1, 4, 4), np.float32)
         )
+
+
+@pytest.mark.parametrize(
+    ("kw", "shape", "tile"),
+    [
+        ({}, (1, 203, 181), 100),
+        ({"widths": (4, 8, 16, 32)}, (1, 333, 301), 200),
+        ({"up": "interp"}, (1, 250, 197), 112),
+        ({"down": "strided", "widths": (4, 8, 16)}, (1, 230, 210), 100),
+        ({"spatial_dims": 3, "widths": (4, 8)}, (1, 85, 61, 37), 40),
+    ],
+)
+def test_same_mode_auto_overlap_equals_whole_image(
+    kw: dict[str, object], shape: tuple[int, ...], tile: int
+) -> None:
+    """``overlap="auto"`` (the default) takes each pixel from a tile where it has its whole
+    receptive field, or where the tile's zero padding is the image border's: whole-image
+    probabilities up to float rounding, everywhere (borders included), not only close."""
+    model = _model(seed=1, **kw)
+    image = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    plan = plan_tiles(model.config, shape[1:], tile)
+    assert plan.num_tiles > 2 and plan.axes[0].context > 0  # the context overlap, not Gaussian
+    whole = predict_full(model, image, tile="whole")
+    tiled = predict_full(model, image, tile=tile)
+    np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)
+    decided = np.abs(np.diff(whole.probabilities, axis=0)[0]) > 1e-4  # not a float tie
+    np.testing.assert_array_equal(tiled.labels[decided], whole.labels[decided])
+    blended = predict_full(model, image, tile=tile, overlap=0.5).probabilities
+    assert np.abs(blended - whole.probabilities).max() > 1e-3  # the test can tell them apart

@@ -11,7 +11,7 @@ from unetkit.cli.instance_options import add_instance_arguments, params_from_arg
 from unetkit.infer.engine import PRECISIONS
 from unetkit.infer.files import FileResult, predict_files
 from unetkit.infer.predictor import PredictOptions
-from unetkit.infer.tiling import TileSpec
+from unetkit.infer.tiling import Overlap, TileSpec, check_overlap
 from unetkit.model import UNet
 
 
@@ -32,6 +32,16 @@ def parse_tile(values: list[str] | None) -> TileSpec:
     return sizes
 
 
+def parse_overlap(value: str | float) -> Overlap:
+    """``--overlap``: ``auto`` or a fraction in ``[0, 1)`` (errors name the option)."""
+    if value == "auto":
+        return "auto"
+    try:
+        return check_overlap(float(value))
+    except ValueError:
+        raise ValueError(f"--overlap: expected auto or a fraction in [0, 1), got {value}") from None
+
+
 def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     """``--tile``, ``--overlap``, ``--tta``, ``--batch-size`` (shared with ``evaluate``)."""
     p.add_argument(
@@ -43,10 +53,11 @@ def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--overlap",
-        type=float,
-        default=0.5,
-        help="same-padding models: fraction of a tile shared with its neighbour, blended with "
-        "Gaussian weights (default 0.5); valid-padding models tile seam-free without it",
+        default="auto",
+        help="same-padding models: auto (default) overlaps tiles by the model's receptive "
+        "field and takes each pixel from the tile where it has all of it (as predicting the "
+        "whole image at once); a fraction shares that much of a tile with each neighbour, "
+        "blended with Gaussian weights; valid-padding models tile seam-free without it",
     )
     p.add_argument(
         "--tta",
@@ -86,11 +97,9 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
     """The :class:`PredictOptions` of the tiling arguments, with errors naming the option."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    if not 0.0 <= args.overlap < 1.0:
-        raise ValueError(f"--overlap: expected a fraction in [0, 1), got {args.overlap}")
     return PredictOptions(
         tile=parse_tile(args.tile),
-        overlap=args.overlap,
+        overlap=parse_overlap(args.overlap),
         tta=args.tta == "on",  # "auto" is decided with the model: with_tta_default
         batch_size=args.batch_size,
         precision=args.precision,

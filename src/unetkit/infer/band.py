@@ -2,7 +2,8 @@
 
 Weighted tile logits are added into a band ``(K, O_0, *N_rest)`` float32 that spans one row of
 tiles along the first spatial axis; rows that no later tile touches are finalised (divided by
-the summed weights, turned into labels and, on request, probabilities) and the band moves on.
+the summed weights for probabilities; labels come from the sums themselves, which have the
+same order) and the band moves on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,26 @@ import torch
 from torch import Tensor
 
 from unetkit.infer.tiling import TilePlan
+
+
+def class_argmax(logits: Tensor) -> Tensor:
+    """``logits.argmax(dim=0)`` of ``(K, *S)``: ``(*S)`` int64, the first class on ties.
+
+    One comparison pass per class: PyTorch's argmax over the outermost axis of a large map
+    runs about 100x slower than elementwise work on this CPU (0.45 s for 2 x 3.4 M values,
+    against 2.5 ms for ``logits[1] > logits[0]``), which made finalising an 8192² image take
+    longer than running its network."""
+    if logits.shape[0] == 2:
+        return (logits[1] > logits[0]).long()
+    best = torch.zeros(logits.shape[1:], dtype=torch.int64)
+    if logits.shape[0] == 1:
+        return best
+    top = logits[0].clone()
+    for k in range(1, logits.shape[0]):
+        better = logits[k] > top  # strict: ties keep the earlier class, as argmax does
+        best.masked_fill_(better, k)
+        torch.maximum(top, logits[k], out=top)
+    return best
 
 
 class Band:
@@ -59,24 +80,27 @@ class Band:
         rows = until - self.base
         if rows <= 0:
             return
-        block = self.acc[:, :rows]  # (K, rows, *N_rest)
-        w0 = self.weight_sums[0][self.base : until]
-        weight = w0.reshape(-1, *([1] * (len(self.spatial) - 1))) * self.rest_weight
-        logits = block / weight
+        block = self.acc[:, :rows]  # (K, rows, *N_rest), logits times the summed weights
         target = slice(self.base, until)
+        # labels straight from the weighted sums: dividing every class by the same positive
+        # weight changes no sign and no order (the division is done for probabilities only)
         if self.k == 1:
-            self.labels[target] = (logits[0] > 0).numpy()
-            if self.probabilities is not None:
+            self.labels[target] = (block[0] > 0).numpy()
+        else:
+            best = class_argmax(block)
+            self.labels[target] = (best if self.lookup is None else self.lookup[best]).numpy()
+        if self.probabilities is not None:
+            w0 = self.weight_sums[0][self.base : until]
+            logits = block / (w0.reshape(-1, *([1] * (len(self.spatial) - 1))) * self.rest_weight)
+            if self.k == 1:
                 p = torch.sigmoid(logits[0]).numpy()
                 self.probabilities[1, target] = p
                 self.probabilities[0, target] = 1.0 - p
-        else:
-            best = logits.argmax(dim=0)
-            self.labels[target] = (best if self.lookup is None else self.lookup[best]).numpy()
-            if self.probabilities is not None:
+            else:
                 self.probabilities[:, target] = torch.softmax(logits, dim=0).numpy()
         keep = self.o0 - rows
-        if keep > 0:
-            self.acc[:, :keep] = self.acc[:, rows:].clone()
+        if keep > 0:  # the rows later tiles still add to move to the front
+            rest = self.acc[:, rows : rows + keep]
+            self.acc[:, :keep] = rest.clone() if rows < keep else rest  # overlapping: copy
         self.acc[:, max(keep, 0) :] = 0
         self.base = until

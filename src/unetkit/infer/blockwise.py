@@ -33,6 +33,7 @@ from torch import Tensor
 
 from unetkit.errors import DataError
 from unetkit.infer import tta as tta_mod
+from unetkit.infer.band import class_argmax
 from unetkit.infer.block_store import WRITTEN_BY, BlockStore
 from unetkit.infer.distributed import Context
 from unetkit.infer.engine import inference_network, run_network
@@ -131,7 +132,7 @@ def finalise(
     (``K' = 2`` for a single-channel sigmoid model), as :func:`predict_array` makes them;
     ``class_of_channel`` maps the winning channel to the dataset's class (instance models)."""
     if class_of_channel is not None and logits.shape[0] > 1:
-        labels = np.asarray(class_of_channel)[logits.argmax(dim=0).numpy()]
+        labels = np.asarray(class_of_channel)[class_argmax(logits).numpy()]
         return labels, torch.softmax(logits, dim=0).numpy() if probabilities else None
     if logits.shape[0] == 1:
         labels = (logits[0] > 0).numpy()
@@ -139,7 +140,7 @@ def finalise(
             return labels, None
         p = torch.sigmoid(logits[0]).numpy()
         return labels, np.stack([1.0 - p, p])
-    labels = logits.argmax(dim=0).numpy()
+    labels = class_argmax(logits).numpy()
     return labels, torch.softmax(logits, dim=0).numpy() if probabilities else None
 
 
@@ -172,13 +173,13 @@ def predict_block(
     first = [min(s) for s in block.starts]
     ext = [max(s) - f + a.tile_out for s, f, a in zip(block.starts, first, plan.axes, strict=True)]
     acc = torch.zeros((out_channels, *ext), dtype=torch.float32)
-    tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
     tiles = list(itertools.product(*block.starts))
     for i in range(0, len(tiles), batch_size):
         chunk = tiles[i : i + batch_size]
         x = np.stack([window[(slice(None), *_tile_slices(t, first, plan, True))] for t in chunk])
         # x: (B, C, *tile_in)
-        y = tta_mod.averaged(network, torch.from_numpy(x), transforms).cpu() * tile_weight
+        y = tta_mod.averaged(network, torch.from_numpy(x), transforms).cpu()
+        y = y * torch.from_numpy(plan.batch_weights(chunk))  # (B, K, *tile_out)
         for yi, t in zip(y, chunk, strict=True):
             acc[(slice(None), *_tile_slices(t, first, plan, False))] += yi
     keep = tuple(slice(lo - f, hi - f) for (lo, hi), f in zip(block.out, first, strict=True))

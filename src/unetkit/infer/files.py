@@ -107,7 +107,7 @@ def prediction_identity(model: UNet, options: PredictOptions) -> dict[str, Any]:
     return {
         "model_sha256": tensors_digest(model.state_dict()),
         "tile": repr(options.tile),
-        "overlap": float(options.overlap),
+        "overlap": options.overlap if options.overlap == "auto" else float(options.overlap),
         "tta": bool(options.tta),
         "precision": options.precision,
     }

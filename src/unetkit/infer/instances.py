@@ -22,7 +22,7 @@ import numpy as np
 
 from unetkit.errors import UnetkitError
 from unetkit.infer.predictor import predict_full
-from unetkit.infer.tiling import TileSpec
+from unetkit.infer.tiling import Overlap, TileSpec
 from unetkit.instances import (
     InstanceParams,
     TuneGrid,
@@ -60,7 +60,7 @@ def predict_instances(
     params: InstanceParams | None = None,
     fallback: Fallback = "none",
     tile: TileSpec = "auto",
-    overlap: float = 0.5,
+    overlap: Overlap = "auto",
     tta: bool = True,
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,

@@ -68,6 +68,9 @@ class QuantizedUp(nn.Module):
     ``(B, C_in, *S) quint8 -> (B, C_out, *2S) quint8`` (channels_last in 2D/3D). Exactly the
     transposed convolution, with per-channel weights (PyTorch's quantized ConvTranspose takes
     per-tensor weights only, and its x86 kernels did not match the float layer when measured).
+    The 1x1 convolution's channels are ordered offset first, output channel last (channel
+    ``(a, b, ..) * C_out + o``), so that depth-to-space copies runs of ``2 C_out`` bytes
+    (3.5x faster than byte by byte at 16 channels; :meth:`forward`).
     """
 
     def __init__(self, conv: nn.Module, qp: tuple[float, int]) -> None:
@@ -78,25 +81,28 @@ class QuantizedUp(nn.Module):
         c_in, c_out = weight.shape[:2]
         dims = weight.ndim - 2
         self.dims, self.c_out = dims, c_out
-        # channel (o, a, b, ...) of the 1x1 conv -> output o at offset (a, b, ...)
-        order = (1, *range(2, 2 + dims), 0)
+        # channel (a, b, ..., o) of the 1x1 conv -> output o at offset (a, b, ...)
+        order = (*range(2, 2 + dims), 1, 0)
         w1 = weight.permute(order).reshape(c_out * 2**dims, c_in, *([1] * dims))
         conv1 = nn.Conv1d if dims == 1 else nn.Conv2d if dims == 2 else nn.Conv3d
         pointwise = conv1(c_in, c_out * 2**dims, 1)
         with torch.no_grad():
             pointwise.weight.copy_(w1)
-            pointwise.bias.copy_(conv.bias.detach().float().repeat_interleave(2**dims))  # type: ignore[union-attr]
+            pointwise.bias.copy_(conv.bias.detach().float().repeat(2**dims))  # type: ignore[union-attr]
         self.pointwise = quantized_conv(pointwise, False, qp)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.pointwise(x)  # (B, C_out * 2**d, *S)
+        y = self.pointwise(x)  # (B, 2**d * C_out, *S)
         d, c = self.dims, self.c_out
-        b, spatial = y.shape[0], y.shape[2:]
-        t = y.int_repr().movedim(1, -1)  # (B, *S, C_out * 2**d), a view of channels-last memory
-        t = t.reshape(b, *spatial, c, *([2] * d))
-        # (B, S1, a1, S2, a2, ..., C_out): interleave each axis with its offset
+        b, spatial = y.shape[0], tuple(y.shape[2:])
+        # (B, *S, a1, .., ad, C_out): a view of channels-last memory (a copy in 1D)
+        src = y.int_repr().movedim(1, -1).reshape(b, *spatial, *([2] * d), c)
+        out = torch.empty((b, *(2 * s for s in spatial), c), dtype=torch.uint8)
+        # out viewed as (B, S1, a1, S2, a2, .., C_out): each axis interleaved with its offset
+        view = out.view(b, *(n for s in spatial for n in (s, 2)), c)
         order = [0]
         for i in range(d):
-            order += [1 + i, 2 + d + i]
-        t = t.permute(*order, 1 + d).reshape(b, *(2 * s for s in spatial), c).movedim(-1, 1)
-        return torch._make_per_tensor_quantized_tensor(t, y.q_scale(), y.q_zero_point())
+            order += [1 + i, 1 + d + i]
+        view.copy_(src.permute(*order, 1 + 2 * d))
+        q = torch._make_per_tensor_quantized_tensor(out, y.q_scale(), y.q_zero_point())
+        return q.movedim(-1, 1)  # (B, C_out, *2S)

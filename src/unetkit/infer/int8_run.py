@@ -35,11 +35,11 @@ from torch import Tensor, nn
 
 from unetkit.infer.fold import FoldedFuse
 from unetkit.infer.int8_layers import Int8Unsupported, QuantizedUp, quantized_conv
-from unetkit.infer.optimize import memory_format
 from unetkit.model import UNet
 from unetkit.model.blocks import Fuse, center_crop, crop_to
 from unetkit.model.layers import INTERP_MODE
 from unetkit.model.walk import Point
+from unetkit.precision import as_channels_last
 
 Observe = Callable[[str, Tensor], None] | None
 QParams = Callable[..., tuple[float, int]]
@@ -131,7 +131,7 @@ class Runner:
         """``x: (B, C, *S) float -> (B, K, *S') float32``; ``observe(name, map)`` per point."""
         x, original = self.net.prepare_input(x)  # (B, C, *P)
         if self.channels_last:
-            x = x.contiguous(memory_format=memory_format(self.dims))
+            x = as_channels_last(x, self.dims)
         y = self.net.forward_core(x, functools.partial(self._step, observe))  # (B, K, *P')
         y = y if original is None else crop_to(y, original)
         return y.contiguous()
@@ -174,7 +174,19 @@ class Runner:
         )
 
     def _head(self, point: Point, observe: Observe, h: Tensor) -> Tensor:
-        return point.module(_dq(h))  # (B, K, *P) float32, the 1x1 head in fp32
+        """The 1x1 head in fp32: ``(B, C, *P) -> (B, K, *P)`` float32. In int8 mode on a
+        channels-last map it is one matrix product over the pixels (PyTorch's convolution
+        takes a slow path for so few channels and copies the map to channels-first first)."""
+        conv = point.module
+        if not (self.int8 and self.channels_last) or any(k != 1 for k in conv.kernel_size):
+            return conv(_dq(h))
+        w = conv.weight.reshape(conv.out_channels, -1).t()  # (C, K)
+        y = torch.empty((h.shape[0], *h.shape[2:], w.shape[1]))  # (B, *P, K)
+        for i in range(h.shape[0]):  # image by image: one image's float map at a time
+            x = _dq(h[i : i + 1]).movedim(1, -1).reshape(-1, w.shape[0])  # (prod(P), C)
+            out = y[i].view(-1, w.shape[1])
+            torch.mm(x, w, out=out) if conv.bias is None else torch.addmm(conv.bias, x, w, out=out)
+        return y.movedim(-1, 1)  # (B, K, *P)
 
     def _block(self, point: Point, observe: Observe, x: Tensor) -> Tensor:
         block, name = point.module, point.name

@@ -110,7 +110,7 @@ class OptimizedModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == self.spatial_dims + 2:
-            x = x.contiguous(memory_format=memory_format(self.spatial_dims))
+            x = policy.as_channels_last(x, self.spatial_dims)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             y = self._run(x)  # (B, K, *S')
         return y.float().contiguous()

@@ -32,7 +32,14 @@ from unetkit.infer import tta as tta_mod
 from unetkit.infer.band import Band
 from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
-from unetkit.infer.tiling import DEFAULT_TILE, TilePlan, TileSpec, plan_tiles
+from unetkit.infer.tiling import (
+    DEFAULT_TILE,
+    Overlap,
+    TilePlan,
+    TileSpec,
+    check_overlap,
+    plan_tiles,
+)
 from unetkit.memory import check_predict
 from unetkit.model import UNet
 
@@ -58,7 +65,10 @@ class PredictOptions:
     Attributes:
         tile: tile input edge(s), ``"auto"`` (the larger of :data:`DEFAULT_TILE` and the
             model's training ``patch_size``) or ``"whole"`` (no tiling).
-        overlap: fraction of a same-mode tile shared with each neighbour, in ``[0, 1)``.
+        overlap: same-mode tiles: ``"auto"`` overlaps them by the model's context and takes
+            each pixel from the tile where it has all of it (equal to whole-image inference,
+            :mod:`unetkit.infer.tiling`); a fraction in ``[0, 1)`` shares that much of a tile
+            with each neighbour, blended with Gaussian weights.
         tta: average over flips (and 90-degree rotations in 2D), see :mod:`unetkit.infer.tta`.
         batch_size: tiles per network call.
         precision: ``"auto"`` (int8 where the model's stored calibration agrees with fp32 and
@@ -67,7 +77,7 @@ class PredictOptions:
     """
 
     tile: TileSpec = "auto"
-    overlap: float = 0.5
+    overlap: Overlap = "auto"
     tta: bool = False
     batch_size: int = 4
     precision: str = "auto"
@@ -79,8 +89,7 @@ class PredictOptions:
             )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.overlap, int | float) or not 0.0 <= float(self.overlap) < 1.0:
-            raise ValueError(f"overlap: expected a fraction in [0, 1), got {self.overlap!r}")
+        check_overlap(self.overlap)
 
 
 def default_tile(spatial_dims: int, metadata: Mapping[str, Any] | None) -> list[int]:
@@ -170,7 +179,6 @@ def predict_array(
         np.empty((2 if k == 1 else k, *spatial), dtype=np.float32) if keep_probabilities else None
     )
     band = Band(plan, k, labels, probabilities, class_of_channel)
-    tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
     transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
     device = next(iter(model.parameters()), torch.empty(0)).device
     row_starts = plan.axes[0].starts
@@ -202,7 +210,7 @@ def predict_array(
                 x = np.stack([extract_tile(arr, plan, t) for t in chunk])  # (B, C, *tile_in)
                 x = norm.apply(x, channel_axis=1)
                 y = tta_mod.averaged(network, torch.from_numpy(x).to(device), transforms)
-                y = y.cpu() * tile_weight  # (B, K, *tile_out)
+                y = y.cpu() * torch.from_numpy(plan.batch_weights(chunk))  # (B, K, *tile_out)
                 for yi, t in zip(y, chunk, strict=True):
                     band.add(yi, t)
                 bar.update(len(chunk))
@@ -241,7 +249,7 @@ def predict_full(
     image: np.ndarray,
     *,
     tile: TileSpec = "auto",
-    overlap: float = 0.5,
+    overlap: Overlap = "auto",
     tta: bool = False,
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,
@@ -273,7 +281,7 @@ def predict(
     image: np.ndarray,
     *,
     tile: TileSpec = "auto",
-    overlap: float = 0.5,
+    overlap: Overlap = "auto",
     tta: bool = False,
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,
@@ -288,7 +296,9 @@ def predict(
             then used for normalisation and the default tile).
         image: raw intensities, any size (smaller than a tile, odd sizes, huge images).
         tile: tile input edge(s), ``"auto"`` or ``"whole"`` (one pass, no tiling).
-        overlap: same-mode tile overlap fraction (valid mode tiles are seam-free without it).
+        overlap: same-mode tiles: ``"auto"`` (overlap by the model's context, equal to
+            whole-image inference) or a fraction blended with Gaussian weights (valid mode
+            tiles are seam-free without it).
         tta: test-time augmentation by flips (and 90-degree rotations in 2D).
         batch_size: tiles per network call.
         metadata: a trained model's metadata (``load_with_metadata``); its ``normalization``
@@ -321,7 +331,7 @@ def predict_probabilities(
     image: np.ndarray,
     *,
     tile: TileSpec = "auto",
-    overlap: float = 0.5,
+    overlap: Overlap = "auto",
     tta: bool = False,
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,

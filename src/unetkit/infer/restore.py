@@ -71,7 +71,6 @@ def restore_array(
     precision = "fp32" if opts.precision in ("auto", "int8") else opts.precision
     runner = inference_network(model, precision, None)
     transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
-    tile_weight = torch.from_numpy(plan.weights())  # (*tile_out)
     acc = np.zeros((c_out, *spatial), dtype=np.float32)
     tiles = [t for _row, row_tiles in plan.rows() for t in row_tiles]
     for i in range(0, len(tiles), opts.batch_size):
@@ -82,7 +81,7 @@ def restore_array(
             torch.from_numpy(x).to(device),
             transforms,
         )
-        y = (y.float().cpu() * tile_weight).numpy()  # (B, C_out, *tile_out)
+        y = y.float().cpu().numpy() * plan.batch_weights(chunk)  # (B, C_out, *tile_out)
         for yi, starts in zip(y, chunk, strict=True):
             dst, src = [slice(None)], [slice(None)]
             for a, s in zip(plan.axes, starts, strict=True):

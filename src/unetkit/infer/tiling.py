@@ -12,15 +12,28 @@ Two strategies, chosen by the model's padding:
   stitched result **equals** whole-image inference up to float rounding. The step is the
   largest multiple of ``f`` not above ``O``; where ``O`` is not a multiple of ``f``
   neighbouring tiles overlap by ``O mod f`` pixels with equal values.
-* ``same`` padding: a **sliding window**. The tile edge ``T`` is rounded down to a multiple of
-  ``f`` (an axis not longer than the request is one tile), the step is ``T (1 - overlap)``
-  rounded down to a multiple of ``f``, tiles start at ``0, step, 2 step, ...`` and the last one
-  reads mirrored input past the far end (its excess output is dropped). Starts on the pooling
-  grid mean that a pixel with its full receptive field inside a tile gets exactly its
-  whole-image value; tiles are blended with Gaussian weights (``sigma = T / 8`` per axis,
-  peak 1) so that pixels near a tile border, which saw zero padding instead of context, count
-  little. The agreement with whole-image inference is therefore close but not exact; see the
-  tests for the measured tolerance.
+* ``same`` padding, ``overlap="auto"`` (the default): **overlap-tile with the model's
+  context**. The tile edge ``T`` is rounded down to a multiple of ``f``; the context margin
+  ``c`` is half the model's receptive field rounded up to a multiple of ``f``
+  (:func:`context_margin`): only outputs within ``c`` of a tile border see the tile's zero
+  padding. Tiles step by ``T - 2c`` from 0 and the last one ends at the image size rounded up
+  to ``f`` (where whole-image inference pads the image, reading the same mirrored pixels).
+  Each output pixel takes the value of the tile whose centre (the tile less its margins)
+  covers it; a tile's margins are weighted :data:`MARGIN_WEIGHT` and so count only at the
+  image border, where no other tile covers the pixel and the tile's zero padding is the
+  image's own. With starts on the pooling grid the stitched result therefore **equals**
+  whole-image inference up to float rounding (and ``MARGIN_WEIGHT`` of a neighbour), while
+  the network computes ``T / (T - 2c)`` of the pixels per axis (1.23 for a 4-level model at
+  ``T = 512``) where the Gaussian window at overlap 0.5 computes 2. Where a tiled axis is
+  shorter than :data:`CONTEXT_TILES` context margins (small tiles, deep models, the default
+  3D tile) that would cost more than the window, and ``"auto"`` is the window at overlap 0.5.
+* ``same`` padding, ``overlap`` a fraction: a **sliding window**. The step is
+  ``T (1 - overlap)`` rounded down to a multiple of ``f``, tiles start at ``0, step, 2 step,
+  ...`` and the last one reads mirrored input past the far end (its excess output is
+  dropped). Tiles are blended with Gaussian weights (``sigma = T / 8`` per axis, peak 1) so
+  that pixels near a tile border, which saw zero padding instead of context, count little.
+  The agreement with whole-image inference is close but not exact; see the tests for the
+  measured tolerance.
 
 Tiles form a Cartesian grid, so the sum of the tile weights at a pixel is the product of
 per-axis sums (:meth:`TilePlan.weight_sums`): no full-size weight image is ever needed.
@@ -38,12 +51,24 @@ import numpy as np
 
 from unetkit.model import UNetConfig
 from unetkit.model import sizes as model_sizes
+from unetkit.model.sizes import receptive_field
 
 TileSpec = int | Sequence[int] | Literal["auto", "whole"]
+#: Same-mode overlap: a fraction of the tile (Gaussian blending) or ``"auto"`` (the context).
+Overlap = float | Literal["auto"]
 
 # Default tile (input) edge per spatial_dims when neither the user nor the model says.
 DEFAULT_TILE = {1: 16384, 2: 512, 3: 128}
 GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
+#: ``overlap="auto"`` overlaps same-mode tiles by their context where every tiled axis is at
+#: least this many context margins long (the network then computes at most 2x the pixels per
+#: axis, as the Gaussian window at overlap 0.5 does), else it is that window.
+CONTEXT_TILES = 4
+AUTO_FALLBACK_OVERLAP = 0.5
+#: Weight of a tile's context margins with ``overlap="auto"``: they decide only pixels no tile
+#: centre covers (the image border); elsewhere they shift a value by this share of the
+#: difference between two tiles, far below any label decision.
+MARGIN_WEIGHT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,9 @@ class AxisPlan:
         starts: output start of each tile in image coordinates (increasing); a tile's output
             ``[s, s + O)`` may run past ``N`` in valid mode (the excess is dropped).
         weights: ``(O,)`` float32 blending weights of one tile along this axis.
+        context: same mode with ``overlap="auto"``: the context margin ``c`` of each tile
+            end, weighted :data:`MARGIN_WEIGHT` except at the image's own ends (the first
+            tile's near end, the last tile's far end: :meth:`tile_weights`); 0 otherwise.
     """
 
     size: int
@@ -66,6 +94,18 @@ class AxisPlan:
     margin: int
     starts: tuple[int, ...]
     weights: np.ndarray
+    context: int = 0
+
+    def tile_weights(self, start: int) -> np.ndarray:
+        """``(O,)`` float32 weights of the tile starting at ``start`` along this axis."""
+        if self.context == 0 or start not in (self.starts[0], self.starts[-1]):
+            return self.weights
+        w = self.weights.copy()
+        if start == self.starts[0]:
+            w[: self.context] = 1.0
+        if start == self.starts[-1]:
+            w[self.tile_out - self.context :] = 1.0
+        return w
 
     def input_indices(self, start: int) -> np.ndarray | slice:
         """Image indices read by the tile whose output starts at ``start`` (mirrored outside).
@@ -82,7 +122,7 @@ class AxisPlan:
         """``(N,)`` float64: the sum over tiles of this axis' weights at each position."""
         total = np.zeros(max(self.starts) + self.tile_out, np.float64)
         for s in self.starts:
-            total[s : s + self.tile_out] += self.weights
+            total[s : s + self.tile_out] += self.tile_weights(s)
         return total[: self.size]
 
 
@@ -114,12 +154,22 @@ class TilePlan:
         for s0 in self.axes[0].starts:
             yield s0, [(s0, *r) for r in itertools.product(*rest)]
 
-    def weights(self) -> np.ndarray:
-        """``tile_out``-shaped float32 blending weights of one tile (outer product of axes)."""
+    def weights(self, starts: Sequence[int] | None = None) -> np.ndarray:
+        """``tile_out``-shaped float32 blending weights (outer product of the axes') of the
+        tile at ``starts``, or of an interior tile (``None``; every tile but where
+        ``overlap="auto"`` meets the image border, :meth:`AxisPlan.tile_weights`)."""
         w = np.ones((), np.float32)
-        for a in self.axes:
-            w = np.multiply.outer(w, a.weights)
+        for i, a in enumerate(self.axes):
+            w = np.multiply.outer(w, a.weights if starts is None else a.tile_weights(starts[i]))
         return w.astype(np.float32)
+
+    def batch_weights(self, tiles: Sequence[Sequence[int]]) -> np.ndarray:
+        """Weights of a batch of tiles (their ``starts``), to multiply ``(B, K, *tile_out)``
+        outputs with: ``(B, 1, *tile_out)``, or ``(1, 1, *tile_out)`` where all tiles weigh
+        alike."""
+        if all(a.context == 0 for a in self.axes):
+            return self.weights()[None, None]
+        return np.stack([self.weights(t) for t in tiles])[:, None]
 
 
 def reflect_indices(idx: np.ndarray, n: int) -> np.ndarray:
@@ -188,7 +238,7 @@ def plan_tiles(
     config: UNetConfig,
     spatial: Sequence[int],
     tile: TileSpec = "auto",
-    overlap: float = 0.5,
+    overlap: Overlap = "auto",
     default_tile: int | Sequence[int] | None = None,
 ) -> TilePlan:
     """Plan the tiles of an image of spatial shape ``spatial`` for a model with ``config``.
@@ -199,7 +249,8 @@ def plan_tiles(
         tile: input edge per axis (a valid-mode size is rounded down to a valid input size,
             or up to the smallest one), ``"auto"`` for ``default_tile``, or ``"whole"`` for one
             tile over the whole image (whole-image inference).
-        overlap: fraction of a same-mode tile shared with its neighbour, in ``[0, 1)``;
+        overlap: same mode: ``"auto"`` (overlap by the model's context, seam-free) or the
+            fraction of a tile shared with its neighbour, in ``[0, 1)`` (Gaussian blending);
             valid mode needs no overlap and ignores it.
         default_tile: edge(s) used by ``"auto"``; ``None`` uses :data:`DEFAULT_TILE`.
 
@@ -211,8 +262,7 @@ def plan_tiles(
     spatial = tuple(int(n) for n in spatial)
     if len(spatial) != d or any(n < 1 for n in spatial):
         raise ValueError(f"image: expected {d} positive spatial sizes, got {spatial}")
-    if not isinstance(overlap, int | float) or not 0.0 <= float(overlap) < 1.0:
-        raise ValueError(f"overlap: expected a fraction in [0, 1), got {overlap!r}")
+    check_overlap(overlap)
     if default_tile is None:
         defaults: list[int] = [DEFAULT_TILE[d]] * d
     elif isinstance(default_tile, int):
@@ -230,21 +280,83 @@ def plan_tiles(
             for a, (n, r) in enumerate(zip(spatial, requests, strict=True))
         )
         return TilePlan("valid", axes)
+    factors = config.downsample_factors
+    if overlap == "auto":
+        contexts = [context_margin(config, a) for a in range(d)]
+        if all(
+            r is None or r >= n or r // f * f >= CONTEXT_TILES * c
+            for n, r, f, c in zip(spatial, requests, factors, contexts, strict=True)
+        ):
+            return TilePlan(
+                "same",
+                tuple(
+                    _plan_context_axis(n, r, f, c)
+                    for n, r, f, c in zip(spatial, requests, factors, contexts, strict=True)
+                ),
+            )
+        overlap = AUTO_FALLBACK_OVERLAP  # tiles too small for their context (module doc)
     axes = tuple(
         _plan_same_axis(n, r, float(overlap), f)
-        for n, r, f in zip(spatial, requests, config.downsample_factors, strict=True)
+        for n, r, f in zip(spatial, requests, factors, strict=True)
     )
     return TilePlan("same", axes)
 
 
+def check_overlap(overlap: object) -> Overlap:
+    """``overlap`` if it is ``"auto"`` or a fraction in ``[0, 1)``, else ``ValueError``."""
+    if overlap == "auto":
+        return "auto"
+    if isinstance(overlap, bool) or not isinstance(overlap, int | float):
+        raise ValueError(f"overlap: expected 'auto' or a fraction in [0, 1), got {overlap!r}")
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"overlap: expected 'auto' or a fraction in [0, 1), got {overlap!r}")
+    return float(overlap)
+
+
+def context_margin(config: UNetConfig, axis: int = 0) -> int:
+    """Outputs within this many pixels of a same-mode tile's border see its zero padding:
+    half the receptive field along ``axis``, rounded up to the downsampling factor."""
+    f = config.downsample_factors[axis]
+    half = math.ceil(receptive_field(config, axis) / 2)
+    return -(-half // f) * f
+
+
+def _whole_axis(n: int) -> AxisPlan:
+    ones = np.ones(n, np.float32)
+    return AxisPlan(size=n, tile_in=n, tile_out=n, margin=0, starts=(0,), weights=ones)
+
+
+def _plan_context_axis(n: int, request: int | None, factor: int, context: int) -> AxisPlan:
+    """Same mode, ``overlap="auto"``: tiles overlap by twice the context (module doc)."""
+    if request is None or request >= n:
+        return _whole_axis(n)
+    t = max(2 * context + factor, (request // factor) * factor)
+    if t >= n:
+        return _whole_axis(n)
+    padded = -(-n // factor) * factor  # whole-image inference pads the axis to this
+    step = t - 2 * context
+    starts = [0]
+    while starts[-1] + t < padded:
+        starts.append(min(starts[-1] + step, padded - t))
+    weights = np.ones(t, np.float32)
+    weights[:context] = weights[t - context :] = MARGIN_WEIGHT
+    return AxisPlan(
+        size=n,
+        tile_in=t,
+        tile_out=t,
+        margin=0,
+        starts=tuple(starts),
+        weights=weights,
+        context=context,
+    )
+
+
 def _plan_same_axis(n: int, request: int | None, overlap: float, factor: int) -> AxisPlan:
     if request is None or request >= n:
-        weights = np.ones(n, np.float32)
-        return AxisPlan(size=n, tile_in=n, tile_out=n, margin=0, starts=(0,), weights=weights)
+        return _whole_axis(n)
     t = max(factor, (request // factor) * factor)
     if t >= n:
-        weights = np.ones(n, np.float32)
-        return AxisPlan(size=n, tile_in=n, tile_out=n, margin=0, starts=(0,), weights=weights)
+        return _whole_axis(n)
     step = max(factor, int(t * (1.0 - overlap)) // factor * factor)
     count = 1 + math.ceil((n - t) / step)
     starts = tuple(i * step for i in range(count))

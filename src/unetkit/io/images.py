@@ -252,8 +252,13 @@ def _first_fraction(arr: np.ndarray) -> float:
 
 
 def _smallest_uint(arr: np.ndarray, *, allow_32: bool) -> np.dtype | None:
-    """uint8/uint16(/uint32) if every value is an integer that fits, else None."""
-    if arr.size and (arr.min() < 0 or not np.array_equal(arr, np.round(arr))):
+    """uint8/uint16(/uint32) if every value is an integer that fits, else None.
+
+    Integer arrays are checked without temporaries (a huge label map is not copied)."""
+    if arr.size and arr.dtype.kind in "biu":
+        if arr.dtype.kind != "u" and arr.min() < 0:
+            return None
+    elif arr.size and (arr.min() < 0 or not np.array_equal(arr, np.round(arr))):
         return None
     top = float(arr.max(initial=0))
     for dt in (np.uint8, np.uint16, *((np.uint32,) if allow_32 else ())):
@@ -384,10 +389,10 @@ def write_mask(
         if suffix == ".png":
             if arr.ndim != 2:
                 raise ValueError(f"array: PNG masks must be 2D, got {arr.shape}; use .tif")
-            payload = png_bytes(arr.astype(dt))
+            payload = png_bytes(arr.astype(dt, copy=False))
         else:
             if arr.ndim == 1:
                 raise ValueError("array: TIFF needs a 2D or 3D mask; use .npy for 1D")
-            payload = tiff_bytes(arr.astype(dt), "ZYX"[-arr.ndim :])
+            payload = tiff_bytes(arr.astype(dt, copy=False), "ZYX"[-arr.ndim :])
     with atomic_write(p, "wb") as fh:
         fh.write(payload)
