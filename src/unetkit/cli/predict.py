@@ -141,7 +141,7 @@ def add_large_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="block edge in output pixels for block-wise inputs, rounded to whole tile steps "
-        "(default 4096 in 2D, 256 in 3D)",
+        "(default: sized with the tile batch to plan at most 512 MiB)",
     )
 
 
