@@ -279,6 +279,7 @@ def _run_restore(
         output=args.dtype,
         overwrite=args.overwrite,
         on_result=report_skipped,
+        spacing=getattr(args, "spacing", None),
     )
     done = sum(r.status == "predicted" for r in results)
     unit = "float32" if args.dtype == "float32" else "the input's pixel type"

@@ -23,6 +23,7 @@ from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import OutputFolder
 from unetkit.infer.predictor import PredictOptions
 from unetkit.model import UNet
+from unetkit.train.resample import needs_resampling
 
 STORE_SUFFIX = ".zarr"
 
@@ -86,9 +87,24 @@ def predict_large_file(
     context: Context,
     before_write: Callable[[], None] | None = None,
     class_of_channel: Sequence[int] | None = None,
+    target_spacing: Sequence[float] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> int:
-    """Predict one huge input into ``dest``; the number of blocks this process predicted."""
+    """Predict one huge input into ``dest``; the number of blocks this process predicted.
+
+    Raises:
+        UnetkitError: the model has a ``target_spacing`` at which the image's grid changes
+            (its spacing: ``spacing``, else the OME-Zarr scale): blocks are not resampled.
+    """
     with open_lazy(source, model.config.spatial_dims) as image:
+        sp = tuple(spacing) if spacing is not None else image.scale
+        if needs_resampling(image.spatial, sp, target_spacing):
+            raise UnetkitError(
+                f"{source}: its spacing {list(sp or [])} is not the model's target spacing "
+                f"{list(target_spacing or [])}, and block-wise prediction does not resample; "
+                f"resample the image to the target spacing first (an OME-Zarr level at it), "
+                f"or predict it in memory as a TIFF without --blockwise"
+            )
         try:
             return predict_blockwise(
                 model,
