@@ -1,6 +1,6 @@
 """A model trained at a target spacing, on an anisotropic input, everywhere predict goes: the
-Python API, ``--instances``, restoration models and the block-wise Zarr path. Outputs land on
-the input's own grid and match the in-memory file path."""
+Python API, ``--instances``, restoration models and the block-wise Zarr path (resampled block
+by block, seam-free). Outputs land on the input's own grid and match the in-memory file path."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import unetkit
-from unetkit.errors import UnetkitError
+from unetkit.infer.block_resample import zoom_window
 from unetkit.infer.files import predict_files
 from unetkit.infer.instance_files import predict_instance_files
 from unetkit.infer.instances import predict_instances
@@ -22,6 +22,7 @@ from unetkit.instances.postprocess import instances_from_probabilities
 from unetkit.instances.spec import InstanceSpec
 from unetkit.io.images import read_mask
 from unetkit.model import UNet, UNetConfig
+from unetkit.train.resample import zoom_to
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -103,9 +104,28 @@ def test_restoration_comes_back_on_the_inputs_grid(tmp_path: Path) -> None:
     assert not np.allclose(restored, plain, rtol=1e-3)
 
 
-def test_blockwise_refuses_a_zarr_off_the_target_spacing_in_one_line(tmp_path: Path) -> None:
+def test_zoom_window_equals_zoom_to_over_any_region() -> None:
+    rng = np.random.default_rng(6)
+    volume = rng.normal(size=(2, 7, 19, 11)).astype(np.float32)
+    for shape in [(20, 19, 11), (3, 40, 6), (7, 19, 11)]:
+        whole = zoom_to(volume, shape, order=1)
+        for _ in range(5):
+            region = []
+            for m in shape:
+                lo = int(rng.integers(0, m))
+                region.append(slice(lo, int(rng.integers(lo + 1, m + 1))))
+            got = zoom_window(lambda r: volume[(slice(None), *r)], volume.shape[1:], shape, region)
+            np.testing.assert_allclose(got, whole[(slice(None), *region)], atol=1e-6)
+
+
+def test_blockwise_zarr_at_the_target_spacing_equals_the_in_memory_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     zarr = pytest.importorskip("zarr")
-    model = _model()
+    from unetkit.infer import block_resample
+
+    monkeypatch.setattr(block_resample, "BACK_MEMORY", 40_000)  # many blocks on the way back
+    model = _model(out_channels=3, seed=3)
     volume = np.random.default_rng(5).integers(0, 255, (6, 20, 18), dtype=np.uint8)
     root = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=2)
     root.attrs["multiscales"] = [{
@@ -116,11 +136,22 @@ def test_blockwise_refuses_a_zarr_off_the_target_spacing_in_one_line(tmp_path: P
     }]  # fmt: skip
     arr = root.create_array("0", shape=volume.shape, chunks=(3, 10, 9), dtype="uint8")
     arr[...] = volume
+    tifffile.imwrite(tmp_path / "img.tif", volume)
     meta = {"target_spacing": TARGET}
-    with pytest.raises(UnetkitError, match="block-wise prediction does not resample") as err:
-        predict_files(model, meta, [tmp_path / "img.zarr"], tmp_path / "out")
-    assert "\n" not in str(err.value) and "[3.0, 1.0, 1.0]" in str(err.value)
-    assert not (tmp_path / "out" / "img.zarr").exists()  # nothing half-written
-    # declared to be at the target already: predicted as it is
-    predict_files(model, meta, [tmp_path / "img.zarr"], tmp_path / "ok", spacing=TARGET)
-    assert (tmp_path / "ok" / "img.zarr").is_dir()
+    options = PredictOptions(tile=[8, 16, 16], overlap=0.5)
+    predict_files(model, meta, [tmp_path / "img.zarr"], tmp_path / "big", options=options,
+                  save_probabilities=True, block=8)  # the scale of the OME-Zarr  # fmt: skip
+    predict_files(model, meta, [tmp_path / "img.tif"], tmp_path / "mem", options=options,
+                  save_probabilities=True, spacing=SPACING)  # fmt: skip
+    out = zarr.open_group(str(tmp_path / "big" / "img.zarr"), mode="r")
+    labels = np.asarray(out["labels/prediction/0"][...])
+    assert labels.shape == volume.shape
+    ref = read_mask(tmp_path / "mem" / "img.tif")
+    assert len(np.unique(ref)) > 1
+    np.testing.assert_array_equal(labels, ref)
+    probs = np.load(tmp_path / "mem" / "probabilities" / "img.npy")
+    np.testing.assert_allclose(np.asarray(out["probabilities"][...]), probs, atol=1e-5)
+    assert not (tmp_path / "big" / "img.zarr" / "scratch").exists()
+    again = predict_files(model, meta, [tmp_path / "img.zarr"], tmp_path / "big",
+                          options=options, save_probabilities=True, block=8)  # fmt: skip
+    assert again[0].status == "skipped"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unetkit.errors import UnetkitError
+from unetkit.infer.block_resample import predict_blockwise_at_spacing
 from unetkit.infer.blockwise import predict_blockwise
 from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import TIFF_SUFFIXES, is_zarr, open_lazy
@@ -92,34 +93,29 @@ def predict_large_file(
 ) -> int:
     """Predict one huge input into ``dest``; the number of blocks this process predicted.
 
-    Raises:
-        UnetkitError: the model has a ``target_spacing`` at which the image's grid changes
-            (its spacing: ``spacing``, else the OME-Zarr scale): blocks are not resampled.
+    An image whose grid changes at the model's ``target_spacing`` (its spacing: ``spacing``,
+    else the OME-Zarr scale) is predicted there and brought back block by block
+    (:mod:`unetkit.infer.block_resample`).
     """
+    common: dict[str, Any] = {
+        "options": options,
+        "normalization": normalization,
+        "default_tile": tile_default,
+        "block": block,
+        "probabilities": probabilities,
+        "identity": identity,
+        "int8": int8,
+        "context": context,
+        "before_write": before_write,
+        "class_of_channel": class_of_channel,
+    }
     with open_lazy(source, model.config.spatial_dims) as image:
         sp = tuple(spacing) if spacing is not None else image.scale
-        if needs_resampling(image.spatial, sp, target_spacing):
-            raise UnetkitError(
-                f"{source}: its spacing {list(sp or [])} is not the model's target spacing "
-                f"{list(target_spacing or [])}, and block-wise prediction does not resample; "
-                f"resample the image to the target spacing first (an OME-Zarr level at it), "
-                f"or predict it in memory as a TIFF without --blockwise"
-            )
         try:
-            return predict_blockwise(
-                model,
-                image,
-                dest,
-                options=options,
-                normalization=normalization,
-                default_tile=tile_default,
-                block=block,
-                probabilities=probabilities,
-                identity=identity,
-                int8=int8,
-                context=context,
-                before_write=before_write,
-                class_of_channel=class_of_channel,
-            )
+            if target_spacing is not None and needs_resampling(image.spatial, sp, target_spacing):
+                return predict_blockwise_at_spacing(
+                    model, image, dest, spacing=sp or (), target=target_spacing, **common
+                )
+            return predict_blockwise(model, image, dest, **common)
         except ValueError as exc:
             raise UnetkitError(f"{source}: {exc}") from None
