@@ -141,7 +141,7 @@ def add_large_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="block edge in output pixels for block-wise inputs, rounded to whole tile steps "
-        "(default: sized with the tile batch to plan at most 512 MiB)",
+        "(default: sized with the tile batch to plan at most 640 MiB)",
     )
 
 
@@ -184,9 +184,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         metavar="S",
-        help="voxel spacing of inputs without one (NIfTI headers carry theirs), one number per "
-        "axis, first axis first; a model trained at a target spacing resamples them to it and "
-        "writes outputs on the input's own grid",
+        help="voxel spacing of inputs without one (NIfTI headers carry theirs; for an OME-Zarr "
+        "it replaces the scale), one number per axis, first axis first; a model trained at a "
+        "target spacing resamples them to it and writes outputs on the input's own grid "
+        "(labels, --instances ids, restored images; Zarr block by block)",
     )
     p.set_defaults(run=run)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from unetkit.infer.tiling import AxisPlan, TilePlan
 
 #: Bytes the tile batch and one block may plan to use together, by default.
-BLOCK_MEMORY = 512 * 2**20
+BLOCK_MEMORY = 640 * 2**20
 
 
 @dataclass(frozen=True)
