@@ -133,11 +133,21 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
                     for fn, v in rows[:14]
                 ]
             start = time.perf_counter()
-            predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
-                              block=edges, memory=memory, probabilities=args.probabilities)
+            written: list[int] = []
+
+            def count(block: object) -> None:
+                written.append(1)
+                if args.max_blocks and len(written) >= args.max_blocks:
+                    raise _StopAfterBlock
+
+            with contextlib.suppress(_StopAfterBlock):
+                predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
+                                  block=edges, memory=memory, probabilities=args.probabilities,
+                                  on_block=count)
             seconds = time.perf_counter() - start
     out = {"source": "zarr", "shape": list(shape), "block": list(edges), "blocks": blocks,
            "block_planned_mib": round(planned / 2**20, 1), "batch": batch,
+           "blocks_written": len(written),
            "tiles": plan.num_tiles, "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
            "rss_before_predict_mib": round(before, 1),
            "image_mib": round(float(np.prod(shape)) / 2**20, 1)}
@@ -210,6 +220,9 @@ def main() -> None:
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
     p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
     p.add_argument("--json", help="--suite: write the numbers to this file")
+    p.add_argument("--max-blocks", type=int, default=0,
+                   help="--source zarr: stop after this many blocks (peak memory of a volume "
+                   "too large to predict whole here; the statistics pass still reads it all)")
     args = p.parse_args()
     if args.dims == 3 and args.preset == "unet2d_small":
         args.preset = "unet3d_small"
@@ -229,7 +242,8 @@ def main() -> None:
         out.update(size=n if args.dims == 2 else None, preset=args.preset,
                    padding=args.padding, threads=args.threads,
                    overlap=args.overlap, probabilities=args.probabilities,
-                   megapixels_per_s=round(pixels / 1e6 / out["seconds"], 3),
+                   megapixels_per_s=round(pixels / 1e6 / out["seconds"], 3)
+                   if out["blocks_written"] == out["blocks"] else None,
                    peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return
