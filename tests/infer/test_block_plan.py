@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from unetkit.infer import Normalization, PredictOptions, predict_array
-from unetkit.infer.block_plan import block_bytes, min_steps, plan_blocks
+from unetkit.infer.block_plan import block_bytes, block_edges, min_steps, plan_blocks
 from unetkit.infer.blockwise import choose_block, predict_blockwise
 from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import open_lazy
@@ -170,3 +170,20 @@ def test_ranks_sharing_block_rows_equal_one_process(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_labels(tmp_path / "two.zarr"), _labels(tmp_path / "one.zarr"))
     ref = predict_array(model, image.astype(np.float32), options=options, normalization=norm)
     np.testing.assert_array_equal(_labels(tmp_path / "one.zarr"), ref.labels)
+
+
+def test_block_edges_planned_again_give_the_same_blocks() -> None:
+    cfg = _model(spatial_dims=3).config
+    for shape, tile, block in [
+        ((40, 200, 200), 32, 48),
+        ((26, 41, 33), 16, 1),
+        ((9, 70, 5), 8, 64),
+    ]:
+        plan = plan_tiles(cfg, shape, tile, 0.25)
+        edges = block_edges(plan, block)
+        assert block_edges(plan, edges) == edges
+        assert [b.out for b in plan_blocks(plan, edges)] == [
+            b.out for b in plan_blocks(plan, block)
+        ]
+        for a, e in zip(plan.axes, edges, strict=True):
+            assert e <= a.size

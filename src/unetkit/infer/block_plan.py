@@ -66,6 +66,10 @@ def min_steps(a: AxisPlan) -> int:
 
 
 def _per(a: AxisPlan, edge: int) -> int:
+    """Tile steps per block along ``a`` for an edge of ``edge`` pixels (the whole axis when
+    the edge covers it, so that :func:`block_edges` planned again gives the same blocks)."""
+    if edge >= a.size:
+        return max(1, len(a.starts))
     return max(min_steps(a), edge // _step(a))
 
 
@@ -179,7 +183,4 @@ def block_steps(
     n = max(floor)
     while n < max(most) and fits(n + 1):
         n += 1
-    return tuple(
-        a.size if len(a.starts) == 1 else p * _step(a)
-        for a, p in zip(plan.axes, size(n), strict=True)
-    )
+    return block_edges(plan, [p * _step(a) for a, p in zip(plan.axes, size(n), strict=True)])
