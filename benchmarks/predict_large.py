@@ -79,26 +79,34 @@ def synthetic_slab(shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
     return out
 
 
+def write_input(path: str, shape: tuple[int, ...]) -> None:
+    """Write the synthetic image or volume ``shape`` to a chunked uint8 Zarr store, slab by
+    slab."""
+    import zarr
+
+    chunks = (64, 512, 512) if len(shape) == 3 else (1024, 1024)
+    src = zarr.open_array(path, mode="w", shape=shape, chunks=chunks, dtype=np.uint8)
+    for lo in range(0, shape[0], chunks[0]):
+        src[lo : lo + chunks[0]] = synthetic_slab(shape, lo, min(shape[0], lo + chunks[0]))
+
+
 class _StopAfterBlock(Exception):
     pass
 
 
 def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
     """Write the image to a Zarr store slab by slab, then predict it block-wise into another."""
-    import zarr
 
     from unetkit.infer.block_plan import block_bytes, plan_blocks
     from unetkit.infer.blockwise import choose_block, predict_blockwise
     from unetkit.infer.lazy_image import open_lazy
 
     shape = tuple(args.shape) if args.dims == 3 else (args.size, args.size)
-    chunks = (64, 512, 512) if args.dims == 3 else (1024, 1024)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        src = zarr.open_array(str(Path(tmp) / "in.zarr"), mode="w", shape=shape,
-                              chunks=chunks, dtype=np.uint8)
-        slab = chunks[0]
-        for lo in range(0, shape[0], slab):
-            src[lo : lo + slab] = synthetic_slab(shape, lo, min(shape[0], lo + slab))
+        # the input is written by another process, so that this one's peak is the prediction's
+        subprocess.run([sys.executable, __file__, "--write-input", str(Path(tmp) / "in.zarr"),
+                        "--dims", str(args.dims), "--size", str(args.size),
+                        "--shape", *map(str, args.shape)], check=True)
         before = rss_mb()
         options = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
         with open_lazy(Path(tmp) / "in.zarr", args.dims) as image:
@@ -220,6 +228,7 @@ def main() -> None:
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
     p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
     p.add_argument("--json", help="--suite: write the numbers to this file")
+    p.add_argument("--write-input", help="only write the synthetic input store here")
     p.add_argument("--max-blocks", type=int, default=0,
                    help="--source zarr: stop after this many blocks (peak memory of a volume "
                    "too large to predict whole here; the statistics pass still reads it all)")
@@ -228,6 +237,9 @@ def main() -> None:
         args.preset = "unet3d_small"
     if args.dims == 3 and args.tile == 512:
         args.tile = 96
+    if args.write_input:
+        write_input(args.write_input, tuple(args.shape) if args.dims == 3 else (args.size,) * 2)
+        return
     if args.suite:
         run_suite(args)
         return
