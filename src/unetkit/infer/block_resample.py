@@ -95,6 +95,7 @@ class ResampledImage:
 
     @property
     def path(self) -> Path:
+        """The source's path (for messages)."""
         return self.source.path
 
     @property
@@ -104,10 +105,12 @@ class ResampledImage:
 
     @property
     def spatial(self) -> tuple[int, ...]:
+        """The spatial shape at the target grid."""
         return self.target_shape
 
     @property
     def dtype(self) -> np.dtype:
+        """float32: interpolated values."""
         return np.dtype(np.float32)
 
     def read(self, region: Sequence[slice]) -> np.ndarray:

@@ -2,20 +2,28 @@
 
 The image (a :class:`unetkit.infer.lazy_image.LazyImage`: Zarr, OME-Zarr or a TIFF's Zarr
 view) is tiled exactly as the in-memory path tiles it (:func:`unetkit.infer.tiling.plan_tiles`
-over the **whole** image). The output is cut into **blocks** along that tile grid: a block's
-edge is a whole number of tile steps, so blocks coincide with the output store's chunks. A
-block is predicted from every tile of the global grid whose output touches it, reading only the
-input window those tiles need (mirrored at the image's own borders, as in memory), and the
-summed tile logits are divided by the global weight sums. Each output pixel therefore receives
-the same tiles, weights and sums, in the same order, as in :func:`predict_array`: the labels
-equal the in-memory result (valid-mode models stay seam-free, same-mode blending is unchanged),
-while memory holds one block's input window and accumulator, never the image.
+over the **whole** image). The output is cut into **blocks** along that tile grid
+(:mod:`unetkit.infer.block_plan`): a block's edge is a whole number of tile steps, so blocks
+coincide with the output store's chunks, and a block **owns** the tiles whose output starts in
+it, so every tile is computed once. A block reads only the input window of its tiles (mirrored
+at the image's own borders, as in memory) and sums their weighted logits over itself and its
+**overhang** (the part of its tiles' outputs that reaches into the next blocks)::
+
+    window (C, *) -> tiles -> acc (K, *block + overhang) -> overhang pieces -> scratch files
+    own part + pieces carried in from the previous blocks -> / weight sums -> labels
+
+Each overhang piece is saved for the one block it falls into (:class:`BlockStore` scratch, one
+writer per file), so the blocks run in row-major order and memory holds one block, never the
+image; every pixel receives the same tiles and global weight sums as in :func:`predict_array`,
+and the labels equal the in-memory result (valid-mode models stay seam-free, same-mode blending
+is unchanged). Blocks and the tile batch are sized together from a memory budget
+(:func:`choose_block`).
 
 Per-image normalisation needs the image's mean and std first: one streaming pass over the
-blocks (per-block statistics combined in block order, so every process count gives the same
-numbers), stored with the output so a resumed run uses the very same values.
-
-Under ``torchrun`` the processes share the blocks (:mod:`unetkit.infer.distributed`).
+blocks (:mod:`unetkit.infer.block_norm`), stored with the output so a resumed run uses the very
+same values. Under ``torchrun`` each process takes a contiguous run of block rows along the
+first axis; only its first row waits (its sums saved) until the previous process has written
+the overhang into it (:mod:`unetkit.infer.distributed`).
 """
 
 from __future__ import annotations
