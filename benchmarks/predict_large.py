@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from unetkit.infer import PredictOptions, plan_tiles, predict_array
+from unetkit.infer.block_plan import BLOCK_MEMORY
 from unetkit.model import create_model
 
 
@@ -63,13 +64,30 @@ def synthetic_rows(n: int, lo: int, hi: int) -> np.ndarray:
 
 def synthetic_slab(shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
     """Rows ``[lo, hi)`` along the first axis of the synthetic image or volume ``shape``, as
-    ``uint8`` (2D: :func:`synthetic_rows`; 3D: its in-plane pattern, shifted along z)."""
+    ``uint8`` (2D: :func:`synthetic_rows`; 3D: its in-plane pattern, shifted along z), built
+    plane by plane so that generating the input never costs more than the slab itself."""
     if len(shape) == 2:
-        return synthetic_rows(shape[0], lo, hi).clip(0, 255).astype(np.uint8)
-    plane = synthetic_rows(shape[1], 0, shape[1])[:, : shape[2]]
-    return np.stack([np.roll(plane, 3 * z, axis=1) for z in range(lo, hi)]).clip(0, 255).astype(
-        np.uint8
-    )
+        out = np.empty((hi - lo, shape[1]), np.uint8)
+        for r in range(lo, hi, 128):
+            rows = synthetic_rows(shape[0], r, min(hi, r + 128))
+            out[r - lo : r - lo + len(rows)] = rows.clip(0, 255)
+        return out
+    plane = synthetic_rows(shape[1], 0, shape[1])[:, : shape[2]].clip(0, 255).astype(np.uint8)
+    out = np.empty((hi - lo, *plane.shape), np.uint8)
+    for z in range(lo, hi):
+        out[z - lo] = np.roll(plane, 3 * z, axis=1)
+    return out
+
+
+def write_input(path: str, shape: tuple[int, ...]) -> None:
+    """Write the synthetic image or volume ``shape`` to a chunked uint8 Zarr store, slab by
+    slab."""
+    import zarr
+
+    chunks = (64, 512, 512) if len(shape) == 3 else (1024, 1024)
+    src = zarr.open_array(path, mode="w", shape=shape, chunks=chunks, dtype=np.uint8)
+    for lo in range(0, shape[0], chunks[0]):
+        src[lo : lo + chunks[0]] = synthetic_slab(shape, lo, min(shape[0], lo + chunks[0]))
 
 
 class _StopAfterBlock(Exception):
@@ -78,24 +96,30 @@ class _StopAfterBlock(Exception):
 
 def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
     """Write the image to a Zarr store slab by slab, then predict it block-wise into another."""
-    import zarr
 
-    from unetkit.infer.blockwise import plan_blocks, predict_blockwise
+    from unetkit.infer.block_plan import block_bytes, plan_blocks
+    from unetkit.infer.blockwise import choose_block, predict_blockwise
     from unetkit.infer.lazy_image import open_lazy
 
     shape = tuple(args.shape) if args.dims == 3 else (args.size, args.size)
-    chunks = (64, 512, 512) if args.dims == 3 else (1024, 1024)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        src = zarr.open_array(str(Path(tmp) / "in.zarr"), mode="w", shape=shape,
-                              chunks=chunks, dtype=np.uint8)
-        slab = chunks[0]
-        for lo in range(0, shape[0], slab):
-            src[lo : lo + slab] = synthetic_slab(shape, lo, min(shape[0], lo + slab))
+        # the input is written by another process, so that this one's peak is the prediction's
+        subprocess.run([sys.executable, __file__, "--write-input", str(Path(tmp) / "in.zarr"),
+                        "--dims", str(args.dims), "--size", str(args.size),
+                        "--shape", *map(str, args.shape)], check=True)
         before = rss_mb()
         options = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
         with open_lazy(Path(tmp) / "in.zarr", args.dims) as image:
             plan = plan_tiles(model.config, image.spatial, args.tile, args.overlap)
-            blocks = len(plan_blocks(plan, args.block))
+            memory = int(args.block_memory * 2**20)
+            edges, batch = choose_block(plan, model.config, image.dtype, args.probabilities,
+                                        args.batch_size, args.block, memory)
+            blocks = len(plan_blocks(plan, edges))
+            steps = [max(1, e // max(1, a.starts[1] - a.starts[0])) if len(a.starts) > 1 else 1
+                     for e, a in zip(edges, plan.axes, strict=True)]
+            planned = block_bytes(plan, steps, in_channels=1,
+                                  out_channels=model.config.out_channels, itemsize=1,
+                                  probabilities=args.probabilities)
             profile = None
             if args.profile:  # one block under cProfile, in its own output store
                 prof = cProfile.Profile()
@@ -106,7 +130,8 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
                 prof.enable()
                 with contextlib.suppress(_StopAfterBlock):
                     predict_blockwise(model, image, Path(tmp) / "profiled.zarr",
-                                      options=options, block=args.block, on_block=stop)
+                                      options=options, block=edges, memory=memory,
+                                      on_block=stop)
                 prof.disable()
                 stats = pstats.Stats(prof).sort_stats("cumulative")
                 rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
@@ -116,10 +141,21 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
                     for fn, v in rows[:14]
                 ]
             start = time.perf_counter()
-            predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
-                              block=args.block, probabilities=args.probabilities)
+            written: list[int] = []
+
+            def count(block: object) -> None:
+                written.append(1)
+                if args.max_blocks and len(written) >= args.max_blocks:
+                    raise _StopAfterBlock
+
+            with contextlib.suppress(_StopAfterBlock):
+                predict_blockwise(model, image, Path(tmp) / "out.zarr", options=options,
+                                  block=edges, memory=memory, probabilities=args.probabilities,
+                                  on_block=count)
             seconds = time.perf_counter() - start
-    out = {"source": "zarr", "shape": list(shape), "block": args.block, "blocks": blocks,
+    out = {"source": "zarr", "shape": list(shape), "block": list(edges), "blocks": blocks,
+           "block_planned_mib": round(planned / 2**20, 1), "batch": batch,
+           "blocks_written": len(written),
            "tiles": plan.num_tiles, "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
            "rss_before_predict_mib": round(before, 1),
            "image_mib": round(float(np.prod(shape)) / 2**20, 1)}
@@ -144,7 +180,9 @@ def run_suite(args: argparse.Namespace) -> None:
     else:
         memory = [*base, "--size", str(args.compare_size)]
         big = [*base, "--size", str(args.size)]
-    big += ["--source", "zarr", "--block", str(args.block)]
+    big += ["--source", "zarr", "--block-memory", str(args.block_memory)]
+    if args.block is not None:
+        big += ["--block", str(args.block)]
     if args.profile:
         big.append("--profile")
     results = {}
@@ -177,7 +215,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--probabilities", action="store_true")
     p.add_argument("--source", choices=("memory", "zarr"), default="memory")
-    p.add_argument("--block", type=int, default=4096, help="block edge for --source zarr")
+    p.add_argument("--block", type=int, default=None,
+                   help="block edge for --source zarr (default: sized from --block-memory)")
+    p.add_argument("--block-memory", type=float, default=BLOCK_MEMORY / 2**20,
+                   help="MiB the tile batch and one block may plan to use (--source zarr)")
     p.add_argument("--workdir", default=None, help="where the temporary Zarr stores go")
     p.add_argument("--widths", type=int, nargs="+", help="override the preset's widths")
     p.add_argument("--dims", type=int, choices=(2, 3), default=2)
@@ -187,13 +228,18 @@ def main() -> None:
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
     p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
     p.add_argument("--json", help="--suite: write the numbers to this file")
+    p.add_argument("--write-input", help="only write the synthetic input store here")
+    p.add_argument("--max-blocks", type=int, default=0,
+                   help="--source zarr: stop after this many blocks (peak memory of a volume "
+                   "too large to predict whole here; the statistics pass still reads it all)")
     args = p.parse_args()
     if args.dims == 3 and args.preset == "unet2d_small":
         args.preset = "unet3d_small"
     if args.dims == 3 and args.tile == 512:
         args.tile = 96
-    if args.dims == 3 and args.block == 4096:
-        args.block = 256
+    if args.write_input:
+        write_input(args.write_input, tuple(args.shape) if args.dims == 3 else (args.size,) * 2)
+        return
     if args.suite:
         run_suite(args)
         return
@@ -208,7 +254,8 @@ def main() -> None:
         out.update(size=n if args.dims == 2 else None, preset=args.preset,
                    padding=args.padding, threads=args.threads,
                    overlap=args.overlap, probabilities=args.probabilities,
-                   megapixels_per_s=round(pixels / 1e6 / out["seconds"], 3),
+                   megapixels_per_s=round(pixels / 1e6 / out["seconds"], 3)
+                   if out["blocks_written"] == out["blocks"] else None,
                    peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return

@@ -92,3 +92,29 @@ def test_torchrun_two_processes_equal_one(cli, tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_mask(tmp_path / "two" / f"s{i}.png"), a)
     manifest = (tmp_path / "two" / ".unetkit-predict.json").read_text()
     assert all(name in manifest for name in ("big.zarr", "s0.png", "s1.png", "s2.png"))
+
+
+def test_torchrun_at_the_target_spacing_equals_one_process_and_memory(cli, tmp_path: Path) -> None:
+    _setup(tmp_path)
+    torch.manual_seed(4)
+    model = UNet(UNetConfig(widths=(4, 8), out_channels=3)).eval()
+    save(model, tmp_path / "ts.safetensors", metadata={"target_spacing": [1.0, 1.0]})
+    args = ("--model", "ts.safetensors", "--tile", "32", "--block", "32", "--spacing", "2", "1",
+            "--no-progress")  # fmt: skip
+    for out, source in (("one", "big.zarr"), ("mem", "ref/big.png")):
+        done = cli("predict", *args, "--input", source, "--out", out, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+         "-m", "unetkit", "predict", *args, "--input", "big.zarr", "--out", "two"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = _store_labels(tmp_path / "one" / "big.zarr")
+    assert one.shape == (90, 100)  # on the input's grid, predicted at 180 x 100
+    np.testing.assert_array_equal(_store_labels(tmp_path / "two" / "big.zarr"), one)
+    np.testing.assert_array_equal(one, read_mask(tmp_path / "mem" / "big.png"))
+    assert not (tmp_path / "two" / "big.zarr" / "scratch").exists()

@@ -94,6 +94,7 @@ def run_instances(
         overwrite=args.overwrite,
         source=str(args.model),
         on_result=report,
+        spacing=getattr(args, "spacing", None),
     )
     done = sum(r.status == "predicted" for r in results)
     print(f"predicted instances of {done}, skipped {len(results) - done}; outputs in {args.out}")

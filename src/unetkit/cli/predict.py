@@ -150,7 +150,7 @@ def add_large_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="block edge in output pixels for block-wise inputs, rounded to whole tile steps "
-        "(default 4096 in 2D, 256 in 3D)",
+        "(default: sized with the tile batch to plan at most 640 MiB)",
     )
 
 
@@ -193,9 +193,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         metavar="S",
-        help="voxel spacing of inputs without one (NIfTI headers carry theirs), one number per "
-        "axis, first axis first; a model trained at a target spacing resamples them to it and "
-        "writes outputs on the input's own grid",
+        help="voxel spacing of inputs without one (NIfTI headers carry theirs; for an OME-Zarr "
+        "it replaces the scale), one number per axis, first axis first; a model trained at a "
+        "target spacing resamples them to it and writes outputs on the input's own grid "
+        "(labels, --instances ids, restored images; Zarr block by block)",
     )
     p.set_defaults(run=run)
 
@@ -288,6 +289,7 @@ def _run_restore(
         output=args.dtype,
         overwrite=args.overwrite,
         on_result=report_skipped,
+        spacing=getattr(args, "spacing", None),
     )
     done = sum(r.status == "predicted" for r in results)
     unit = "float32" if args.dtype == "float32" else "the input's pixel type"

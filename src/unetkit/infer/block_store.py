@@ -9,15 +9,21 @@ source OME-Zarr image and viewers such as napari show it over the image)::
       labels/prediction/.zattrs {"image-label": ..., "multiscales": [... one level "0" ...]}
       labels/prediction/0       (*spatial) integer labels, one chunk per block
       probabilities             (K, *spatial) float32, one chunk per block (on request)
-      blocks_done               (num_blocks,) uint8, one chunk per flag: 1 = block written
+      blocks_done               (num_blocks,) uint8, one chunk per flag: 1 = block written,
+                                2 = summed but waiting for another process's overhang
+      scratch/                  while unfinished: the overhangs carried between blocks and the
+                                waiting blocks' sums (.npy files), removed when all is written
 
-A block's flag is set after its labels (and probabilities) are written, so a killed run
-resumes where it stopped, redoing at most the blocks it was writing. Blocks are disjoint sets
-of chunks, so processes writing different blocks never touch the same file.
+A block's flag is set after its labels (and probabilities) and the overhang it carries to its
+neighbours are written, so a killed run resumes where it stopped, redoing at most the blocks it
+was writing. Blocks are disjoint sets of chunks and every scratch file has one writer, so
+processes writing different blocks never touch the same file.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,8 @@ LABEL_NAME = "prediction"
 LABELS_PATH = f"labels/{LABEL_NAME}/0"
 PROBABILITIES_PATH = "probabilities"
 DONE_PATH = "blocks_done"
+SCRATCH = "scratch"
+DONE, WAITING = 1, 2
 
 
 def _create(group: Any, name: str, **kwargs: Any) -> Any:
@@ -51,13 +59,34 @@ class BlockStore:
     done: Any
     attrs: dict[str, Any]
 
+    def states(self) -> np.ndarray:
+        """``(num_blocks,)`` uint8: 0 pending, :data:`DONE` written, :data:`WAITING` summed."""
+        return np.asarray(self.done[:]).astype(np.uint8)
+
     def finished(self) -> np.ndarray:
         """``(num_blocks,)`` bool: which blocks are written."""
-        return np.asarray(self.done[:]).astype(bool)
+        return self.states() == DONE
 
-    def mark(self, index: int) -> None:
-        """Record block ``index`` as written (after its arrays were)."""
-        self.done[index] = 1
+    def mark(self, index: int, state: int = DONE) -> None:
+        """Record block ``index`` as written (after its arrays were), or as ``WAITING``."""
+        self.done[index] = state
+
+    def save(self, name: str, array: np.ndarray) -> None:
+        """Write a scratch array (atomically: a killed write leaves no half file)."""
+        folder = self.path / SCRATCH
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.npy"
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, folder / f"{name}.npy")
+
+    def load(self, name: str) -> np.ndarray | None:
+        """A scratch array :meth:`save` wrote, or ``None``."""
+        f = self.path / SCRATCH / f"{name}.npy"
+        return np.load(f, allow_pickle=False) if f.exists() else None
+
+    def clear_scratch(self) -> None:
+        """Remove the scratch files (once every block is written)."""
+        shutil.rmtree(self.path / SCRATCH, ignore_errors=True)
 
     @classmethod
     def create(

@@ -2,28 +2,34 @@
 
 The image (a :class:`unetkit.infer.lazy_image.LazyImage`: Zarr, OME-Zarr or a TIFF's Zarr
 view) is tiled exactly as the in-memory path tiles it (:func:`unetkit.infer.tiling.plan_tiles`
-over the **whole** image). The output is cut into **blocks** along that tile grid: a block's
-edge is a whole number of tile steps, so blocks coincide with the output store's chunks. A
-block is predicted from every tile of the global grid whose output touches it, reading only the
-input window those tiles need (mirrored at the image's own borders, as in memory), and the
-summed tile logits are divided by the global weight sums. Each output pixel therefore receives
-the same tiles, weights and sums, in the same order, as in :func:`predict_array`: the labels
-equal the in-memory result (valid-mode models stay seam-free, same-mode blending is unchanged),
-while memory holds one block's input window and accumulator, never the image.
+over the **whole** image). The output is cut into **blocks** along that tile grid
+(:mod:`unetkit.infer.block_plan`): a block's edge is a whole number of tile steps, so blocks
+coincide with the output store's chunks, and a block **owns** the tiles whose output starts in
+it, so every tile is computed once. A block reads only the input window of its tiles (mirrored
+at the image's own borders, as in memory) and sums their weighted logits over itself and its
+**overhang** (the part of its tiles' outputs that reaches into the next blocks)::
+
+    window (C, *) -> tiles -> acc (K, *block + overhang) -> overhang pieces -> scratch files
+    own part + pieces carried in from the previous blocks -> / weight sums -> labels
+
+Each overhang piece is saved for the one block it falls into (:class:`BlockStore` scratch, one
+writer per file), so the blocks run in row-major order and memory holds one block, never the
+image; every pixel receives the same tiles and global weight sums as in :func:`predict_array`,
+and the labels equal the in-memory result (valid-mode models stay seam-free, same-mode blending
+is unchanged). Blocks and the tile batch are sized together from a memory budget
+(:func:`choose_block`).
 
 Per-image normalisation needs the image's mean and std first: one streaming pass over the
-blocks (per-block statistics combined in block order, so every process count gives the same
-numbers), stored with the output so a resumed run uses the very same values.
-
-Under ``torchrun`` the processes share the blocks (:mod:`unetkit.infer.distributed`).
+blocks (:mod:`unetkit.infer.block_norm`), stored with the output so a resumed run uses the very
+same values. Under ``torchrun`` each process takes a contiguous run of block rows along the
+first axis; only its first row waits (its sums saved) until the previous process has written
+the overhang into it (:mod:`unetkit.infer.distributed`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,78 +40,17 @@ from torch import Tensor
 from unetkit.errors import DataError
 from unetkit.infer import tta as tta_mod
 from unetkit.infer.band import class_argmax
-from unetkit.infer.block_store import WRITTEN_BY, BlockStore
+from unetkit.infer.block_norm import norm_from_attrs, norm_to_attrs, resolve_normalization
+from unetkit.infer.block_plan import BLOCK_MEMORY, Block, block_edges, block_steps, plan_blocks
+from unetkit.infer.block_store import DONE, WAITING, WRITTEN_BY, BlockStore
 from unetkit.infer.distributed import Context
 from unetkit.infer.engine import inference_network, run_network
 from unetkit.infer.lazy_image import LazyImage
-from unetkit.infer.normalization import Normalization, ResolvedNormalization
+from unetkit.infer.normalization import Normalization
 from unetkit.infer.predictor import PredictOptions
 from unetkit.infer.tiling import TilePlan, plan_tiles, reflect_indices
-from unetkit.memory import check_predict
-from unetkit.model import UNet
-
-#: Default block edge (output pixels) per ``spatial_dims``; rounded to whole tile steps.
-DEFAULT_BLOCK = {1: 1 << 20, 2: 4096, 3: 256}
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block of the output.
-
-    Attributes:
-        index: position in the row-major block order.
-        out: ``[lo, hi)`` output range per spatial axis (the part this block writes).
-        starts: per axis, the global tile starts whose output touches ``out``.
-    """
-
-    index: int
-    out: tuple[tuple[int, int], ...]
-    starts: tuple[tuple[int, ...], ...]
-
-    @property
-    def region(self) -> tuple[slice, ...]:
-        """``out`` as slices."""
-        return tuple(slice(lo, hi) for lo, hi in self.out)
-
-
-def _axis_blocks(starts: Sequence[int], size: int, tile_out: int, edge: int) -> list[tuple]:
-    if len(starts) == 1:
-        return [((0, size), tuple(starts))]
-    step = starts[1] - starts[0]
-    per = max(1, edge // step)
-    bounds = [starts[i] for i in range(0, len(starts), per)] + [size]
-    out = []
-    for lo, hi in itertools.pairwise(bounds):
-        out.append(((lo, hi), tuple(s for s in starts if s < hi and s + tile_out > lo)))
-    return out
-
-
-def block_edges(plan: TilePlan, block: int | Sequence[int]) -> tuple[int, ...]:
-    """The block (and chunk) edge per axis: whole tile steps, or the axis if one tile."""
-    edges = [int(block)] * len(plan.axes) if isinstance(block, int) else [int(b) for b in block]
-    out = []
-    for a, e in zip(plan.axes, edges, strict=True):
-        if len(a.starts) == 1:
-            out.append(a.size)
-        else:
-            step = a.starts[1] - a.starts[0]
-            out.append(min(max(1, e // step) * step, a.size))
-    return tuple(out)
-
-
-def plan_blocks(plan: TilePlan, block: int | Sequence[int]) -> list[Block]:
-    """Cut the output of ``plan`` into blocks of about ``block`` pixels per axis (row-major)."""
-    edges = [int(block)] * len(plan.axes) if isinstance(block, int) else [int(b) for b in block]
-    if len(edges) != len(plan.axes) or any(e < 1 for e in edges):
-        raise ValueError(f"block: expected positive sizes, one or one per axis, got {block!r}")
-    per_axis = [
-        _axis_blocks(a.starts, a.size, a.tile_out, e)
-        for a, e in zip(plan.axes, edges, strict=True)
-    ]
-    blocks = []
-    for i, combo in enumerate(itertools.product(*per_axis)):
-        blocks.append(Block(i, tuple(c[0] for c in combo), tuple(c[1] for c in combo)))
-    return blocks
+from unetkit.memory import check_predict, predict_estimate
+from unetkit.model import UNet, UNetConfig
 
 
 def _read_window(image: LazyImage, plan: TilePlan, block: Block) -> np.ndarray:
@@ -131,8 +76,9 @@ def finalise(
     """Averaged logits ``(K, *S)`` -> labels ``(*S)`` and optional probabilities ``(K', *S)``
     (``K' = 2`` for a single-channel sigmoid model), as :func:`predict_array` makes them;
     ``class_of_channel`` maps the winning channel to the dataset's class (instance models)."""
+    small = torch.uint8 if logits.shape[0] <= 256 else torch.int32  # a byte per voxel
     if class_of_channel is not None and logits.shape[0] > 1:
-        labels = np.asarray(class_of_channel)[class_argmax(logits).numpy()]
+        labels = np.asarray(class_of_channel)[class_argmax(logits, small).numpy()]
         return labels, torch.softmax(logits, dim=0).numpy() if probabilities else None
     if logits.shape[0] == 1:
         labels = (logits[0] > 0).numpy()
@@ -140,7 +86,7 @@ def finalise(
             return labels, None
         p = torch.sigmoid(logits[0]).numpy()
         return labels, np.stack([1.0 - p, p])
-    labels = class_argmax(logits).numpy()
+    labels = class_argmax(logits, small).numpy()
     return labels, torch.softmax(logits, dim=0).numpy() if probabilities else None
 
 
@@ -154,7 +100,7 @@ def _tile_slices(
     )
 
 
-def predict_block(
+def accumulate(
     network: Callable[[Tensor], Tensor],
     plan: TilePlan,
     block: Block,
@@ -163,16 +109,16 @@ def predict_block(
     out_channels: int,
     batch_size: int,
     transforms: list[Any],
-    sums: Sequence[Tensor],
 ) -> Tensor:
-    """Averaged logits ``(K, *block_out)`` of ``block`` from its normalised input ``window``.
+    """Summed weighted logits ``(K, *ext)`` of the tiles ``block`` owns, over the block and
+    its overhang (``ext = reach - lo`` per axis), in row-major tile order.
 
-    ``window``: ``(C, *window)`` float32 from :func:`_read_window` after normalisation;
-    ``sums``: per axis, the ``(N,)`` float32 sums of the tile weights over the whole image.
+    ``window``: ``(C, *window)`` float32 from :func:`_read_window` after normalisation.
     """
     first = [min(s) for s in block.starts]
-    ext = [max(s) - f + a.tile_out for s, f, a in zip(block.starts, first, plan.axes, strict=True)]
-    acc = torch.zeros((out_channels, *ext), dtype=torch.float32)
+    ext = [r - lo for r, (lo, _hi) in zip(block.reach, block.out, strict=True)]
+    room = [max(s) - f + a.tile_out for s, f, a in zip(block.starts, first, plan.axes, strict=True)]
+    acc = torch.zeros((out_channels, *room), dtype=torch.float32)
     tiles = list(itertools.product(*block.starts))
     for i in range(0, len(tiles), batch_size):
         chunk = tiles[i : i + batch_size]
@@ -182,71 +128,124 @@ def predict_block(
         y = y * torch.from_numpy(plan.batch_weights(chunk))  # (B, K, *tile_out)
         for yi, t in zip(y, chunk, strict=True):
             acc[(slice(None), *_tile_slices(t, first, plan, False))] += yi
-    keep = tuple(slice(lo - f, hi - f) for (lo, hi), f in zip(block.out, first, strict=True))
+    return acc[(slice(None), *(slice(0, e) for e in ext))]
+
+
+def _directions(d: int) -> list[tuple[int, ...]]:
+    """Non-zero ``{0, 1}^d`` in a fixed order: where a block's overhang goes."""
+    return [t for t in itertools.product((0, 1), repeat=d) if any(t)]
+
+
+def _piece_name(grid: Sequence[int], direction: Sequence[int]) -> str:
+    """Scratch name of the overhang carried into the block at ``grid`` from ``direction``."""
+    return "carry-" + "_".join(map(str, grid)) + "-" + "".join(map(str, direction))
+
+
+def _carry_out(store: BlockStore, block: Block, acc: Tensor) -> Tensor:
+    """Save every overhang piece of ``acc`` for the neighbour it falls into; the block's own
+    part ``(K, *out)`` is returned."""
+    core = [hi - lo for lo, hi in block.out]
+    over = [r - hi for r, (_lo, hi) in zip(block.reach, block.out, strict=True)]
+    for direction in _directions(len(core)):
+        if any(t and o <= 0 for t, o in zip(direction, over, strict=True)):
+            continue
+        sel = tuple(
+            slice(c, None) if t else slice(0, c) for t, c in zip(direction, core, strict=True)
+        )
+        dst = [g + t for g, t in zip(block.grid, direction, strict=True)]
+        store.save(_piece_name(dst, direction), acc[(slice(None), *sel)].numpy())
+    return acc[(slice(None), *(slice(0, c) for c in core))]
+
+
+def _carry_in(
+    store: BlockStore,
+    block: Block,
+    part: Tensor,
+    grid: Mapping[tuple[int, ...], Block],
+    first: bool,
+) -> Tensor:
+    """Add to ``part`` (the block's own sum) the overhangs of its predecessors that change the
+    first grid axis (``first``) or those that do not (in place; returned)."""
+    for direction in _directions(len(block.grid)):
+        if bool(direction[0]) != first:
+            continue
+        src = tuple(g - t for g, t in zip(block.grid, direction, strict=True))
+        pred = grid.get(src)
+        if pred is None or any(
+            t and r <= lo for t, r, (lo, _) in zip(direction, pred.reach, block.out, strict=True)
+        ):
+            continue  # no predecessor there, or its tiles do not reach this block
+        piece = store.load(_piece_name(block.grid, direction))
+        if piece is None:
+            raise DataError(
+                f"{store.path}: the overhang of block {pred.index} is missing from its scratch "
+                f"folder; use --overwrite to predict this image again"
+            )
+        part[(slice(None), *(slice(0, n) for n in piece.shape[1:]))] += torch.from_numpy(piece)
+    return part
+
+
+def _part(store: BlockStore, block: Block) -> Tensor:
+    """The saved own sum of a block that waited for another process's overhang."""
+    saved = store.load(f"part-{block.index}")
+    if saved is None:
+        raise DataError(
+            f"{store.path}: the sum of block {block.index} is missing from its scratch folder; "
+            f"use --overwrite to predict this image again"
+        )
+    return torch.from_numpy(saved)
+
+
+def _weights(sums: Sequence[Tensor], block: Block) -> Tensor:
+    """``(*out)`` float32: the summed tile weights over the block (outer product of axes)."""
     weight = torch.ones((), dtype=torch.float32)
-    w0 = sums[0][block.out[0][0] : block.out[0][1]]
-    for w, (lo, hi) in zip(sums[1:], block.out[1:], strict=True):
+    for w, (lo, hi) in zip(sums, block.out, strict=True):
         weight = weight[..., None] * w[lo:hi]
-    weight = w0.reshape(-1, *([1] * (len(plan.axes) - 1))) * weight
-    return acc[(slice(None), *keep)] / weight
+    return weight
 
 
-def _block_stats(raw: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> np.ndarray:
-    """``(C, 3)`` float64 count, mean and sum of squared deviations of one block."""
-    out = np.zeros((raw.shape[0], 3))
-    for c in range(raw.shape[0]):
-        v = raw[c].astype(np.float64).reshape(-1)
-        if lo is not None and hi is not None:
-            np.clip(v, lo[c], hi[c], out=v)
-        m = float(v.mean())
-        out[c] = (v.size, m, float(np.dot(v - m, v - m)))
-    return out
+def _rows_of(blocks: Sequence[Block], ctx: Context) -> list[Block]:
+    """This process's blocks: a contiguous run of rows along the first grid axis, so that a
+    block's overhang comes from this process except on its first row."""
+    rows = sorted({b.grid[0] for b in blocks})
+    lo = len(rows) * ctx.rank // ctx.world
+    hi = len(rows) * (ctx.rank + 1) // ctx.world
+    mine = set(rows[lo:hi])
+    return [b for b in blocks if b.grid[0] in mine]
 
 
-def _combine(stats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Chan's parallel combination of per-block ``(C, 3)`` statistics -> mean, std."""
-    n, mean, m2 = stats[0][:, 0].copy(), stats[0][:, 1].copy(), stats[0][:, 2].copy()
-    for s in stats[1:]:
-        nb, mb, m2b = s[:, 0], s[:, 1], s[:, 2]
-        total = n + nb
-        delta = mb - mean
-        mean = mean + delta * nb / total
-        m2 = m2 + m2b + delta * delta * n * nb / total
-        n = total
-    return mean, np.sqrt(m2 / n)
+def choose_block(
+    plan: TilePlan,
+    config: UNetConfig,
+    dtype: np.dtype,
+    probabilities: bool,
+    batch: int,
+    block: int | Sequence[int] | None = None,
+    memory: int = BLOCK_MEMORY,
+) -> tuple[tuple[int, ...], int]:
+    """Block edges per axis and the tile batch, planned within ``memory`` bytes together.
 
-
-def resolve_normalization(
-    normalization: Normalization, image: LazyImage, blocks: Sequence[Block], ctx: Context
-) -> ResolvedNormalization:
-    """The image's normalisation numbers, streaming over ``blocks`` (shared among processes)."""
-    corner = image.read(tuple(slice(0, 1) for _ in image.spatial))
-    base = normalization.resolve(corner)  # clip bounds, dataset numbers
-    if normalization.mode != "per_image":
-        return base
-    mine = [
-        (b.index, _block_stats(image.read(b.region), base.lo, base.hi))
-        for b in ctx.share(list(blocks))
-    ]
-    every = sorted(itertools.chain.from_iterable(ctx.gather(mine)), key=lambda item: item[0])
-    mean, std = _combine([s for _, s in every])
-    return dataclasses.replace(base, mean=mean, std=np.where(std > 1e-8, std, 1.0))
-
-
-def _norm_to_attrs(n: ResolvedNormalization) -> dict[str, Any]:
-    def listed(v: np.ndarray | None) -> list[float] | None:
-        return None if v is None else [float(x) for x in v]
-
-    return {"mean": listed(n.mean), "std": listed(n.std), "lo": listed(n.lo), "hi": listed(n.hi)}
-
-
-def _norm_from_attrs(d: Mapping[str, Any]) -> ResolvedNormalization:
-    def arr(v: Any) -> np.ndarray | None:
-        return None if v is None else np.asarray(v, dtype=np.float64)
-
-    return ResolvedNormalization(
-        mean=arr(d["mean"]), std=arr(d["std"]), lo=arr(d.get("lo")), hi=arr(d.get("hi"))
+    The batch is lowered (not below 1) until the network's estimate
+    (:func:`unetkit.memory.predict_estimate`) is at most 3/4 of ``memory`` (the batch comes
+    first: on CPU threads, 4 tiles of 96³ per call ran 1.5x faster than one; the block's size
+    does not change the speed, every tile being computed once); the blocks are ``block``
+    rounded to whole tile steps, or when ``None`` the largest whose
+    :func:`unetkit.infer.block_plan.block_bytes` fit in what the batch leaves.
+    """
+    batch = max(1, min(int(batch), plan.num_tiles))
+    while batch > 1 and predict_estimate(config, plan.tile_in, batch).total > memory * 3 // 4:
+        batch -= 1
+    if block is not None:
+        return block_edges(plan, block), batch
+    edges = block_steps(
+        plan,
+        max(0, memory - predict_estimate(config, plan.tile_in, batch).total),
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        itemsize=np.dtype(dtype).itemsize,
+        probabilities=probabilities,
     )
+    return edges, batch
 
 
 def predict_blockwise(
@@ -258,6 +257,7 @@ def predict_blockwise(
     normalization: Normalization | None = None,
     default_tile: int | Sequence[int] | None = None,
     block: int | Sequence[int] | None = None,
+    memory: int = BLOCK_MEMORY,
     probabilities: bool = False,
     identity: Mapping[str, Any] | None = None,
     int8: Mapping[str, Any] | None = None,
@@ -273,8 +273,10 @@ def predict_blockwise(
         dest: the output store; created, or resumed when an earlier run with the same
             ``identity`` left it unfinished (:class:`unetkit.infer.block_store.BlockStore`).
         options, normalization, default_tile, int8: as :func:`predict_array`.
-        block: block edge(s) in output pixels, rounded to whole tile steps; ``None`` uses
-            :data:`DEFAULT_BLOCK`.
+        block: block edge(s) in output pixels, rounded to whole tile steps; ``None`` sizes
+            blocks from ``memory`` (:func:`choose_block`).
+        memory: bytes the tile batch and one block may plan to use together; the batch
+            size of ``options`` is lowered to fit (:func:`choose_block`).
         probabilities: also write ``(K', *spatial)`` float32 probabilities.
         identity: what made the store (model digest, options); a store made otherwise is
             refused rather than mixed.
@@ -299,9 +301,11 @@ def predict_blockwise(
         )
     spatial = image.spatial
     plan = plan_tiles(cfg, spatial, opts.tile, opts.overlap, default_tile)
-    edge = block if block is not None else DEFAULT_BLOCK[cfg.spatial_dims]
-    blocks = plan_blocks(plan, edge)
     k = int(cfg.out_channels)
+    edge, batch = choose_block(
+        plan, cfg, image.dtype, probabilities, opts.batch_size, block, memory
+    )
+    blocks = plan_blocks(plan, edge)
     ident = dict(identity or {})
     ident.update(tile_in=list(plan.tile_in), block=list(block_edges(plan, edge)))
     path = Path(dest)
@@ -314,7 +318,7 @@ def predict_blockwise(
                 f"{path}: was predicted with another model or other settings; use --overwrite "
                 f"to replace it, or choose another output"
             )
-        resolved = _norm_from_attrs(store.attrs["normalization"])
+        resolved = norm_from_attrs(store.attrs["normalization"])
     else:
         resolved = resolve_normalization(normalization or Normalization(), image, blocks, ctx)
         if ctx.is_main:
@@ -324,7 +328,7 @@ def predict_blockwise(
                 "written_by": WRITTEN_BY,
                 "identity": ident,
                 "spatial": list(spatial),
-                "normalization": _norm_to_attrs(resolved),
+                "normalization": norm_to_attrs(resolved),
             }
             BlockStore.create(
                 path,
@@ -338,10 +342,10 @@ def predict_blockwise(
             )
         ctx.barrier()
         store = BlockStore.open(path, spatial=spatial, probabilities=probabilities)
-    done = store.finished()
-    todo = [b for b in ctx.share(blocks) if not done[b.index]]
+    states = store.states()
+    mine = [b for b in _rows_of(blocks, ctx) if states[b.index] != DONE]
     device = next(iter(model.parameters()), torch.empty(0)).device
-    check_predict(cfg, plan.tile_in, min(opts.batch_size, plan.num_tiles), device=str(device))
+    check_predict(cfg, plan.tile_in, batch, device=str(device))
     runner = inference_network(model, opts.precision, int8)
     transforms = tta_mod.transforms(cfg.spatial_dims, opts.tta)
 
@@ -349,18 +353,11 @@ def predict_blockwise(
         return run_network(runner, batch.to(device), fast=False).cpu()
 
     sums = [torch.from_numpy(a.weight_sum()).float() for a in plan.axes]
-    for b in todo:
-        window = resolved.apply(_read_window(image, plan, b))
-        logits = predict_block(
-            network,
-            plan,
-            b,
-            window,
-            out_channels=k,
-            batch_size=opts.batch_size,
-            transforms=transforms,
-            sums=sums,
-        )
+    grid = {b.grid: b for b in blocks}
+    first_row = min((b.grid[0] for b in mine), default=0)
+
+    def finish(b: Block, part: Tensor) -> None:
+        logits = _carry_in(store, b, part, grid, first=True) / _weights(sums, b)
         labels, probs = finalise(logits, store.probabilities is not None, class_of_channel)
         store.labels[b.region] = labels.astype(store.labels.dtype, copy=False)
         if probs is not None:
@@ -368,6 +365,36 @@ def predict_blockwise(
         store.mark(b.index)
         if on_block is not None:
             on_block(b)
-    ctx.barrier()
-    return len(todo)
 
+    waiting = []
+    for b in mine:
+        if states[b.index] == WAITING:
+            part = _part(store, b)
+        else:
+            window = resolved.apply(_read_window(image, plan, b))
+            acc = accumulate(
+                network,
+                plan,
+                b,
+                window,
+                out_channels=k,
+                batch_size=batch,
+                transforms=transforms,
+            )
+            del window
+            part = _carry_in(store, b, _carry_out(store, b, acc).clone(), grid, first=False)
+            del acc
+        if ctx.world > 1 and b.grid[0] == first_row > 0:  # its overhang comes from another process
+            if states[b.index] != WAITING:
+                store.save(f"part-{b.index}", part.numpy())
+                store.mark(b.index, WAITING)
+            waiting.append(b)
+            continue
+        finish(b, part)
+    ctx.barrier()  # every overhang is written
+    for b in waiting:
+        finish(b, _part(store, b))
+    ctx.barrier()
+    if ctx.is_main and store.finished().all():
+        store.clear_scratch()
+    return len(mine)

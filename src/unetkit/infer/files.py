@@ -289,6 +289,8 @@ def predict_files(
             class_of_channel=channel_classes(metadata),
             context=ctx,
             before_write=record,
+            target_spacing=model_target_spacing(metadata),
+            spacing=spacing,
         )
         paths = OutputPaths(out / stores[f], None, None)
         result = FileResult(f, paths, "predicted" if blocks or ctx.world > 1 else "skipped")

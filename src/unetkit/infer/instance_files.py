@@ -31,6 +31,7 @@ from unetkit.infer.inputs import find_inputs, input_folders
 from unetkit.infer.instances import Fallback, predict_instances
 from unetkit.infer.output_folder import OutputFolder, check_location, settings_digest
 from unetkit.infer.predictor import PredictOptions
+from unetkit.infer.spacing import input_spacing
 from unetkit.instances.postprocess import InstanceParams
 from unetkit.instances.spec import InstanceSpec
 from unetkit.instances.table import object_table, object_table_csv
@@ -121,6 +122,7 @@ def predict_instance_files(
     overwrite: bool = False,
     source: str = "the model",
     on_result: Callable[[InstanceFileResult], None] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> list[InstanceFileResult]:
     """Instance label image and object table of every input file (module doc).
 
@@ -133,6 +135,9 @@ def predict_instance_files(
         fallback: ``"components"`` accepts a model without an instance target.
         overwrite: predict again where all outputs exist.
         on_result: called after each input.
+        spacing: the voxel spacing of inputs without one (NIfTI headers carry theirs); a model
+            with a ``target_spacing`` predicts them resampled there and the ids are made on
+            the input's own grid (:func:`unetkit.infer.instances.predict_instances`).
 
     Raises:
         UnetkitError: a model without an instance target (no ``fallback``), or more objects
@@ -153,6 +158,8 @@ def predict_instance_files(
         "instances": None if params is None else params.to_dict(),
         "fallback": fallback,
     }
+    if spacing is not None:  # outputs at another declared spacing are other outputs
+        identity["spacing"] = [float(v) for v in spacing]
     digest = settings_digest(identity)
     names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
     done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
@@ -162,7 +169,8 @@ def predict_instance_files(
         if done[src]:
             result = InstanceFileResult(src, paths, "skipped")
         else:
-            labels, table = _predict_one(model, metadata, src, dims, opts, params, fallback)
+            sp = input_spacing(src, dims, spacing)
+            labels, table = _predict_one(model, metadata, src, dims, opts, params, fallback, sp)
             top = int(labels.max(initial=0))
             actual = InstanceOutputs(labels_path(src, out, dims, top), paths.table)
             rels = [p.relative_to(out).as_posix() for p in actual.all()]
@@ -184,6 +192,7 @@ def _predict_one(
     opts: PredictOptions,
     params: InstanceParams | None,
     fallback: Fallback,
+    spacing: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     try:
         image = read_image(src, spatial_dims=dims)
@@ -206,6 +215,7 @@ def _predict_one(
             batch_size=opts.batch_size,
             metadata=metadata,
             precision=opts.precision,
+            spacing=spacing,
         )
     except ValueError as exc:
         raise DataError(f"{src}: {exc}") from None

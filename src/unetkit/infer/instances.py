@@ -65,6 +65,7 @@ def predict_instances(
     batch_size: int = 4,
     metadata: Mapping[str, Any] | None = None,
     precision: str = "auto",
+    spacing: Sequence[float] | None = None,
 ) -> InstancePrediction:
     """Instance label image of ``image`` ``(C_in, *spatial)`` or ``(*spatial)`` (module doc).
 
@@ -78,6 +79,9 @@ def predict_instances(
             (default on: 8 network passes in 2D; it smooths the interior and border maps that
             seeds and watershed read, DSB 2018 score +0.035 on held-out DSB nuclei).
         metadata: the model's metadata when ``model`` is a :class:`UNet`.
+        spacing: the image's voxel spacing; a model with a ``target_spacing`` predicts it
+            resampled there and its probabilities come back to the image's grid before the
+            post-processing, so the ids are on the input's own grid.
 
     Raises:
         UnetkitError: the model has no instance target and ``fallback`` is ``"none"``; more
@@ -110,6 +114,7 @@ def predict_instances(
         metadata=meta,
         probabilities=spec is not None,
         precision=precision,
+        spacing=spacing,
     )
     if spec is None:
         class_map = result.labels.astype(np.int64, copy=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unetkit.errors import UnetkitError
+from unetkit.infer.block_resample import predict_blockwise_at_spacing
 from unetkit.infer.blockwise import predict_blockwise
 from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import TIFF_SUFFIXES, is_zarr, open_lazy
@@ -23,6 +24,7 @@ from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import OutputFolder
 from unetkit.infer.predictor import PredictOptions
 from unetkit.model import UNet
+from unetkit.train.resample import needs_resampling
 
 STORE_SUFFIX = ".zarr"
 
@@ -86,24 +88,34 @@ def predict_large_file(
     context: Context,
     before_write: Callable[[], None] | None = None,
     class_of_channel: Sequence[int] | None = None,
+    target_spacing: Sequence[float] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> int:
-    """Predict one huge input into ``dest``; the number of blocks this process predicted."""
+    """Predict one huge input into ``dest``; the number of blocks this process predicted.
+
+    An image whose grid changes at the model's ``target_spacing`` (its spacing: ``spacing``,
+    else the OME-Zarr scale) is predicted there and brought back block by block
+    (:mod:`unetkit.infer.block_resample`).
+    """
+    common: dict[str, Any] = {
+        "options": options,
+        "normalization": normalization,
+        "default_tile": tile_default,
+        "block": block,
+        "probabilities": probabilities,
+        "identity": identity,
+        "int8": int8,
+        "context": context,
+        "before_write": before_write,
+        "class_of_channel": class_of_channel,
+    }
     with open_lazy(source, model.config.spatial_dims) as image:
+        sp = tuple(spacing) if spacing is not None else image.scale
         try:
-            return predict_blockwise(
-                model,
-                image,
-                dest,
-                options=options,
-                normalization=normalization,
-                default_tile=tile_default,
-                block=block,
-                probabilities=probabilities,
-                identity=identity,
-                int8=int8,
-                context=context,
-                before_write=before_write,
-                class_of_channel=class_of_channel,
-            )
+            if target_spacing is not None and needs_resampling(image.spatial, sp, target_spacing):
+                return predict_blockwise_at_spacing(
+                    model, image, dest, spacing=sp or (), target=target_spacing, **common
+                )
+            return predict_blockwise(model, image, dest, **common)
         except ValueError as exc:
             raise UnetkitError(f"{source}: {exc}") from None

@@ -32,6 +32,7 @@ from unetkit.infer import tta as tta_mod
 from unetkit.infer.band import Band
 from unetkit.infer.engine import PRECISIONS, inference_network, run_network
 from unetkit.infer.normalization import Normalization
+from unetkit.infer.resampled import checked_spacing, labels_of, model_target_spacing, run_at_spacing
 from unetkit.infer.tiling import (
     DEFAULT_TILE,
     Overlap,
@@ -257,23 +258,45 @@ def predict_full(
     progress: bool = False,
     precision: str = "auto",
     device: str | torch.device | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> Prediction:
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
     net, meta = _resolve_model(model, metadata, device)
     options = PredictOptions(
         tile=tile, overlap=overlap, tta=tta, batch_size=batch_size, precision=precision
     )
-    return predict_array(
-        net,
-        image,
-        int8=meta.get("int8"),
-        options=options,
-        normalization=Normalization.from_metadata(meta.get("normalization")),
-        default_tile=default_tile(net.config.spatial_dims, meta),
-        keep_probabilities=probabilities,
-        progress=progress,
-        class_of_channel=channel_classes(meta),
-    )
+    classes = channel_classes(meta)
+
+    def run(x: np.ndarray, keep: bool) -> Prediction:
+        return predict_array(
+            net,
+            x,
+            int8=meta.get("int8"),
+            options=options,
+            normalization=Normalization.from_metadata(meta.get("normalization")),
+            default_tile=default_tile(net.config.spatial_dims, meta),
+            keep_probabilities=keep,
+            progress=progress,
+            class_of_channel=classes,
+        )
+
+    sp = checked_spacing(spacing, net.config.spatial_dims)
+    target = model_target_spacing(meta)
+    if sp is None or target is None:
+        return run(image, probabilities)
+    x = as_image(net, image)
+    label_dtype: list[Any] = []
+
+    def probs_at_target(small: np.ndarray) -> np.ndarray:
+        got = run(small, True)
+        label_dtype.append(got.labels.dtype)
+        return got.probabilities  # type: ignore[return-value]
+
+    back = run_at_spacing(probs_at_target, x, sp, target)  # (K, *S) on the input's grid
+    if back is None:
+        return run(image, probabilities)
+    labels = labels_of(back, classes, label_dtype[0])
+    return Prediction(labels=labels, probabilities=back if probabilities else None)
 
 
 def predict(
@@ -288,6 +311,7 @@ def predict(
     progress: bool = False,
     precision: str = "auto",
     device: str | torch.device | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Label map of one image: ``(C, *spatial)`` or ``(*spatial)`` -> int64 ``(*spatial)``.
 
@@ -308,6 +332,9 @@ def predict(
             :class:`PredictOptions`); int8 needs the calibration in the model's metadata.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``None``: a model file runs
             on ``auto`` (a GPU when present), a :class:`UNet` where its weights are.
+        spacing: the image's voxel spacing, one number per spatial axis; a model trained at a
+            ``target_spacing`` then predicts it resampled there, and the labels (and
+            probabilities) come back on the image's own grid (:mod:`unetkit.infer.resampled`).
 
     Use :func:`predict_probabilities` for class probabilities, or :func:`predict_full` for both.
     """
@@ -323,6 +350,7 @@ def predict(
         progress=progress,
         precision=precision,
         device=device,
+        spacing=spacing,
     ).labels
 
 
@@ -338,6 +366,7 @@ def predict_probabilities(
     progress: bool = False,
     precision: str = "auto",
     device: str | torch.device | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Class probabilities ``(num_classes, *spatial)`` float32; arguments as :func:`predict`."""
     result = predict_full(
@@ -352,6 +381,7 @@ def predict_probabilities(
         progress=progress,
         precision=precision,
         device=device,
+        spacing=spacing,
     )
     if result.probabilities is None:  # pragma: no cover - requested above
         raise RuntimeError("probabilities were requested but not computed")

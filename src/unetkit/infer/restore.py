@@ -29,6 +29,8 @@ from unetkit.infer.inputs import find_inputs, input_folders
 from unetkit.infer.normalization import Normalization
 from unetkit.infer.output_folder import OutputFolder, check_location, settings_digest
 from unetkit.infer.predictor import PredictOptions, as_image, default_tile, extract_tile
+from unetkit.infer.resampled import model_target_spacing, run_at_spacing
+from unetkit.infer.spacing import input_spacing
 from unetkit.infer.tiling import plan_tiles
 from unetkit.io.atomic import atomic_write
 from unetkit.io.images import read_image, stored_dtype
@@ -147,9 +149,12 @@ def restore_files(
     output: OutputType = "float32",
     overwrite: bool = False,
     on_result: Callable[[FileResult], None] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> list[FileResult]:
     """Restore every input file into ``out_dir`` (see the module doc); reruns skip finished
-    outputs unless ``overwrite``."""
+    outputs unless ``overwrite``. A model with a ``target_spacing`` restores an input of known
+    spacing (its NIfTI header, else ``spacing``) resampled there, and the restored image comes
+    back on the input's own grid (:func:`unetkit.infer.resampled.run_at_spacing`)."""
     files = find_inputs(inputs)
     out = Path(out_dir)
     check_location(out, files, input_folders(inputs))
@@ -162,6 +167,9 @@ def restore_files(
     from unetkit.infer.files import prediction_identity
 
     identity = {**prediction_identity(model, opts), "restore_output": output}
+    if spacing is not None:  # outputs at another declared spacing are other outputs
+        identity["spacing"] = [float(v) for v in spacing]
+    target = model_target_spacing(metadata)
     digest = settings_digest(identity)
     names = {src: [p.relative_to(out).as_posix()] for src, p in plans}
     done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
@@ -171,10 +179,17 @@ def restore_files(
         status = "skipped"
         if not done[source]:
             try:
-                image = read_image(source, spatial_dims=dims)
-                restored = restore_array(
-                    model, image, options=opts, normalization=norm, default_tile=tile_default
-                )
+                image = as_image(model, read_image(source, spatial_dims=dims))
+
+                def run(x: np.ndarray) -> np.ndarray:
+                    return restore_array(
+                        model, x, options=opts, normalization=norm, default_tile=tile_default
+                    )
+
+                sp = input_spacing(source, dims, spacing)
+                restored = run_at_spacing(run, image, sp, target)
+                if restored is None:
+                    restored = run(image)
             except ValueError as exc:
                 raise DataError(f"{source}: {exc}") from None
             folder.record(names[source], digest, identity)

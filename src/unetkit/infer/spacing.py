@@ -17,25 +17,19 @@ for bit as without a target spacing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from unetkit.errors import DataError
 from unetkit.infer.predictor import Prediction
+from unetkit.infer.resampled import labels_of, model_target_spacing
 from unetkit.io import nifti
 from unetkit.train.resample import needs_resampling, resampled_shape, zoom_to
 
 #: ``(sources, images, probabilities) -> predictions``: the plain prediction of decoded inputs.
 PredictGroup = Callable[[list[Path], list[np.ndarray], bool], list[Prediction]]
-
-
-def model_target_spacing(metadata: Mapping[str, Any] | None) -> tuple[float, ...] | None:
-    """The spacing a trained model expects (``metadata["target_spacing"]``), or ``None``."""
-    value = (metadata or {}).get("target_spacing")
-    return None if not value else tuple(float(v) for v in value)
 
 
 def input_spacing(
@@ -57,18 +51,6 @@ def input_spacing(
             f"is {spatial_dims}D; give one per spatial axis, first axis first"
         )
     return tuple(float(v) for v in declared)
-
-
-def labels_of(
-    probabilities: np.ndarray, class_of_channel: Sequence[int] | None, label_dtype: Any
-) -> np.ndarray:
-    """``(K, *S)`` probabilities -> ``(*S)`` labels: the most likely channel, mapped to its
-    class for an instance model (``class_of_channel``); a sigmoid model's ``(2, *S)``
-    probabilities give 1 where ``p > 0.5``."""
-    winner = probabilities.argmax(axis=0)
-    if class_of_channel is not None and probabilities.shape[0] == len(class_of_channel):
-        winner = np.asarray(class_of_channel)[winner]
-    return winner.astype(label_dtype, copy=False)
 
 
 def predict_at_spacing(
@@ -110,3 +92,6 @@ def predict_at_spacing(
             labels = labels_of(back, class_of_channel, pred.labels.dtype)
             out[i] = Prediction(labels=labels, probabilities=back if probabilities else None)
     return [out[i] for i in range(len(images))]
+
+
+__all__ = ["input_spacing", "labels_of", "model_target_spacing", "predict_at_spacing"]
