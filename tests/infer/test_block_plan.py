@@ -4,6 +4,7 @@ processes) giving the in-memory labels."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +188,20 @@ def test_block_edges_planned_again_give_the_same_blocks() -> None:
         ]
         for a, e in zip(plan.axes, edges, strict=True):
             assert e <= a.size
+
+
+@pytest.mark.parametrize("overlap", ["auto", 0.5, 0.25])
+@pytest.mark.parametrize("size", [97, 150, 213, 230, 401])
+@pytest.mark.parametrize("block", [1, 40, 60, 130])
+def test_every_overhang_lands_in_the_next_block(overlap: object, size: int, block: int) -> None:
+    """Blocks own every tile once, and the overhang of a block's tiles never skips the next
+    block, also where ``overlap="auto"`` ends the last tile at the image's end off the grid."""
+    config = UNetConfig(spatial_dims=1, widths=(4, 8, 16), padding="same")
+    plan = plan_tiles(config, (size,), 100, overlap)  # type: ignore[arg-type]
+    blocks = plan_blocks(plan, block)
+    owned = [s for b in blocks for s in b.starts[0]]
+    assert owned == list(plan.axes[0].starts)
+    assert blocks[0].out[0][0] == 0 and blocks[-1].out[0][1] == size
+    for b, nxt in itertools.pairwise(blocks):
+        assert b.out[0][1] == nxt.out[0][0]
+        assert b.reach[0] <= nxt.out[0][1]

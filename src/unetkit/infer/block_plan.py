@@ -93,9 +93,15 @@ def _axis_blocks(a: AxisPlan, edge: int) -> list[tuple[tuple[int, int], tuple[in
     if len(a.starts) == 1:
         return [((0, a.size), a.starts, min(a.size, a.starts[0] + a.tile_out))]
     per = _per(a, edge)
+    groups = [a.starts[i : i + per] for i in range(0, len(a.starts), per)]
+    if len(groups) > 1 and len(groups[-1]) == 1 and a.starts[-1] - a.starts[-2] < _step(a):
+        # overlap="auto" ends the last tile at the image's end, closer than a step: a block of
+        # its own would be thinner than the overhang that crosses it, so it joins the previous
+        groups[-2:] = [groups[-2] + groups[-1]]
     out = []
-    for i in range(0, len(a.starts), per):
-        own = a.starts[i : i + per]
+    for own in groups:
+        i = a.starts.index(own[0])
+        per = len(own)
         hi = a.starts[i + per] if i + per < len(a.starts) else a.size
         out.append(((own[0], hi), own, min(a.size, own[-1] + a.tile_out)))
     return out
