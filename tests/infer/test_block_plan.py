@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from tests.infer.block_cases import small_model, smooth_image
 from unetkit.infer import Normalization, PredictOptions, predict_array
 from unetkit.infer.block_plan import block_bytes, block_edges, min_steps, plan_blocks
 from unetkit.infer.blockwise import choose_block, predict_blockwise
@@ -20,20 +20,13 @@ from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import open_lazy
 from unetkit.infer.tiling import plan_tiles
 from unetkit.memory import predict_estimate
-from unetkit.model import UNet, UNetConfig, create_model
+from unetkit.model import UNetConfig, create_model
 
 zarr = pytest.importorskip("zarr")
 
 
-def _model(seed: int = 0, **kw: object) -> UNet:
-    torch.manual_seed(seed)
-    return UNet(UNetConfig(**{"widths": (4, 8, 16), **kw})).eval()  # type: ignore[arg-type]
-
-
-def _image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    smooth = np.cumsum(rng.normal(size=shape), axis=-1)
-    return (100 + 10 * smooth + rng.integers(0, 30, size=shape)).astype(np.uint16)
+_model = small_model
+_image = smooth_image
 
 
 def _zarr(path: Path, array: np.ndarray) -> Path:

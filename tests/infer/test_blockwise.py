@@ -7,27 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from tests.infer.block_cases import small_model, smooth_image
 from unetkit.errors import DataError
 from unetkit.infer import Normalization, PredictOptions, predict_array
 from unetkit.infer.blockwise import plan_blocks, predict_blockwise
 from unetkit.infer.lazy_image import open_lazy
 from unetkit.infer.tiling import plan_tiles
-from unetkit.model import UNet, UNetConfig
 
 zarr = pytest.importorskip("zarr")
 
 
-def _model(seed: int = 0, **kw: object) -> UNet:
-    torch.manual_seed(seed)
-    return UNet(UNetConfig(**{"widths": (4, 8, 16), **kw})).eval()  # type: ignore[arg-type]
-
-
-def _image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    smooth = np.cumsum(rng.normal(size=shape), axis=-1)
-    return (100 + 10 * smooth + rng.integers(0, 30, size=shape)).astype(np.uint16)
+_model = small_model
+_image = smooth_image
 
 
 def _write_zarr(path: Path, array: np.ndarray, chunks: tuple[int, ...]) -> Path:

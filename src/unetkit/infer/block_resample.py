@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.errors import DataError
 from unetkit.infer.block_store import SCRATCH, WRITTEN_BY, BlockStore
 from unetkit.infer.blockwise import predict_blockwise
 from unetkit.infer.distributed import Context
@@ -169,12 +168,7 @@ def predict_blockwise_at_spacing(
     exists = path.exists()
     ctx.barrier()
     if exists:
-        store = BlockStore.open(path, spatial=spatial, probabilities=probabilities)
-        if store.attrs.get("identity") != ident:
-            raise DataError(
-                f"{path}: was predicted with another model or other settings; use --overwrite "
-                f"to replace it, or choose another output"
-            )
+        store = BlockStore.resume(path, ident, spatial=spatial, probabilities=probabilities)
     else:
         if ctx.is_main:
             if before_write is not None:

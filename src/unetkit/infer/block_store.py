@@ -146,6 +146,28 @@ class BlockStore:
         return cls(path, labels, probs, done, dict(attrs))
 
     @classmethod
+    def resume(
+        cls,
+        path: Path,
+        identity: Mapping[str, Any],
+        *,
+        spatial: Sequence[int],
+        probabilities: bool,
+    ) -> BlockStore:
+        """:meth:`open`, for a run that must be the one that wrote it (same ``identity``).
+
+        Raises:
+            DataError: as :meth:`open`, or the store was made by another model or settings.
+        """
+        store = cls.open(path, spatial=spatial, probabilities=probabilities)
+        if store.attrs.get("identity") != identity:
+            raise DataError(
+                f"{path}: was predicted with another model or other settings; use --overwrite "
+                f"to replace it, or choose another output"
+            )
+        return store
+
+    @classmethod
     def open(cls, path: Path, *, spatial: Sequence[int], probabilities: bool) -> BlockStore:
         """Open a store an earlier run wrote, to resume it.
 

@@ -312,12 +312,7 @@ def predict_blockwise(
     exists = path.exists()
     ctx.barrier()  # every process has looked before the first one creates it
     if exists:
-        store = BlockStore.open(path, spatial=spatial, probabilities=probabilities)
-        if store.attrs.get("identity") != ident:
-            raise DataError(
-                f"{path}: was predicted with another model or other settings; use --overwrite "
-                f"to replace it, or choose another output"
-            )
+        store = BlockStore.resume(path, ident, spatial=spatial, probabilities=probabilities)
         resolved = norm_from_attrs(store.attrs["normalization"])
     else:
         resolved = resolve_normalization(normalization or Normalization(), image, blocks, ctx)
