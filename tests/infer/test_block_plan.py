@@ -25,8 +25,6 @@ from unetkit.model import UNetConfig, create_model
 zarr = pytest.importorskip("zarr")
 
 
-_model = small_model
-_image = smooth_image
 
 
 def _zarr(path: Path, array: np.ndarray) -> Path:
@@ -86,7 +84,7 @@ def test_planned_memory_stays_within_budget_whatever_the_size(
 def test_blocks_partition_the_output_and_overhang_reaches_only_the_next_block(
     overlap: float,
 ) -> None:
-    cfg = _model(spatial_dims=3).config
+    cfg = small_model(spatial_dims=3).config
     plan = plan_tiles(cfg, (40, 70, 53), 16, overlap)
     blocks = plan_blocks(plan, 8)
     cover = np.zeros((40, 70, 53), np.int32)
@@ -113,8 +111,8 @@ def test_blocks_partition_the_output_and_overhang_reaches_only_the_next_block(
 def test_blocks_sized_from_memory_equal_in_memory(
     tmp_path: Path, kw: dict, shape: tuple[int, ...], tile: int, overlap: float, memory: int
 ) -> None:
-    model = _model(**kw)
-    image = _image(shape)
+    model = small_model(**kw)
+    image = smooth_image(shape)
     options = PredictOptions(tile=tile, overlap=overlap, batch_size=3)
     src = _zarr(tmp_path / "in.zarr", image)
     with open_lazy(src, model.config.spatial_dims) as lazy:
@@ -139,8 +137,8 @@ class _Sequential(Context):
 
 
 def test_ranks_sharing_block_rows_equal_one_process(tmp_path: Path) -> None:
-    model = _model(padding="same", spatial_dims=3, out_channels=3)
-    image = _image((40, 30, 28))
+    model = small_model(padding="same", spatial_dims=3, out_channels=3)
+    image = smooth_image((40, 30, 28))
     src = _zarr(tmp_path / "in.zarr", image)
     options = PredictOptions(tile=16, overlap=0.5)
     norm = Normalization(mode="dataset", mean=(100.0,), std=(40.0,))
@@ -167,7 +165,7 @@ def test_ranks_sharing_block_rows_equal_one_process(tmp_path: Path) -> None:
 
 
 def test_block_edges_planned_again_give_the_same_blocks() -> None:
-    cfg = _model(spatial_dims=3).config
+    cfg = small_model(spatial_dims=3).config
     for shape, tile, block in [
         ((40, 200, 200), 32, 48),
         ((26, 41, 33), 16, 1),

@@ -18,8 +18,6 @@ from unetkit.infer.tiling import plan_tiles
 zarr = pytest.importorskip("zarr")
 
 
-_model = small_model
-_image = smooth_image
 
 
 def _write_zarr(path: Path, array: np.ndarray, chunks: tuple[int, ...]) -> Path:
@@ -47,8 +45,8 @@ CASES = [
 def test_blockwise_labels_equal_in_memory(
     tmp_path: Path, kw: dict, shape: tuple[int, ...], tile: int, block: int, overlap: object
 ) -> None:
-    model = _model(**kw)
-    image = _image(shape)
+    model = small_model(**kw)
+    image = smooth_image(shape)
     options = PredictOptions(tile=tile, overlap=overlap, batch_size=3)  # type: ignore[arg-type]
     plan = plan_tiles(model.config, shape, tile, overlap)  # type: ignore[arg-type]
     assert len(plan_blocks(plan, block)) > 1  # the case really crosses block borders
@@ -67,8 +65,8 @@ def test_blockwise_labels_equal_in_memory(
 
 def test_tiff_source_and_dataset_normalisation(tmp_path: Path) -> None:
     tifffile = pytest.importorskip("tifffile")
-    model = _model(padding="same", in_channels=3)
-    rgb = np.stack([_image((90, 110), s) for s in range(3)], axis=-1)  # (H, W, S)
+    model = small_model(padding="same", in_channels=3)
+    rgb = np.stack([smooth_image((90, 110), s) for s in range(3)], axis=-1)  # (H, W, S)
     tifffile.imwrite(tmp_path / "big.tif", rgb, tile=(32, 32))
     norm = Normalization(mode="dataset", mean=(100.0, 90.0, 80.0), std=(20.0, 25.0, 30.0))
     options = PredictOptions(tile=32)
@@ -82,8 +80,8 @@ def test_tiff_source_and_dataset_normalisation(tmp_path: Path) -> None:
 
 
 def test_ome_zarr_source_reads_its_full_resolution_level(tmp_path: Path) -> None:
-    model = _model(padding="same")
-    image = _image((70, 64))
+    model = small_model(padding="same")
+    image = smooth_image((70, 64))
     root = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=2)
     root.attrs["multiscales"] = [{
         "version": "0.4",
@@ -105,8 +103,8 @@ def test_ome_zarr_source_reads_its_full_resolution_level(tmp_path: Path) -> None
 
 
 def test_killed_run_resumes_block_wise(tmp_path: Path) -> None:
-    model = _model(padding="same")
-    image = _image((96, 96))
+    model = small_model(padding="same")
+    image = smooth_image((96, 96))
     src = _write_zarr(tmp_path / "in.zarr", image, (32, 32))
     options = PredictOptions(tile=32)
     out = tmp_path / "out.zarr"
@@ -135,7 +133,7 @@ def test_killed_run_resumes_block_wise(tmp_path: Path) -> None:
 
 
 def test_missing_chunks_are_refused(tmp_path: Path) -> None:
-    src = _write_zarr(tmp_path / "in.zarr", _image((64, 64)), (32, 32))
+    src = _write_zarr(tmp_path / "in.zarr", smooth_image((64, 64)), (32, 32))
     chunk = next(p for p in sorted(src.rglob("*")) if p.is_file() and p.name == "1")
     chunk.unlink()
     with pytest.raises(DataError, match="chunks are missing"):
@@ -143,10 +141,10 @@ def test_missing_chunks_are_refused(tmp_path: Path) -> None:
 
 
 def test_existing_store_of_another_shape_or_settings_is_refused(tmp_path: Path) -> None:
-    model = _model(padding="same")
+    model = small_model(padding="same")
     out = tmp_path / "out.zarr"
-    a = _write_zarr(tmp_path / "a.zarr", _image((64, 64)), (32, 32))
-    b = _write_zarr(tmp_path / "b.zarr", _image((64, 80)), (32, 32))
+    a = _write_zarr(tmp_path / "a.zarr", smooth_image((64, 64)), (32, 32))
+    b = _write_zarr(tmp_path / "b.zarr", smooth_image((64, 80)), (32, 32))
     with open_lazy(a, 2) as lazy:
         predict_blockwise(model, lazy, out, options=PredictOptions(tile=32), block=32)
     before = _labels(out)
@@ -168,8 +166,8 @@ def test_existing_store_of_another_shape_or_settings_is_refused(tmp_path: Path) 
 def test_batched_small_images_equal_one_by_one(kw: dict) -> None:
     from unetkit.infer.batched import predict_batch
 
-    model = _model(**kw)
-    images = [_image((40, 52), seed).astype(np.float32) for seed in range(5)]
+    model = small_model(**kw)
+    images = [smooth_image((40, 52), seed).astype(np.float32) for seed in range(5)]
     options = PredictOptions(batch_size=2)
     batch = predict_batch(model, images, options=options, normalization=Normalization(),
                           default_tile=[512, 512], keep_probabilities=True)

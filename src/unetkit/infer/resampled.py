@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from unetkit.infer.band import class_argmax
 from unetkit.train.resample import needs_resampling, resampled_shape, zoom_to
 
 
@@ -47,8 +49,9 @@ def labels_of(
 ) -> np.ndarray:
     """``(K, *S)`` probabilities -> ``(*S)`` labels: the most likely channel, mapped to its
     class for an instance model (``class_of_channel``); a sigmoid model's ``(2, *S)``
-    probabilities give 1 where ``p > 0.5``."""
-    winner = probabilities.argmax(axis=0)
+    probabilities give 1 where ``p > 0.5``. The first channel wins ties, as ``argmax`` does
+    (:func:`unetkit.infer.band.class_argmax`, the comparison pass the tiled path uses)."""
+    winner = class_argmax(torch.from_numpy(np.ascontiguousarray(probabilities))).numpy()
     if class_of_channel is not None and probabilities.shape[0] == len(class_of_channel):
         winner = np.asarray(class_of_channel)[winner]
     return winner.astype(label_dtype, copy=False)
