@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean nnunet-venv
 
 $(BIN)/unetkit: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,20 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+
+# nnU-Net v2, the peer of benchmarks/quality.py, in its own venv so that its dependencies never
+# touch unetkit's: torch first and pinned (constraints), then nnU-Net. Its timm dependency pulls
+# torchvision, whose PyPI wheel does not load with the CPU torch here; nnU-Net's 2D trainer and
+# predictor do not import it, so it is removed.
+NNUNET_VENV ?= .venv-nnunet
+nnunet-venv:
+	$(PY) -m venv $(NNUNET_VENV)
+	$(NNUNET_VENV)/bin/pip install -q --upgrade pip
+	$(NNUNET_VENV)/bin/pip install -q $(TORCH)
+	echo "$(TORCH)" > $(NNUNET_VENV)/constraints.txt
+	$(NNUNET_VENV)/bin/pip install -q -c $(NNUNET_VENV)/constraints.txt "nnunetv2>=2.5"
+	$(NNUNET_VENV)/bin/pip uninstall -q -y torchvision
+	$(NNUNET_VENV)/bin/python -c "import torch, nnunetv2.run.run_training; print('nnU-Net', torch.__version__)"
 
 clean:
 	rm -rf $(VENV) runs out

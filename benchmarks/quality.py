@@ -8,12 +8,12 @@ pairs is set aside (symlinks under ``WORK/<name>/test``; never trained on), the 
 * ``unetkit``: ``unetkit.fit`` with nothing but the data and ``train.max_minutes`` (the default
   recipe), plus any ``--override key=value`` (e.g. ``data.sampling=foreground`` to compare a
   setting), then ``evaluate_model`` on the held-out pairs;
-* ``nnunet`` (``--nnunet``, needs ``pip install nnunetv2`` into a separate venv or with
-  ``--no-deps`` so the pinned torch stays): the dataset converted to nnU-Net's raw layout, the
-  2D configuration planned and preprocessed, one epoch timed on the CPU with
-  ``nnUNetTrainer_1epoch``, then the largest of nnU-Net's fixed-length trainers
-  (``nnUNetTrainer_{5,10,20,50,100,250}epochs``) whose epochs fit the budget, prediction on the
-  held-out images, and the same evaluation. Preprocessing time is not counted in the budget.
+* ``nnunet`` (``--nnunet``; ``make nnunet-venv`` first: nnU-Net v2 in its own venv,
+  ``.venv-nnunet``, beside the pinned CPU torch): the dataset converted to nnU-Net's raw layout,
+  the 2D configuration planned and preprocessed (not counted in the budget), then nnU-Net's own
+  trainer for as many of its epochs as fit the minutes, timed by a short probe
+  (``benchmarks/nnunet_budget.py`` says how), prediction on the held-out images with nnU-Net's
+  defaults, and the same evaluation.
 
 Scores (one per dataset, as the issue states them): ISBI 2012 adapted Rand error (lower is
 better), DSB 2018 foreground IoU, Drosophila mean foreground Dice, CamVid mean IoU over the 11
@@ -144,10 +144,9 @@ def run_unetkit(
     }
 
 
-NNUNET_LENGTHS = (5, 10, 20, 50, 100, 250)
-
-
-def run_nnunet(name: str, train: Path, test: Path, work: Path, minutes: float) -> dict[str, Any]:
+def run_nnunet(
+    name: str, train: Path, test: Path, work: Path, minutes: float, venv: Path
+) -> dict[str, Any]:
     """nnU-Net v2 (2D) for ``minutes`` of training on the CPU; evaluated like unetkit."""
     from unetkit.infer.evaluation import evaluate_folders
     from unetkit.io.images import read_image, read_mask, write_image
@@ -158,6 +157,7 @@ def run_nnunet(name: str, train: Path, test: Path, work: Path, minutes: float) -
         "nnUNet_raw": str(raw),
         "nnUNet_preprocessed": str(pre),
         "nnUNet_results": str(res),
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     ds_id = 500 + DATASETS.index(name)
     ds = raw / f"Dataset{ds_id:03d}_{name.replace('-', '')}"
@@ -196,37 +196,17 @@ def run_nnunet(name: str, train: Path, test: Path, work: Path, minutes: float) -
         )
     )
 
-    def call(*args: str) -> float:
-        start = time.monotonic()
-        subprocess.run(list(args), env=env, check=True)
-        return time.monotonic() - start
-
-    call("nnUNetv2_plan_and_preprocess", "-d", str(ds_id), "-c", "2d", "--verify_dataset_integrity")
-    one = call(
-        "nnUNetv2_train", str(ds_id), "2d", "0", "-tr", "nnUNetTrainer_1epoch", "-device", "cpu"
+    subprocess.run(
+        ["nnUNetv2_plan_and_preprocess", "-d", str(ds_id), "-c", "2d"], env=env, check=True
     )
-    fits = [n for n in NNUNET_LENGTHS if n * one <= minutes * 60]
-    epochs = fits[-1] if fits else 1
-    trainer = f"nnUNetTrainer_{epochs}epochs" if fits else "nnUNetTrainer_1epoch"
-    train_s = call("nnUNetv2_train", str(ds_id), "2d", "0", "-tr", trainer, "-device", "cpu")
     pred = work / "pred"
-    predict_s = call(
-        "nnUNetv2_predict",
-        "-i",
-        str(ds / "imagesTs"),
-        "-o",
-        str(pred),
-        "-d",
-        str(ds_id),
-        "-c",
-        "2d",
-        "-f",
-        "0",
-        "-tr",
-        trainer,
-        "-device",
-        "cpu",
-    )
+    driver = Path(__file__).with_name("nnunet_budget.py")
+    log = work / "nnunet.log"  # nnU-Net's own output; the driver's last line is its JSON
+    with log.open("w") as out:
+        command = [str(venv / "bin" / "python"), str(driver), "--dataset", str(ds_id)]
+        command += ["--minutes", str(minutes), "--images", str(ds / "imagesTs")]
+        subprocess.run([*command, "--out", str(pred)], env=env, check=True, stdout=out)
+    timing = json.loads(log.read_text().strip().splitlines()[-1])
     if void:  # back to CamVid's labels (nnU-Net never predicts the ignore label)
         back = work / "pred-camvid"
         back.mkdir()
@@ -236,13 +216,7 @@ def run_nnunet(name: str, train: Path, test: Path, work: Path, minutes: float) -
     evaluation = evaluate_folders(
         pred, test / "masks", num_classes=k, ignore_index=0 if void else None
     )
-    return {
-        "train_seconds": train_s,
-        "predict_seconds": predict_s,
-        "epochs": epochs,
-        "seconds_per_epoch": one,
-        "report": evaluation.report,
-    }
+    return {**timing, "report": evaluation.report}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -272,7 +246,9 @@ def main() -> None:
     p.add_argument("--work", default="runs/quality", help="splits and run folders go here")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--label", default="unetkit", help="name of the unetkit row")
-    p.add_argument("--nnunet", action="store_true", help="also run nnU-Net v2 (if installed)")
+    p.add_argument("--nnunet", action="store_true", help="also run nnU-Net v2 (make nnunet-venv)")
+    p.add_argument("--skip-unetkit", action="store_true", help="only the nnU-Net rows")
+    p.add_argument("--nnunet-venv", default=".venv-nnunet", help="the venv nnU-Net v2 is in")
     p.add_argument("--json", metavar="FILE", help="write every number as JSON")
     args = p.parse_args()
     work = Path(args.work)
@@ -282,14 +258,16 @@ def main() -> None:
             Path(args.data_root) / name, work / name, args.holdout, args.seed
         )
         for minutes in args.minutes:
-            methods = [args.label] + (["nnunet"] if args.nnunet else [])
+            methods = [] if args.skip_unetkit else [args.label]
+            methods += ["nnunet"] if args.nnunet else []
             for method in methods:
                 if method == "nnunet":
-                    if shutil.which("nnUNetv2_train") is None:
-                        print("nnU-Net v2 is not installed (nnUNetv2_train not found); skipped")
+                    venv = Path(args.nnunet_venv).resolve()
+                    if not (venv / "bin" / "nnUNetv2_plan_and_preprocess").exists():
+                        print(f"nnU-Net v2 is not in {venv} (make nnunet-venv); skipped")
                         continue
                     out = run_nnunet(
-                        name, train, test, work / name / f"nnunet-{minutes:g}", minutes
+                        name, train, test, work / name / f"nnunet-{minutes:g}", minutes, venv
                     )
                 else:
                     run_dir = work / name / f"{method}-{minutes:g}min"
