@@ -1,6 +1,7 @@
 """What makes a training step faster keeps its numbers: in-place activations give the same
-loss and gradients as out-of-place ones, and the fused optimisers the per-tensor loop's update
-within float rounding."""
+loss and gradients as out-of-place ones, the fused optimisers the per-tensor loop's update
+within float rounding, and Dice + cross-entropy without a one-hot target the one-hot formula's
+loss and gradients."""
 
 from __future__ import annotations
 
@@ -108,3 +109,45 @@ def test_fused_optimisers_match_the_per_tensor_loop(name: str) -> None:
 def test_parameters_off_the_cpu_and_cuda_are_not_fused() -> None:
     params = [nn.Parameter(torch.zeros(3, device="meta"))]
     assert not make_optimizer(params, "adamw", 1e-3, 0.0, 0.0).param_groups[0]["fused"]
+
+
+def _one_hot_dice_ce(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ignore: int, batch: bool
+) -> torch.Tensor:
+    """The documented formula with an explicit one-hot target (the former implementation)."""
+    valid = target != ignore
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    probs = F.softmax(logits, dim=1)
+    onehot = F.one_hot(safe, logits.shape[1]).movedim(-1, 1).float()
+    m = (valid.float() * weight).unsqueeze(1)
+    p, g = probs * m, onehot * m
+    dims = (0, 2, 3) if batch else (2, 3)
+    dice = (2 * (p * g).sum(dims) + 1.0) / (p.sum(dims) + g.sum(dims) + 1.0)
+    nll = -F.log_softmax(logits, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    ce = (nll * weight * valid).sum() / valid.sum()
+    return (1.0 - dice.mean()) + ce
+
+
+@pytest.mark.parametrize("batch_dice", [False, True])
+def test_dice_ce_without_a_one_hot_matches_the_one_hot_formula(batch_dice: bool) -> None:
+    from unetkit.train.losses import DiceCELoss
+
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 5, 12, 10, generator=gen).contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 5, (3, 12, 10), generator=gen)
+    target[0, :4] = 255  # ignored
+    weight = torch.rand(3, 12, 10, generator=gen) + 0.5
+    grads = []
+    losses = []
+    for fn in (
+        lambda x: DiceCELoss(ignore_index=255, batch_dice=batch_dice)(x, target, weight),
+        lambda x: _one_hot_dice_ce(x, target, weight, 255, batch_dice),
+    ):
+        x = logits.clone().requires_grad_()
+        loss = fn(x)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(x.grad)
+    assert torch.allclose(losses[0], losses[1], rtol=1e-6, atol=1e-7)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-8)
+    assert grads[0][0, :, :4].abs().max() == 0  # ignored pixels get no gradient
