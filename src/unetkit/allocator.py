@@ -5,9 +5,9 @@ step. glibc's ``malloc`` serves a block above its mmap threshold (128 KiB, raise
 32 MiB at most) with a fresh ``mmap`` and gives it back with ``munmap``, and trims the top of the
 heap once more than twice that threshold is free, so the next step touches new pages again: one
 page fault, and the kernel zeroing 4 KiB, per page. Measured on this project's 2-core CPU: a
-16 MiB tensor allocated and freed repeatedly faulted on all of its 4,096 pages every time;
-the default recipe's DSB step had 14,000 faults (about 30 ms of system time per 265 ms step)
-(``benchmarks/README.md``, "steps per minute").
+16 MiB tensor allocated and freed repeatedly faulted on all of its 4,096 pages every time, and
+a step of the default recipe on DSB 2018 took 14,000 faults (29 ms of system time per step on
+one thread) (``benchmarks/README.md``, "steps per minute").
 
 :func:`keep_freed_memory` raises both thresholds to 1 GiB with ``mallopt`` (glibc only; a no-op
 elsewhere), so freed blocks stay in the heap and the next step reuses them without a fault.
