@@ -210,6 +210,10 @@ def build_train(
 ) -> tuple[Callable[[Tensor, Tensor], None], dict[str, Any]]:
     """One training step (forward, cross-entropy, backward, SGD update) of ``impl``.
 
+    SGD with Nesterov momentum 0.9 for all; unetkit's is built by the trainer's
+    :func:`unetkit.train.schedule.make_optimizer` (fused on the CPU), the others' by PyTorch's
+    defaults (a per-tensor loop on the CPU).
+
     The unetkit-default/ckpt steps run in the precision and memory format that ``unetkit
     train`` chooses with its default config (:class:`unetkit.config.TrainConfig`), decided by
     the same policy (:mod:`unetkit.precision`); with ``precision: auto`` this very step is
@@ -217,7 +221,12 @@ def build_train(
     """
     model.train()
     precision, channels_last = "fp32", False
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    if impl.startswith("unetkit"):  # the trainer's optimiser (fused where it can be)
+        from unetkit.train.schedule import make_optimizer
+
+        opt = make_optimizer(model.parameters(), "sgd", 1e-3, 0.0, 0.9)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
     state = {"precision": precision, "channels_last": channels_last}
 
     def step(x: Tensor, y: Tensor) -> None:

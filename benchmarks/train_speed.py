@@ -15,8 +15,21 @@ normalised patches as tensors) and forward + loss + backward + optimiser step; w
 the next batch prepared in a background thread (what the trainer does) against without, in
 alternating blocks; then the top operators of a ``torch.profiler`` trace of a few steps.
 
+Part 3 (``--data DIR --steps N``, instead of part 2): ``N`` whole steps of the default recipe
+exactly as the trainer runs them (its batches, precision, memory format, optimiser, gradient
+clipping), after ``--warmup``; the median ms per step. Run it with ``PYTHONPATH`` pointing at
+another checkout's ``src`` to compare versions of unetkit with the same harness. With
+``--compile``: the same steps with the training forward under ``torch.compile``, its compile
+time and break-even step count.
+
+``--allocator keep`` (the default: what ``unetkit train`` does, :mod:`unetkit.allocator`) makes
+glibc keep freed memory for the whole process, so in part 1 MONAI gets it too; ``glibc`` leaves
+the allocator alone in part 1 (what a plain PyTorch script gets; the trainer's own runner in
+parts 2 and 3 sets it anyway).
+
     PYTHONPATH=src python benchmarks/train_speed.py --width 32 --size 256 --batch 4
     PYTHONPATH=src python benchmarks/train_speed.py --data ../shared/data/isbi2012-em
+    PYTHONPATH=src python benchmarks/train_speed.py --data ../shared/data/isbi2012-em --steps 10
 """
 
 from __future__ import annotations
@@ -44,12 +57,13 @@ def compiled_step(
     import torch.nn.functional as F
 
     from unetkit.precision import autocast, to_channels_last
+    from unetkit.train.schedule import make_optimizer
 
     model = reference_model("unetkit-eager-fp32", 2, width, 5)
     if default["channels_last"]:
         model = to_channels_last(model, 2)
     compiled = torch.compile(model)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    opt = make_optimizer(model.parameters(), "sgd", 1e-3, 0.0, 0.9)
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
         if default["channels_last"]:
@@ -111,10 +125,8 @@ def time_steps(args: argparse.Namespace) -> None:
         )
 
 
-def profile_recipe(args: argparse.Namespace) -> None:
-    """Part 2: batch preparation vs compute for the default recipe on ``args.data``."""
-    from torch.profiler import ProfilerActivity, profile
-
+def recipe_runner(args: argparse.Namespace) -> Any:
+    """The trainer's :class:`StepRunner` for the default recipe on ``args.data``."""
     from unetkit.train.distributed import DistInfo
     from unetkit.train.prepare import prepare_data
     from unetkit.train.recipe import apply_recipe, summarize_data, with_declaration
@@ -134,6 +146,42 @@ def profile_recipe(args: argparse.Namespace) -> None:
         f"{config.train.batch_size}, widths {config.model.widths}, precision {runner.precision}, "
         f"{torch.get_num_threads()} threads"
     )
+    return runner
+
+
+def time_recipe_steps(args: argparse.Namespace) -> None:
+    """Part 3: ``args.steps`` whole steps of the default recipe, as the trainer runs them."""
+    runner = recipe_runner(args)
+
+    def run(epoch: int) -> list[float]:
+        times = []
+        for i in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            runner.train_step(epoch, i, 1000 * epoch + i)
+            times.append(time.perf_counter() - start)
+        return times
+
+    eager = statistics.median(run(0)[args.warmup :])
+    print(f"  {eager * 1000:.1f} ms/step, {60 / eager:.1f} steps/min (median of {args.steps})")
+    if args.compile:
+        runner.forward_module = torch.compile(runner.forward_module)
+        times = run(1)
+        compiled = statistics.median(times[args.warmup :])
+        compile_s = times[0] - compiled
+        gain = eager - compiled
+        paid = f"after {compile_s / gain:.0f} steps" if gain > 0 else "never (no faster)"
+        print(
+            f"  torch.compile: {compiled * 1000:.1f} ms/step ({eager / compiled:.2f}x eager), "
+            f"compile {compile_s:.1f} s, pays for itself {paid}"
+        )
+    runner.batches.close()
+
+
+def profile_recipe(args: argparse.Namespace) -> None:
+    """Part 2: batch preparation vs compute for the default recipe on ``args.data``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runner = recipe_runner(args)
     prefetcher = runner.batches
     source = prefetcher.source
     prep: list[float] = []
@@ -185,13 +233,29 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="budget the recipe sizes for")
     p.add_argument("--top", type=int, default=15, help="profiler rows")
     p.add_argument("--blocks", type=int, default=2, help="--data: blocks with and without prefetch")
-    p.add_argument("--skip-ratio", action="store_true", help="only the --data profile")
+    p.add_argument("--skip-ratio", action="store_true", help="only the --data part")
+    p.add_argument("--steps", type=int, default=0, help="--data: time N whole steps (part 3)")
+    p.add_argument(
+        "--allocator",
+        choices=("keep", "glibc"),
+        default="keep",
+        help="keep: glibc keeps freed memory (unetkit train's setting); glibc: its defaults",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == "keep":
+        try:
+            from unetkit.allocator import keep_freed_memory
+        except ImportError:  # an older unetkit (PYTHONPATH): its trainer has no such setting
+            print("allocator: this unetkit has no unetkit.allocator; glibc defaults")
+        else:
+            print(f"allocator: keep freed memory: {keep_freed_memory()}")
     if not args.skip_ratio:
         time_steps(args)
-    if args.data:
+    if args.data and args.steps:
+        time_recipe_steps(args)
+    elif args.data:
         profile_recipe(args)
 
 

@@ -110,7 +110,7 @@ class ConvNormAct(nn.Module):
             fan_in=in_channels * (k**spatial_dims if isinstance(k, int) else math.prod(k)),
         )
         self.norm = layers.norm(norm, spatial_dims, out_channels)
-        self.act = layers.act(act) if with_act else nn.Identity()
+        self.act = layers.act(act, inplace=True) if with_act else nn.Identity()  # on a fresh map
 
     def forward(self, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
         y = self.norm(self.conv(x))
@@ -174,7 +174,7 @@ class ConvBlock(nn.Module):
                     fan_in=in_channels,
                 )
             )
-            self.out_act: nn.Module = layers.act(act)
+            self.out_act: nn.Module = layers.act(act, inplace=True)  # on the fresh sum
         if embed_dim > 0:
             self.film = FiLM(embed_dim, out_channels, spatial_dims)
         if attention:

@@ -62,9 +62,16 @@ def norm(spec: LayerSpec, spatial_dims: int, channels: int) -> nn.Module:
     raise ValueError(f"norm: unknown type {name!r}")
 
 
-def act(spec: LayerSpec) -> nn.Module:
-    """The activation module for ``spec`` (``relu``, ``leaky_relu``, ``gelu``, ``silu``)."""
+def act(spec: LayerSpec, *, inplace: bool = False) -> nn.Module:
+    """The activation module for ``spec`` (``relu``, ``leaky_relu``, ``gelu``, ``silu``).
+
+    ``inplace``: overwrite the input (ReLU, leaky ReLU, SiLU; GELU has no in-place form) unless
+    the spec says otherwise. Only for an input that nothing else reads: the blocks use it where
+    the input is a fresh map (a norm's output), which saves a map's allocation and write.
+    """
     name, kwargs = spec_name(spec), spec_kwargs(spec)
+    if name in ("relu", "leaky_relu", "silu"):
+        kwargs.setdefault("inplace", inplace)
     if name == "relu":
         return nn.ReLU(**kwargs)
     if name == "leaky_relu":

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from unetkit import precision as policy
+from unetkit.allocator import keep_freed_memory
 from unetkit.config import RunConfig
 from unetkit.model import UNet
 from unetkit.tasks import Objective, make_objective
@@ -67,6 +68,7 @@ class StepRunner:
         t, m = config.train, config.model
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        keep_freed_memory()  # every step reuses the last one's memory, without page faults
         torch.manual_seed(t.seed)
         self.device = policy.resolve_device(
             t.device, local_rank=info.local_rank if info.distributed else None
