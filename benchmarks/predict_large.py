@@ -18,6 +18,11 @@ in-memory path on an image that fits (``--compare-size``, default 4096²) and th
 ``--size`` (default 32768² then), same model, and prints the per-pixel speed ratio and both
 peaks; ``--json FILE`` keeps the numbers. ``--dims 3 --shape 512 2048 2048`` does the same for a
 3D ``uint8`` volume (``unet3d_small``; the in-memory comparison volume is ``--compare-shape``).
+``--repeats N`` settles the speed comparison: the in-memory path (at the ``--compare-*`` size)
+and the block-wise path (at ``--size``/``--shape``) alternate N times in one process, same model,
+tiles, batch and threads, and each repetition's per-voxel speed, the medians, their spread and
+the ratio are printed (separate processes on a shared machine vary by more than the gap; peak
+RSS is that of both paths together there, ``--suite`` gives each path's own).
 ``--profile`` adds where the time of one block goes (cProfile, top functions by cumulative
 time). The input is a generated Zarr store written to ``--workdir`` (default the system's
 temporary folder), deleted afterwards.
@@ -35,6 +40,7 @@ import cProfile
 import json
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -204,6 +210,79 @@ def run_suite(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps({**results, "summary": summary}, indent=2))
 
 
+def _memory_image(shape: tuple[int, ...]) -> np.ndarray:
+    """The synthetic image or volume ``(1, *shape)`` as raw 8-bit values in float32 (what
+    ``read_image`` gives)."""
+    slabs = [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
+    return np.concatenate(slabs).astype(np.float32)[None]
+
+
+def _spread(values: list[float]) -> dict:
+    """Median, min, max and (max - min) / median of repeated measurements."""
+    med = float(np.median(values))
+    return {"median": round(med, 3), "min": round(min(values), 3), "max": round(max(values), 3),
+            "spread": round((max(values) - min(values)) / med, 3)}
+
+
+def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
+    """The in-memory path (at ``--compare-size``/``--compare-shape``) and the block-wise path
+    (at ``--size``/``--shape``) alternated ``--repeats`` times in this process (same model,
+    tiles, batch and threads; the order flips every repetition so that a drift of the machine
+    weighs on both), then the per-voxel speed of each, its median and spread, and the ratio."""
+    from unetkit.infer.blockwise import choose_block, predict_blockwise
+    from unetkit.infer.lazy_image import open_lazy
+
+    big = tuple(args.shape) if args.dims == 3 else (args.size, args.size)
+    small = tuple(args.compare_shape) if args.dims == 3 else (args.compare_size,) * 2
+    options = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
+    memory = int(args.block_memory * 2**20)
+    image = _memory_image(small)
+    speeds: dict[str, list[float]] = {"memory": [], "zarr": []}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        subprocess.run([sys.executable, __file__, "--write-input", str(Path(tmp) / "in.zarr"),
+                        "--dims", str(args.dims), "--size", str(args.size),
+                        "--shape", *map(str, args.shape)], check=True)
+        with open_lazy(Path(tmp) / "in.zarr", args.dims) as lazy:
+            plan = plan_tiles(model.config, lazy.spatial, args.tile, args.overlap)
+            edges, _ = choose_block(plan, model.config, lazy.dtype, args.probabilities,
+                                    args.batch_size, args.block, memory)
+
+            def memory_run() -> float:
+                start = time.perf_counter()
+                predict_array(model, image, options=options, label_dtype=np.uint8,
+                              keep_probabilities=args.probabilities)
+                return float(np.prod(small)) / 1e6 / (time.perf_counter() - start)
+
+            def zarr_run(i: int) -> float:
+                dest = Path(tmp) / f"out{i}.zarr"
+                start = time.perf_counter()
+                predict_blockwise(model, lazy, dest, options=options, block=edges, memory=memory,
+                                  probabilities=args.probabilities)
+                seconds = time.perf_counter() - start
+                shutil.rmtree(dest)
+                return float(np.prod(big)) / 1e6 / seconds
+
+            for i in range(args.repeats):
+                order = ("memory", "zarr") if i % 2 == 0 else ("zarr", "memory")
+                for name in order:
+                    speeds[name].append(memory_run() if name == "memory" else zarr_run(i))
+                m, z = speeds["memory"][-1], speeds["zarr"][-1]
+                row = {"repeat": i + 1, "order": list(order), "memory_mvox_s": round(m, 3),
+                       "zarr_mvox_s": round(z, 3), "ratio": round(z / m, 3)}
+                print(json.dumps(row), flush=True)
+    ratios = [z / m for m, z in zip(speeds["memory"], speeds["zarr"], strict=True)]
+    summary = {"repeats": args.repeats, "memory_shape": list(small), "zarr_shape": list(big),
+               "block": list(edges), "threads": args.threads,
+               "memory_mvox_s": _spread(speeds["memory"]), "zarr_mvox_s": _spread(speeds["zarr"]),
+               "ratio_of_medians": round(float(np.median(speeds["zarr"]))
+                                         / float(np.median(speeds["memory"])), 3),
+               "ratio_per_repeat": _spread(ratios),
+               "peak_rss_mib_both_paths": round(rss_mb(), 1)}
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"speeds": speeds, "summary": summary}, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=8192)
@@ -227,7 +306,10 @@ def main() -> None:
     p.add_argument("--compare-size", type=int, default=4096)
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
     p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
-    p.add_argument("--json", help="--suite: write the numbers to this file")
+    p.add_argument("--repeats", type=int, default=0,
+                   help="alternate the in-memory path (--compare-*) and the block-wise path "
+                   "this many times in one process; print each speed, medians and the ratio")
+    p.add_argument("--json", help="--suite/--repeats: write the numbers to this file")
     p.add_argument("--write-input", help="only write the synthetic input store here")
     p.add_argument("--max-blocks", type=int, default=0,
                    help="--source zarr: stop after this many blocks (peak memory of a volume "
@@ -247,6 +329,9 @@ def main() -> None:
     torch.manual_seed(0)
     widths = tuple(args.widths) if args.widths else None
     model = create_model(args.preset, padding=args.padding, widths=widths).eval()
+    if args.repeats:
+        run_repeats(args, model)
+        return
     n = args.size
     pixels = float(np.prod(args.shape)) if args.dims == 3 else float(n * n)
     if args.source == "zarr":
@@ -259,11 +344,8 @@ def main() -> None:
                    peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return
-    # a smooth grey image with texture, as raw 8-bit values in float32 (what read_image gives)
     shape = tuple(args.shape) if args.dims == 3 else (n, n)
-    image = np.concatenate(
-        [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
-    ).astype(np.float32)[None]
+    image = _memory_image(shape)
     before = rss_mb()
     plan = plan_tiles(model.config, image.shape[1:], args.tile, args.overlap)
     start = time.perf_counter()
