@@ -21,8 +21,11 @@ peaks; ``--json FILE`` keeps the numbers. ``--dims 3 --shape 512 2048 2048`` doe
 ``--repeats N`` settles the speed comparison: the in-memory path (at the ``--compare-*`` size)
 and the block-wise path (at ``--size``/``--shape``) alternate N times in one process, same model,
 tiles, batch and threads, and each repetition's per-voxel speed, the medians, their spread and
-the ratio are printed (separate processes on a shared machine vary by more than the gap; peak
-RSS is that of both paths together there, ``--suite`` gives each path's own).
+the ratio are printed, also per CPU second of the process (steadier than wall time while other
+jobs share the cores); separate processes on a shared machine vary by more than the gap. Peak
+RSS is that of both paths together there, ``--suite`` gives each path's own. With
+``--max-blocks`` a partial block-wise run also reports ``blocks_megapixels_per_s`` (blocks 2..n,
+without the statistics pass).
 ``--profile`` adds where the time of one block goes (cProfile, top functions by cumulative
 time). The input is a generated Zarr store written to ``--workdir`` (default the system's
 temporary folder), deleted afterwards.
@@ -147,10 +150,11 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
                     for fn, v in rows[:14]
                 ]
             start = time.perf_counter()
-            written: list[int] = []
+            written: list[tuple[float, int]] = []  # (time, output pixels) per block
 
             def count(block: object) -> None:
-                written.append(1)
+                pixels = int(np.prod([hi - lo for lo, hi in block.out]))  # type: ignore[attr-defined]
+                written.append((time.perf_counter(), pixels))
                 if args.max_blocks and len(written) >= args.max_blocks:
                     raise _StopAfterBlock
 
@@ -162,6 +166,10 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
     out = {"source": "zarr", "shape": list(shape), "block": list(edges), "blocks": blocks,
            "block_planned_mib": round(planned / 2**20, 1), "batch": batch,
            "blocks_written": len(written),
+           # blocks 2..n alone (no statistics pass, no first block): a partial run's speed
+           "blocks_megapixels_per_s": round(sum(n for _, n in written[1:]) / 1e6
+                                            / (written[-1][0] - written[0][0]), 3)
+           if len(written) > 1 else None,
            "tiles": plan.num_tiles, "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
            "rss_before_predict_mib": round(before, 1),
            "image_mib": round(float(np.prod(shape)) / 2**20, 1)}
@@ -189,6 +197,8 @@ def run_suite(args: argparse.Namespace) -> None:
     big += ["--source", "zarr", "--block-memory", str(args.block_memory)]
     if args.block is not None:
         big += ["--block", str(args.block)]
+    if args.max_blocks:
+        big += ["--max-blocks", str(args.max_blocks)]
     if args.profile:
         big.append("--profile")
     results = {}
@@ -199,8 +209,12 @@ def run_suite(args: argparse.Namespace) -> None:
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]))
     m, z = results["memory"], results["zarr"]
+    whole = z["megapixels_per_s"] is not None
     summary = {
-        "zarr_vs_memory_megapixels_per_s": round(z["megapixels_per_s"] / m["megapixels_per_s"], 3),
+        "zarr_vs_memory_megapixels_per_s": round(z["megapixels_per_s"] / m["megapixels_per_s"], 3)
+        if whole else None,
+        "zarr_blocks_vs_memory": round(z["blocks_megapixels_per_s"] / m["megapixels_per_s"], 3)
+        if z["blocks_megapixels_per_s"] else None,
         "memory_peak_rss_mib": m["peak_rss_mib"],
         "zarr_peak_rss_mib": z["peak_rss_mib"],
         "zarr_peak_under_1_5_gb": z["peak_rss_mib"] < 1.5e9 / 2**20,
@@ -238,6 +252,7 @@ def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
     memory = int(args.block_memory * 2**20)
     image = _memory_image(small)
     speeds: dict[str, list[float]] = {"memory": [], "zarr": []}
+    cpu: dict[str, list[float]] = {"memory": [], "zarr": []}  # Mvox per CPU second (all threads)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         subprocess.run([sys.executable, __file__, "--write-input", str(Path(tmp) / "in.zarr"),
                         "--dims", str(args.dims), "--size", str(args.size),
@@ -248,17 +263,19 @@ def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
                                     args.batch_size, args.block, memory)
 
             def memory_run() -> float:
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 predict_array(model, image, options=options, label_dtype=np.uint8,
                               keep_probabilities=args.probabilities)
+                cpu["memory"].append(float(np.prod(small)) / 1e6 / (time.process_time() - cpu0))
                 return float(np.prod(small)) / 1e6 / (time.perf_counter() - start)
 
             def zarr_run(i: int) -> float:
                 dest = Path(tmp) / f"out{i}.zarr"
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 predict_blockwise(model, lazy, dest, options=options, block=edges, memory=memory,
                                   probabilities=args.probabilities)
                 seconds = time.perf_counter() - start
+                cpu["zarr"].append(float(np.prod(big)) / 1e6 / (time.process_time() - cpu0))
                 shutil.rmtree(dest)
                 return float(np.prod(big)) / 1e6 / seconds
 
@@ -268,7 +285,8 @@ def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
                     speeds[name].append(memory_run() if name == "memory" else zarr_run(i))
                 m, z = speeds["memory"][-1], speeds["zarr"][-1]
                 row = {"repeat": i + 1, "order": list(order), "memory_mvox_s": round(m, 3),
-                       "zarr_mvox_s": round(z, 3), "ratio": round(z / m, 3)}
+                       "zarr_mvox_s": round(z, 3), "ratio": round(z / m, 3),
+                       "ratio_per_cpu_s": round(cpu["zarr"][-1] / cpu["memory"][-1], 3)}
                 print(json.dumps(row), flush=True)
     ratios = [z / m for m, z in zip(speeds["memory"], speeds["zarr"], strict=True)]
     summary = {"repeats": args.repeats, "memory_shape": list(small), "zarr_shape": list(big),
@@ -277,10 +295,13 @@ def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
                "ratio_of_medians": round(float(np.median(speeds["zarr"]))
                                          / float(np.median(speeds["memory"])), 3),
                "ratio_per_repeat": _spread(ratios),
+               "ratio_per_cpu_s": _spread([z / m for m, z in zip(cpu["memory"], cpu["zarr"],
+                                                                  strict=True)]),
                "peak_rss_mib_both_paths": round(rss_mb(), 1)}
     print(json.dumps(summary))
     if args.json:
-        Path(args.json).write_text(json.dumps({"speeds": speeds, "summary": summary}, indent=2))
+        Path(args.json).write_text(json.dumps({"speeds": speeds, "cpu_mvox_per_s": cpu,
+                                               "summary": summary}, indent=2))
 
 
 def main() -> None:
