@@ -18,17 +18,12 @@ in-memory path on an image that fits (``--compare-size``, default 4096²) and th
 ``--size`` (default 32768² then), same model, and prints the per-pixel speed ratio and both
 peaks; ``--json FILE`` keeps the numbers. ``--dims 3 --shape 512 2048 2048`` does the same for a
 3D ``uint8`` volume (``unet3d_small``; the in-memory comparison volume is ``--compare-shape``).
-``--repeats N`` settles the speed comparison: the in-memory path (at the ``--compare-*`` size)
-and the block-wise path (at ``--size``/``--shape``) alternate N times in one process, same model,
-tiles, batch and threads, and each repetition's per-voxel speed, the medians, their spread and
-the ratio are printed, also per CPU second of the process (steadier than wall time while other
-jobs share the cores); separate processes on a shared machine vary by more than the gap. Peak
-RSS is that of both paths together there, ``--suite`` gives each path's own. With
-``--max-blocks`` a partial block-wise run also reports ``blocks_megapixels_per_s`` (blocks 2..n,
-without the statistics pass).
-``--profile`` adds where the time of one block goes (cProfile, top functions by cumulative
-time). The input is a generated Zarr store written to ``--workdir`` (default the system's
-temporary folder), deleted afterwards.
+``--repeats N`` alternates the two paths N times in one process (separate processes on a
+shared machine vary by more than the gap): each repetition's per-voxel speed, the medians,
+spread and ratio, also per CPU second of the process (all threads); its peak RSS is both
+paths'. ``--max-blocks`` stops early and reports blocks 2..n's speed (``blocks_megapixels_per_s``).
+``--profile`` profiles one block (cProfile). The input is a generated Zarr store in
+``--workdir`` (default the system's temporary folder), deleted after.
 
 The model is randomly initialised (the weights do not change the cost); ``--widths 4 8`` makes
 it tiny so that memory and the out-of-core machinery, not the network, are measured. int8 is
@@ -48,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -225,8 +221,7 @@ def run_suite(args: argparse.Namespace) -> None:
 
 
 def _memory_image(shape: tuple[int, ...]) -> np.ndarray:
-    """The synthetic image or volume ``(1, *shape)`` as raw 8-bit values in float32 (what
-    ``read_image`` gives)."""
+    """The synthetic image or volume ``(1, *shape)``: raw 8-bit values in float32."""
     slabs = [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
     return np.concatenate(slabs).astype(np.float32)[None]
 
@@ -262,27 +257,25 @@ def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
             edges, _ = choose_block(plan, model.config, lazy.dtype, args.probabilities,
                                     args.batch_size, args.block, memory)
 
-            def memory_run() -> float:
+            def timed(name: str, voxels: float, run: Callable[[], object]) -> None:
                 start, cpu0 = time.perf_counter(), time.process_time()
-                predict_array(model, image, options=options, label_dtype=np.uint8,
-                              keep_probabilities=args.probabilities)
-                cpu["memory"].append(float(np.prod(small)) / 1e6 / (time.process_time() - cpu0))
-                return float(np.prod(small)) / 1e6 / (time.perf_counter() - start)
-
-            def zarr_run(i: int) -> float:
-                dest = Path(tmp) / f"out{i}.zarr"
-                start, cpu0 = time.perf_counter(), time.process_time()
-                predict_blockwise(model, lazy, dest, options=options, block=edges, memory=memory,
-                                  probabilities=args.probabilities)
-                seconds = time.perf_counter() - start
-                cpu["zarr"].append(float(np.prod(big)) / 1e6 / (time.process_time() - cpu0))
-                shutil.rmtree(dest)
-                return float(np.prod(big)) / 1e6 / seconds
+                run()
+                speeds[name].append(voxels / 1e6 / (time.perf_counter() - start))
+                cpu[name].append(voxels / 1e6 / (time.process_time() - cpu0))
 
             for i in range(args.repeats):
                 order = ("memory", "zarr") if i % 2 == 0 else ("zarr", "memory")
+                dest = Path(tmp) / f"out{i}.zarr"
                 for name in order:
-                    speeds[name].append(memory_run() if name == "memory" else zarr_run(i))
+                    if name == "memory":
+                        timed(name, float(np.prod(small)), lambda: predict_array(
+                            model, image, options=options, label_dtype=np.uint8,
+                            keep_probabilities=args.probabilities))
+                    else:
+                        timed(name, float(np.prod(big)), lambda d=dest: predict_blockwise(
+                            model, lazy, d, options=options, block=edges, memory=memory,
+                            probabilities=args.probabilities))
+                        shutil.rmtree(dest)
                 m, z = speeds["memory"][-1], speeds["zarr"][-1]
                 row = {"repeat": i + 1, "order": list(order), "memory_mvox_s": round(m, 3),
                        "zarr_mvox_s": round(z, 3), "ratio": round(z / m, 3),
