@@ -18,9 +18,12 @@ in-memory path on an image that fits (``--compare-size``, default 4096²) and th
 ``--size`` (default 32768² then), same model, and prints the per-pixel speed ratio and both
 peaks; ``--json FILE`` keeps the numbers. ``--dims 3 --shape 512 2048 2048`` does the same for a
 3D ``uint8`` volume (``unet3d_small``; the in-memory comparison volume is ``--compare-shape``).
-``--profile`` adds where the time of one block goes (cProfile, top functions by cumulative
-time). The input is a generated Zarr store written to ``--workdir`` (default the system's
-temporary folder), deleted afterwards.
+``--repeats N`` alternates the two paths N times in one process (separate processes on a
+shared machine vary by more than the gap): each repetition's per-voxel speed, the medians,
+spread and ratio, also per CPU second of the process (all threads); its peak RSS is both
+paths'. ``--max-blocks`` stops early and reports blocks 2..n's speed (``blocks_megapixels_per_s``).
+``--profile`` profiles one block (cProfile). The input is a generated Zarr store in
+``--workdir`` (default the system's temporary folder), deleted after.
 
 The model is randomly initialised (the weights do not change the cost); ``--widths 4 8`` makes
 it tiny so that memory and the out-of-core machinery, not the network, are measured. int8 is
@@ -35,10 +38,12 @@ import cProfile
 import json
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +146,11 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
                     for fn, v in rows[:14]
                 ]
             start = time.perf_counter()
-            written: list[int] = []
+            written: list[tuple[float, int]] = []  # (time, output pixels) per block
 
             def count(block: object) -> None:
-                written.append(1)
+                pixels = int(np.prod([hi - lo for lo, hi in block.out]))  # type: ignore[attr-defined]
+                written.append((time.perf_counter(), pixels))
                 if args.max_blocks and len(written) >= args.max_blocks:
                     raise _StopAfterBlock
 
@@ -156,6 +162,10 @@ def run_zarr(args: argparse.Namespace, model: torch.nn.Module) -> dict:
     out = {"source": "zarr", "shape": list(shape), "block": list(edges), "blocks": blocks,
            "block_planned_mib": round(planned / 2**20, 1), "batch": batch,
            "blocks_written": len(written),
+           # blocks 2..n alone (no statistics pass, no first block): a partial run's speed
+           "blocks_megapixels_per_s": round(sum(n for _, n in written[1:]) / 1e6
+                                            / (written[-1][0] - written[0][0]), 3)
+           if len(written) > 1 else None,
            "tiles": plan.num_tiles, "tile_in": list(plan.tile_in), "seconds": round(seconds, 1),
            "rss_before_predict_mib": round(before, 1),
            "image_mib": round(float(np.prod(shape)) / 2**20, 1)}
@@ -183,6 +193,8 @@ def run_suite(args: argparse.Namespace) -> None:
     big += ["--source", "zarr", "--block-memory", str(args.block_memory)]
     if args.block is not None:
         big += ["--block", str(args.block)]
+    if args.max_blocks:
+        big += ["--max-blocks", str(args.max_blocks)]
     if args.profile:
         big.append("--profile")
     results = {}
@@ -193,8 +205,12 @@ def run_suite(args: argparse.Namespace) -> None:
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]))
     m, z = results["memory"], results["zarr"]
+    whole = z["megapixels_per_s"] is not None
     summary = {
-        "zarr_vs_memory_megapixels_per_s": round(z["megapixels_per_s"] / m["megapixels_per_s"], 3),
+        "zarr_vs_memory_megapixels_per_s": round(z["megapixels_per_s"] / m["megapixels_per_s"], 3)
+        if whole else None,
+        "zarr_blocks_vs_memory": round(z["blocks_megapixels_per_s"] / m["megapixels_per_s"], 3)
+        if z["blocks_megapixels_per_s"] else None,
         "memory_peak_rss_mib": m["peak_rss_mib"],
         "zarr_peak_rss_mib": z["peak_rss_mib"],
         "zarr_peak_under_1_5_gb": z["peak_rss_mib"] < 1.5e9 / 2**20,
@@ -202,6 +218,83 @@ def run_suite(args: argparse.Namespace) -> None:
     print(json.dumps(summary))
     if args.json:
         Path(args.json).write_text(json.dumps({**results, "summary": summary}, indent=2))
+
+
+def _memory_image(shape: tuple[int, ...]) -> np.ndarray:
+    """The synthetic image or volume ``(1, *shape)``: raw 8-bit values in float32."""
+    slabs = [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
+    return np.concatenate(slabs).astype(np.float32)[None]
+
+
+def _spread(values: list[float]) -> dict:
+    """Median, min, max and (max - min) / median of repeated measurements."""
+    med = float(np.median(values))
+    return {"median": round(med, 3), "min": round(min(values), 3), "max": round(max(values), 3),
+            "spread": round((max(values) - min(values)) / med, 3)}
+
+
+def run_repeats(args: argparse.Namespace, model: torch.nn.Module) -> None:
+    """The in-memory path (at ``--compare-size``/``--compare-shape``) and the block-wise path
+    (at ``--size``/``--shape``) alternated ``--repeats`` times in this process (same model,
+    tiles, batch and threads; the order flips every repetition so that a drift of the machine
+    weighs on both), then the per-voxel speed of each, its median and spread, and the ratio."""
+    from unetkit.infer.blockwise import choose_block, predict_blockwise
+    from unetkit.infer.lazy_image import open_lazy
+
+    big = tuple(args.shape) if args.dims == 3 else (args.size, args.size)
+    small = tuple(args.compare_shape) if args.dims == 3 else (args.compare_size,) * 2
+    options = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
+    memory = int(args.block_memory * 2**20)
+    image = _memory_image(small)
+    speeds: dict[str, list[float]] = {"memory": [], "zarr": []}
+    cpu: dict[str, list[float]] = {"memory": [], "zarr": []}  # Mvox per CPU second (all threads)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        subprocess.run([sys.executable, __file__, "--write-input", str(Path(tmp) / "in.zarr"),
+                        "--dims", str(args.dims), "--size", str(args.size),
+                        "--shape", *map(str, args.shape)], check=True)
+        with open_lazy(Path(tmp) / "in.zarr", args.dims) as lazy:
+            plan = plan_tiles(model.config, lazy.spatial, args.tile, args.overlap)
+            edges, _ = choose_block(plan, model.config, lazy.dtype, args.probabilities,
+                                    args.batch_size, args.block, memory)
+
+            def timed(name: str, voxels: float, run: Callable[[], object]) -> None:
+                start, cpu0 = time.perf_counter(), time.process_time()
+                run()
+                speeds[name].append(voxels / 1e6 / (time.perf_counter() - start))
+                cpu[name].append(voxels / 1e6 / (time.process_time() - cpu0))
+
+            for i in range(args.repeats):
+                order = ("memory", "zarr") if i % 2 == 0 else ("zarr", "memory")
+                dest = Path(tmp) / f"out{i}.zarr"
+                for name in order:
+                    if name == "memory":
+                        timed(name, float(np.prod(small)), lambda: predict_array(
+                            model, image, options=options, label_dtype=np.uint8,
+                            keep_probabilities=args.probabilities))
+                    else:
+                        timed(name, float(np.prod(big)), lambda d=dest: predict_blockwise(
+                            model, lazy, d, options=options, block=edges, memory=memory,
+                            probabilities=args.probabilities))
+                        shutil.rmtree(dest)
+                m, z = speeds["memory"][-1], speeds["zarr"][-1]
+                row = {"repeat": i + 1, "order": list(order), "memory_mvox_s": round(m, 3),
+                       "zarr_mvox_s": round(z, 3), "ratio": round(z / m, 3),
+                       "ratio_per_cpu_s": round(cpu["zarr"][-1] / cpu["memory"][-1], 3)}
+                print(json.dumps(row), flush=True)
+    ratios = [z / m for m, z in zip(speeds["memory"], speeds["zarr"], strict=True)]
+    summary = {"repeats": args.repeats, "memory_shape": list(small), "zarr_shape": list(big),
+               "block": list(edges), "threads": args.threads,
+               "memory_mvox_s": _spread(speeds["memory"]), "zarr_mvox_s": _spread(speeds["zarr"]),
+               "ratio_of_medians": round(float(np.median(speeds["zarr"]))
+                                         / float(np.median(speeds["memory"])), 3),
+               "ratio_per_repeat": _spread(ratios),
+               "ratio_per_cpu_s": _spread([z / m for m, z in zip(cpu["memory"], cpu["zarr"],
+                                                                  strict=True)]),
+               "peak_rss_mib_both_paths": round(rss_mb(), 1)}
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"speeds": speeds, "cpu_mvox_per_s": cpu,
+                                               "summary": summary}, indent=2))
 
 
 def main() -> None:
@@ -227,7 +320,10 @@ def main() -> None:
     p.add_argument("--compare-size", type=int, default=4096)
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
     p.add_argument("--profile", action="store_true", help="profile one block (Zarr path)")
-    p.add_argument("--json", help="--suite: write the numbers to this file")
+    p.add_argument("--repeats", type=int, default=0,
+                   help="alternate the in-memory path (--compare-*) and the block-wise path "
+                   "this many times in one process; print each speed, medians and the ratio")
+    p.add_argument("--json", help="--suite/--repeats: write the numbers to this file")
     p.add_argument("--write-input", help="only write the synthetic input store here")
     p.add_argument("--max-blocks", type=int, default=0,
                    help="--source zarr: stop after this many blocks (peak memory of a volume "
@@ -247,6 +343,9 @@ def main() -> None:
     torch.manual_seed(0)
     widths = tuple(args.widths) if args.widths else None
     model = create_model(args.preset, padding=args.padding, widths=widths).eval()
+    if args.repeats:
+        run_repeats(args, model)
+        return
     n = args.size
     pixels = float(np.prod(args.shape)) if args.dims == 3 else float(n * n)
     if args.source == "zarr":
@@ -259,11 +358,8 @@ def main() -> None:
                    peak_rss_mib=round(rss_mb(), 1))
         print(json.dumps(out))
         return
-    # a smooth grey image with texture, as raw 8-bit values in float32 (what read_image gives)
     shape = tuple(args.shape) if args.dims == 3 else (n, n)
-    image = np.concatenate(
-        [synthetic_slab(shape, lo, min(shape[0], lo + 64)) for lo in range(0, shape[0], 64)]
-    ).astype(np.float32)[None]
+    image = _memory_image(shape)
     before = rss_mb()
     plan = plan_tiles(model.config, image.shape[1:], args.tile, args.overlap)
     start = time.perf_counter()

@@ -12,7 +12,8 @@ source OME-Zarr image and viewers such as napari show it over the image)::
       blocks_done               (num_blocks,) uint8, one chunk per flag: 1 = block written,
                                 2 = summed but waiting for another process's overhang
       scratch/                  while unfinished: the overhangs carried between blocks and the
-                                waiting blocks' sums (.npy files), removed when all is written
+                                waiting blocks' sums (.npy files), each removed once the block
+                                it goes into is written (the folder, once all are)
 
 A block's flag is set after its labels (and probabilities) and the overhang it carries to its
 neighbours are written, so a killed run resumes where it stopped, redoing at most the blocks it
@@ -76,13 +77,19 @@ class BlockStore:
         folder = self.path / SCRATCH
         folder.mkdir(exist_ok=True)
         tmp = folder / f".{name}.{os.getpid()}.npy"
-        np.save(tmp, array, allow_pickle=False)
+        # contiguous first: np.save writes a strided view element-chunk by chunk, 2-10x slower
+        np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
         os.replace(tmp, folder / f"{name}.npy")
 
     def load(self, name: str) -> np.ndarray | None:
         """A scratch array :meth:`save` wrote, or ``None``."""
         f = self.path / SCRATCH / f"{name}.npy"
         return np.load(f, allow_pickle=False) if f.exists() else None
+
+    def remove(self, names: Sequence[str]) -> None:
+        """Remove the scratch arrays ``names`` that exist (those no unwritten block needs)."""
+        for name in names:
+            (self.path / SCRATCH / f"{name}.npy").unlink(missing_ok=True)
 
     def clear_scratch(self) -> None:
         """Remove the scratch files (once every block is written)."""

@@ -10,14 +10,14 @@ at the image's own borders, as in memory) and sums their weighted logits over it
 **overhang** (the part of its tiles' outputs that reaches into the next blocks)::
 
     window (C, *) -> tiles -> acc (K, *block + overhang) -> overhang pieces -> scratch files
-    own part + pieces carried in from the previous blocks -> / weight sums -> labels
+    own part + pieces carried in from the previous blocks -> labels (/ weight sums: probabilities)
 
-Each overhang piece is saved for the one block it falls into (:class:`BlockStore` scratch, one
-writer per file), so the blocks run in row-major order and memory holds one block, never the
-image; every pixel receives the same tiles and global weight sums as in :func:`predict_array`,
-and the labels equal the in-memory result (valid-mode models stay seam-free, same-mode blending
-is unchanged). Blocks and the tile batch are sized together from a memory budget
-(:func:`choose_block`).
+Each overhang piece is saved for the one block it falls into (:mod:`unetkit.infer.block_carry`:
+:class:`BlockStore` scratch, one writer per file, removed once that block is written), so the
+blocks run in row-major order and memory holds one block, never the image; every pixel
+receives the same tiles and global weight sums as in :func:`predict_array`, and the labels
+equal the in-memory result (valid-mode models stay seam-free, same-mode blending is unchanged).
+Blocks and the tile batch are sized together from a memory budget (:func:`choose_block`).
 
 Per-image normalisation needs the image's mean and std first: one streaming pass over the
 blocks (:mod:`unetkit.infer.block_norm`), stored with the output so a resumed run uses the very
@@ -40,6 +40,7 @@ from torch import Tensor
 from unetkit.errors import DataError
 from unetkit.infer import tta as tta_mod
 from unetkit.infer.band import class_argmax
+from unetkit.infer.block_carry import carry_in, carry_out, part_name, release, saved_part
 from unetkit.infer.block_norm import norm_from_attrs, norm_to_attrs, resolve_normalization
 from unetkit.infer.block_plan import BLOCK_MEMORY, Block, block_edges, block_steps, plan_blocks
 from unetkit.infer.block_store import DONE, WAITING, WRITTEN_BY, BlockStore
@@ -129,71 +130,6 @@ def accumulate(
         for yi, t in zip(y, chunk, strict=True):
             acc[(slice(None), *_tile_slices(t, first, plan, False))] += yi
     return acc[(slice(None), *(slice(0, e) for e in ext))]
-
-
-def _directions(d: int) -> list[tuple[int, ...]]:
-    """Non-zero ``{0, 1}^d`` in a fixed order: where a block's overhang goes."""
-    return [t for t in itertools.product((0, 1), repeat=d) if any(t)]
-
-
-def _piece_name(grid: Sequence[int], direction: Sequence[int]) -> str:
-    """Scratch name of the overhang carried into the block at ``grid`` from ``direction``."""
-    return "carry-" + "_".join(map(str, grid)) + "-" + "".join(map(str, direction))
-
-
-def _carry_out(store: BlockStore, block: Block, acc: Tensor) -> Tensor:
-    """Save every overhang piece of ``acc`` for the neighbour it falls into; the block's own
-    part ``(K, *out)`` is returned."""
-    core = [hi - lo for lo, hi in block.out]
-    over = [r - hi for r, (_lo, hi) in zip(block.reach, block.out, strict=True)]
-    for direction in _directions(len(core)):
-        if any(t and o <= 0 for t, o in zip(direction, over, strict=True)):
-            continue
-        sel = tuple(
-            slice(c, None) if t else slice(0, c) for t, c in zip(direction, core, strict=True)
-        )
-        dst = [g + t for g, t in zip(block.grid, direction, strict=True)]
-        store.save(_piece_name(dst, direction), acc[(slice(None), *sel)].numpy())
-    return acc[(slice(None), *(slice(0, c) for c in core))]
-
-
-def _carry_in(
-    store: BlockStore,
-    block: Block,
-    part: Tensor,
-    grid: Mapping[tuple[int, ...], Block],
-    first: bool,
-) -> Tensor:
-    """Add to ``part`` (the block's own sum) the overhangs of its predecessors that change the
-    first grid axis (``first``) or those that do not (in place; returned)."""
-    for direction in _directions(len(block.grid)):
-        if bool(direction[0]) != first:
-            continue
-        src = tuple(g - t for g, t in zip(block.grid, direction, strict=True))
-        pred = grid.get(src)
-        if pred is None or any(
-            t and r <= lo for t, r, (lo, _) in zip(direction, pred.reach, block.out, strict=True)
-        ):
-            continue  # no predecessor there, or its tiles do not reach this block
-        piece = store.load(_piece_name(block.grid, direction))
-        if piece is None:
-            raise DataError(
-                f"{store.path}: the overhang of block {pred.index} is missing from its scratch "
-                f"folder; use --overwrite to predict this image again"
-            )
-        part[(slice(None), *(slice(0, n) for n in piece.shape[1:]))] += torch.from_numpy(piece)
-    return part
-
-
-def _part(store: BlockStore, block: Block) -> Tensor:
-    """The saved own sum of a block that waited for another process's overhang."""
-    saved = store.load(f"part-{block.index}")
-    if saved is None:
-        raise DataError(
-            f"{store.path}: the sum of block {block.index} is missing from its scratch folder; "
-            f"use --overwrite to predict this image again"
-        )
-    return torch.from_numpy(saved)
 
 
 def _weights(sums: Sequence[Tensor], block: Block) -> Tensor:
@@ -352,19 +288,22 @@ def predict_blockwise(
     first_row = min((b.grid[0] for b in mine), default=0)
 
     def finish(b: Block, part: Tensor) -> None:
-        logits = _carry_in(store, b, part, grid, first=True) / _weights(sums, b)
+        logits = carry_in(store, b, part, grid, first=True)
+        if store.probabilities is not None:  # labels need no division (as in the in-memory
+            logits /= _weights(sums, b)  # band: every class shares the weight)
         labels, probs = finalise(logits, store.probabilities is not None, class_of_channel)
         store.labels[b.region] = labels.astype(store.labels.dtype, copy=False)
         if probs is not None:
             store.probabilities[(slice(None), *b.region)] = probs
         store.mark(b.index)
+        release(store, b)
         if on_block is not None:
             on_block(b)
 
     waiting = []
     for b in mine:
         if states[b.index] == WAITING:
-            part = _part(store, b)
+            part = saved_part(store, b)
         else:
             window = resolved.apply(_read_window(image, plan, b))
             acc = accumulate(
@@ -377,18 +316,18 @@ def predict_blockwise(
                 transforms=transforms,
             )
             del window
-            part = _carry_in(store, b, _carry_out(store, b, acc).clone(), grid, first=False)
+            part = carry_in(store, b, carry_out(store, b, acc).clone(), grid, first=False)
             del acc
         if ctx.world > 1 and b.grid[0] == first_row > 0:  # its overhang comes from another process
             if states[b.index] != WAITING:
-                store.save(f"part-{b.index}", part.numpy())
+                store.save(part_name(b), part.numpy())
                 store.mark(b.index, WAITING)
             waiting.append(b)
             continue
         finish(b, part)
     ctx.barrier()  # every overhang is written
     for b in waiting:
-        finish(b, _part(store, b))
+        finish(b, saved_part(store, b))
     ctx.barrier()
     if ctx.is_main and store.finished().all():
         store.clear_scratch()
