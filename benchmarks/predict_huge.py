@@ -208,7 +208,7 @@ def run_cli(model: str, png: Path, out: Path, args: argparse.Namespace) -> dict[
 def main() -> None:
     from measure import int8_conv_peak
 
-    from unetkit.hardware import keep_freed_memory
+    from unetkit.allocator import keep_freed_memory
     from unetkit.infer.engine import inference_network
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import PredictOptions, default_tile, extract_tile

@@ -229,7 +229,7 @@ def child_main(case: dict[str, Any]) -> None:
 
     torch.set_num_threads(case["threads"])
     if case.get("allocator") == "tuned":
-        from unetkit.hardware import keep_freed_memory
+        from unetkit.allocator import keep_freed_memory
 
         keep_freed_memory()
     result = CHILDREN[case["kind"]](case)

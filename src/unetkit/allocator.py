@@ -1,4 +1,4 @@
-"""The host memory allocator for training: keep freed activation memory instead of unmapping it.
+"""The host memory allocator: keep freed tensor memory instead of unmapping it.
 
 A training step allocates and frees the same large tensors (activations, their gradients) every
 step. glibc's ``malloc`` serves a block above its mmap threshold (128 KiB, raised at run time to
@@ -11,9 +11,12 @@ one thread) (``benchmarks/README.md``, "steps per minute").
 
 :func:`keep_freed_memory` raises both thresholds to 1 GiB with ``mallopt`` (glibc only; a no-op
 elsewhere), so freed blocks stay in the heap and the next step reuses them without a fault.
-Values never change: only where the memory comes from. The cost is that memory freed after a
-peak stays with the process (the peak itself is unchanged). It is process-wide and called by
-training (:class:`unetkit.train.step.StepRunner`); inference leaves the allocator alone.
+Elementwise layers gain most (``torch.cat`` of two 64-channel 256x256 maps 3x faster, a U-Net
+forward 9-20% faster). Values never change: only where the memory comes from. The cost is that
+memory freed after a peak stays with the process (the peak itself is unchanged), which suits a
+command-line run. It is process-wide and set by training
+(:class:`unetkit.train.step.StepRunner`, so ``unetkit.fit`` too) and by the ``train``,
+``predict`` and ``evaluate`` commands; importing the library never sets it.
 
 A leaf module (imports only the standard library).
 """
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 #: ``mallopt`` parameters (glibc ``malloc.h``).
 M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 #: Blocks up to this size come from the heap and freed memory up to this size stays there.
 KEEP_BYTES = 1 << 30
@@ -51,7 +55,11 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    ok = mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1
+    ok = (
+        mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) == 1
+        and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1
+        and mallopt(M_TOP_PAD, 1 << 26) == 1  # grow the heap 64 MiB at a time
+    )
     log.debug("allocator: keep freed memory up to %d MiB: %s", KEEP_BYTES >> 20, ok)
     return ok
 

@@ -103,33 +103,3 @@ def describe() -> dict[str, Any]:
         "native_int8": native_int8(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-
-
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep and reuse large freed blocks for this process; ``True`` if set.
-
-    By default every large tensor is a fresh ``mmap`` that the kernel zero-fills page by page
-    and unmaps when freed; elementwise layers (concatenation, activation, pooling) then spend
-    most of their time in page faults. Measured on the benchmark machine: ``torch.cat`` of two
-    64-channel 256x256 maps 3x faster, a U-Net forward pass 9-20% faster. The cost is that the
-    process keeps its peak heap until it exits, which suits a command-line run; a library
-    import never calls this. Does nothing (``False``) where the C library is not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-            and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-            and libc.mallopt(_M_TOP_PAD, 1 << 26)
-        )
-    except (OSError, AttributeError):  # pragma: no cover - depends on the C library
-        return False

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else 2
     if args.command in ("train", "predict", "evaluate"):
-        from unetkit.hardware import keep_freed_memory
+        from unetkit.allocator import keep_freed_memory
 
         keep_freed_memory()  # large tensors reused instead of re-faulted: 9-20% faster
     try:
