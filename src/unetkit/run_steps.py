@@ -73,7 +73,11 @@ def choose_recipe(
             f"{prepared.num_labels or 'no'} classes",
             f"recipe (diffusion): chose {', '.join(picked) or 'nothing'}",
         ]
-    summary = summarize_data(prepared.raw_train, prepared.num_classes)
+    summary = summarize_data(
+        prepared.raw_train,
+        prepared.num_classes,
+        instance_target=prepared.instance_spec is not None,
+    )
     fp = dataset_fingerprint(prepared.source, prepared.raw_train)
     at = getattr(prepared, "target_spacing", None)
     if fp is not None and at is not None:  # data.target_spacing given: the images are at it

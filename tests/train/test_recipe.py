@@ -63,8 +63,13 @@ def test_class_aware_sampling_draws_among_present_foreground_classes() -> None:
     rare[:32] = 1
     rare[40:42, 40:42] = 2
     summary = summarize_data(_samples((64, 64), 1, [rare] * 2), 3)
-    # opt-in: the recipe does not choose it (it did not measurably help; see recipe's doc)
-    assert "data.sampling" not in apply_recipe(RunConfig(), summary)[1]
+    # the recipe chooses it with two foreground classes or more, not for binary masks
+    assert apply_recipe(RunConfig(), summary)[0].data.sampling == "class_aware"
+    binary = summarize_data(_samples((64, 64), 1, [np.minimum(rare, 1)] * 2), 2)
+    assert apply_recipe(RunConfig(), binary)[0].data.sampling == "foreground"
+    # an instance target's interior and border are not classes to balance
+    target = summarize_data(_samples((64, 64), 1, [rare] * 2), 3, instance_target=True)
+    assert apply_recipe(RunConfig(), target)[0].data.sampling == "foreground"
     freqs = np.array([0.05, 0.5, 0.0, 0.4, 0.05])
     config = RunConfig(data=DataConfig(sampling="class_aware", ignore_index=4))
     assert sampled_classes(config, freqs) == (1, 3)  # present, not background, not ignored
