@@ -329,6 +329,9 @@ def main() -> None:
                    help="--source zarr: stop after this many blocks (peak memory of a volume "
                    "too large to predict whole here; the statistics pass still reads it all)")
     args = p.parse_args()
+    from unetkit.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does
     if args.dims == 3 and args.preset == "unet2d_small":
         args.preset = "unet3d_small"
     if args.dims == 3 and args.tile == 512:
