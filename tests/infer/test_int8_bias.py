@@ -1,5 +1,6 @@
-"""Bias correction of int8 layers: it removes a known mean shift that weight rounding injects,
-is stored with the calibration, and a layer kept in fp32 ignores its own."""
+"""Bias correction of int8 layers (it removes a known mean shift that weight rounding injects,
+is stored with the calibration, a layer kept in fp32 ignores its own) and the cost of fp32
+layers that the calibration's search weighs (multiply-adds, readers forced into fp32)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from unetkit.infer import int8
 from unetkit.infer.calibration_entry import Int8Calibration
 from unetkit.infer.int8 import calibrate, layer_names, quantize_for_inference
 from unetkit.infer.int8_bias import bias_corrections
+from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_macs
+from unetkit.infer.int8_search import best_value
 from unetkit.model import UNet, UNetConfig
 
 pytestmark = pytest.mark.skipif(not int8.int8_available(), reason="no x86 quantized engine")
@@ -98,3 +101,30 @@ def test_the_correction_round_trips_through_the_stored_entry() -> None:
     back = Int8Calibration.from_metadata(entry.to_metadata())
     assert back is not None and back.bias == {LAYER: (0.5, -0.25)}
     assert Int8Calibration.from_metadata({"ranges": {}, "bias_correction": {"x": "no"}}) is None
+
+
+def test_the_cost_aware_search_prefers_the_cheaper_of_two_equally_helpful_layers() -> None:
+    gains = {"deep": 0.002, "shallow": 0.002, "strong": 0.01}
+    assert best_value(gains, {"deep": 0.05, "shallow": 0.3}) == "deep"
+    assert best_value(gains, {"deep": 0.05, "shallow": 0.05 + 1e-9}) == "deep"
+    # more than proportionally more helpful wins though dearer
+    assert best_value(gains, {"deep": 0.05, "strong": 0.2}) == "strong"
+
+
+def test_a_layer_in_fp32_costs_its_readers_too() -> None:
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(widths=(8, 16, 32))).eval()
+    x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    ranges = calibrate(model, [x])
+    macs = layer_macs(model, x)
+    assert set(macs) == set(layer_names(model))
+    # a 3x3 convolution 8 -> 8 channels at full resolution: 8 * 8 * 9 per pixel
+    assert macs["encoder.blocks.0.convs.1"] == 8 * 8 * 9 * 32 * 32
+    assert macs["encoder.blocks.1.convs.0"] == 16 * 8 * 9 * 16 * 16
+    skip = fp32_closure(model, ranges, ["encoder.blocks.0.convs.1"], x)
+    # the skip's readers: the next level (through pooling) and the level-0 decoder block
+    assert {"encoder.blocks.1.convs.0", "decoder.blocks.0.convs.0"} <= skip
+    deep = fp32_closure(model, ranges, ["decoder.blocks.0.convs.1"], x)
+    assert deep == {"decoder.blocks.0.convs.1"}  # the head reads it in fp32 anyway
+    assert fp32_share(macs, skip) > fp32_share(macs, deep)
+    assert fp32_share(macs, layer_names(model)) == pytest.approx(1.0)

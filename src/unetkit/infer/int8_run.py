@@ -127,6 +127,7 @@ class Runner:
         #: in float mode, called as ``inputs(layer name, float module, input map)`` before each
         #: layer that can run in int8 (for bias correction, :mod:`unetkit.infer.int8_bias`)
         self.inputs: Callable[[str, nn.Module, Tensor], None] | None = None
+        self.ran_fp32: set[str] = set()  # in int8 mode, the layers that ran in float
         self.channels_last = self.dims in (2, 3)
         self.first = next(p.name for p in net.points() if p.kind == "block")
         self.steps: dict[str, Callable[..., Tensor]] = {
@@ -165,6 +166,7 @@ class Runner:
     def _conv(self, name: str, layer: nn.Module, h: Tensor, observe: Observe) -> Tensor:
         if self.int8:
             if self._in_fp32(name, h):
+                self.ran_fp32.add(name)
                 return self._float(name, layer(_dq(h)), name in self.fp32)
             return self.quantized[name](_requantize(h))
         self._input(name, layer, h)
@@ -263,6 +265,8 @@ class Runner:
             return _requantize(y, self.qparams[name])
         if not self.int8:
             self._input(name, up.conv, h)
+        else:
+            self.ran_fp32.add(name)
         y = up.conv(_dq(h))
         if point.option == "interp":
             mode = INTERP_MODE[self.dims]
