@@ -11,7 +11,7 @@ from unetkit.infer import int8
 from unetkit.infer.calibration_entry import Int8Calibration
 from unetkit.infer.int8 import calibrate, layer_names, quantize_for_inference
 from unetkit.infer.int8_bias import bias_corrections
-from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_macs
+from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_costs
 from unetkit.infer.int8_search import best_value
 from unetkit.model import UNet, UNetConfig
 
@@ -116,15 +116,22 @@ def test_a_layer_in_fp32_costs_its_readers_too() -> None:
     model = UNet(UNetConfig(widths=(8, 16, 32))).eval()
     x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     ranges = calibrate(model, [x])
-    macs = layer_macs(model, x)
-    assert set(macs) == set(layer_names(model))
-    # a 3x3 convolution 8 -> 8 channels at full resolution: 8 * 8 * 9 per pixel
-    assert macs["encoder.blocks.0.convs.1"] == 8 * 8 * 9 * 32 * 32
-    assert macs["encoder.blocks.1.convs.0"] == 16 * 8 * 9 * 16 * 16
+    costs = layer_costs(model, x)
+    assert set(costs) == set(layer_names(model))
+    # a 3x3 convolution 8 -> 8 channels at full resolution: 8 * 8 * 9 per pixel, and it reads
+    # and writes 8 channels of 32 x 32; the next level's first reads 8 and writes 16 at 16 x 16
+    assert costs["encoder.blocks.0.convs.1"] == (8 * 8 * 9 * 32 * 32, 2 * 8 * 32 * 32)
+    assert costs["encoder.blocks.1.convs.0"] == (16 * 8 * 9 * 16 * 16, (8 + 16) * 16 * 16)
+    up = costs["decoder.ups.0"]  # transposed 2x2: 16 -> 8 channels, 16 x 16 -> 32 x 32
+    assert up == (16 * 8 * 4 * 16 * 16, 16 * 16 * 16 + 8 * 32 * 32)
     skip = fp32_closure(model, ranges, ["encoder.blocks.0.convs.1"], x)
     # the skip's readers: the next level (through pooling) and the level-0 decoder block
     assert {"encoder.blocks.1.convs.0", "decoder.blocks.0.convs.0"} <= skip
     deep = fp32_closure(model, ranges, ["decoder.blocks.0.convs.1"], x)
     assert deep == {"decoder.blocks.0.convs.1"}  # the head reads it in fp32 anyway
-    assert fp32_share(macs, skip) > fp32_share(macs, deep)
-    assert fp32_share(macs, layer_names(model)) == pytest.approx(1.0)
+    assert fp32_share(costs, skip) > fp32_share(costs, deep)
+    assert fp32_share(costs, layer_names(model)) == pytest.approx(1.0)
+    # same multiply-adds, eight times the map values: the full-resolution layer costs more
+    toy = {"full": (100, 80), "deep": (100, 10)}
+    assert fp32_share(toy, ["full"]) == pytest.approx((0.5 + 80 / 90) / 2)
+    assert fp32_share(toy, ["full"]) > fp32_share(toy, ["deep"])

@@ -202,7 +202,7 @@ def int8_calibration(
             "without_bias_correction": found.without_bias,
             "held_out_target": AUTO_AGREEMENT + CHECK_MARGIN,
             "held_out": {",".join(k) or "all-int8": v for k, v in found.checked.items()},
-            "fp32_macs": found.cost,
+            "fp32_work": found.cost,
         },
         alpha=found.alpha,
         factors={k: tuple(v) for k, v in found.factors.items()},
@@ -250,7 +250,7 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
     if calibration.fp32_layers:
         lines.append(
             f"int8: {len(calibration.fp32_layers)} layer(s) kept in fp32, the most agreement per "
-            f"multiply-add (gained alone in fp32, on {calibration.search.get('crops', '?')} crops):"
+            f"work moved to fp32 (gained alone, on {calibration.search.get('crops', '?')} crops):"
         )
         for name in calibration.fp32_layers:
             gain = gains.get(name)
@@ -277,10 +277,10 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
             f"int8: search stops at {search.get('held_out_target')} on the held-out images "
             f"(checked: {listed})"
         )
-    if calibration.fp32_layers and "fp32_macs" in search:
+    if calibration.fp32_layers and "fp32_work" in search:
         lines.append(
             f"int8: the fp32 layers and the readers they keep in fp32 hold "
-            f"{search['fp32_macs']:.0%} of the int8 multiply-adds"
+            f"{search['fp32_work']:.0%} of the int8 work (multiply-adds and map values)"
         )
     alphas = calibration.search.get("alphas", {})
     if calibration.factors:

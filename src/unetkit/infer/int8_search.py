@@ -13,11 +13,11 @@ head) cost most of it. :func:`search` finds them on crops of calibration images:
    auto`` threshold with a margin on the calibration's own held-out images (``check``);
 3. *sensitivity*: each layer alone in fp32 (the rest int8), the agreement gained;
 4. *selection, cost-aware*: layers go to fp32 one at a time, the most agreement gained per
-   multiply-add moved to fp32 first (the layer's own and those of the readers it forces into
-   fp32, :mod:`unetkit.infer.int8_cost`), until the crops reach the target or the held-out
-   images the threshold with its margin (at most :data:`MAX_FP32_FRACTION` of the layers and
-   :data:`MAX_FP32_COST` of the multiply-adds; a model that needs more is left to fp32 by
-   ``--precision auto``).
+   work moved to fp32 first (multiply-adds and map values, the layer's own and those of the
+   readers it forces into fp32, :mod:`unetkit.infer.int8_cost`), until the crops reach the
+   target or the held-out images the threshold with its margin (at most
+   :data:`MAX_FP32_FRACTION` of the layers and :data:`MAX_FP32_COST` of the work; a model that
+   needs more is left to fp32 by ``--precision auto``).
 
 Agreement is the caller's (foreground Dice of label maps, :mod:`unetkit.infer.calibration`);
 crops are ``(B, C, *S)`` normalised batches. Ties are broken by the fraction of pixels whose
@@ -36,7 +36,7 @@ from torch import Tensor
 
 from unetkit.infer.int8 import layer_names, quantize_for_inference
 from unetkit.infer.int8_bias import Corrections
-from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_macs
+from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_costs
 from unetkit.infer.int8_equalize import Factors
 from unetkit.model import UNet
 
@@ -49,7 +49,7 @@ Agreement = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], float]
 SEARCH_TARGET = 0.997
 #: At most this share of the int8 layers is kept in fp32 (beyond it int8 loses its speed).
 MAX_FP32_FRACTION = 0.25
-#: At most this share of the int8 multiply-adds runs in fp32 (the kept layers and their readers).
+#: At most this share of the int8 work runs in fp32 (the kept layers and their readers).
 MAX_FP32_COST = 0.25
 
 
@@ -81,7 +81,8 @@ class SearchResult:
         bias: the bias correction kept (empty: none); ``without_bias``: all-int8 agreement
             before it.
         checked: agreement on the calibration's held-out images, per fp32 set checked.
-        cost: share of the int8 multiply-adds that ``fp32_layers`` and their readers run in fp32.
+        cost: share of the int8 work (:func:`unetkit.infer.int8_cost.fp32_share`) that
+            ``fp32_layers`` and their readers run in fp32.
     """
 
     percentile: float
@@ -134,9 +135,9 @@ class _Scorer:
 
 
 def best_value(gains: Mapping[str, float], costs: Mapping[str, float]) -> str:
-    """The layer of ``costs`` with the most agreement gained per share of multiply-adds moved
-    to fp32 (``gains``: gained alone in fp32; ``costs``: the share it adds, readers included);
-    of equal value, the cheaper."""
+    """The layer of ``costs`` with the most agreement gained per share of work moved to fp32
+    (``gains``: gained alone in fp32; ``costs``: the share it adds, readers included); of equal
+    value, the cheaper."""
     return max(costs, key=lambda k: (gains[k] / max(costs[k], 1e-6), -costs[k]))
 
 
@@ -201,7 +202,7 @@ def search(
     layers = layer_names(model)
     alone = {name: score(ranges, (name,), factors, corrections) for name in layers}
     sensitivity = {k: alone[k][0] - base for k in layers}
-    macs = layer_macs(model, crops[0][:1])
+    costs = layer_costs(model, crops[0][:1])
     probe = crops[0][:1]
 
     def closure(kept: Sequence[str]) -> frozenset[str]:
@@ -213,10 +214,10 @@ def search(
     running: frozenset[str] = frozenset()
     helpful = [k for k in layers if sensitivity[k] > 0]
     while helpful and len(kept) < budget:
-        # the most agreement gained per multiply-add moved to fp32 (the layer and its readers)
-        extra = {k: fp32_share(macs, closure([*kept, k]) - running) for k in helpful}
+        # the most agreement gained per work moved to fp32 (the layer and its readers)
+        extra = {k: fp32_share(costs, closure([*kept, k]) - running) for k in helpful}
         name = best_value(sensitivity, extra)
-        if fp32_share(macs, running) + extra[name] > max_cost:
+        if fp32_share(costs, running) + extra[name] > max_cost:
             helpful.remove(name)
             continue
         kept.append(name)
@@ -234,7 +235,7 @@ def search(
     (mixed, _), fp32 = best
     return SearchResult(
         percentile, ranges, fp32, base, mixed, percentiles, sensitivity, n, **chosen,
-        checked=checked, cost=fp32_share(macs, closure(fp32)),
+        checked=checked, cost=fp32_share(costs, closure(fp32)),
     )
 
 
