@@ -12,7 +12,7 @@ from unetkit.infer.calibration_entry import Int8Calibration
 from unetkit.infer.int8 import calibrate, layer_names, quantize_for_inference
 from unetkit.infer.int8_bias import bias_corrections
 from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_costs
-from unetkit.infer.int8_search import best_value
+from unetkit.infer.int8_search import Variant, best_value, search
 from unetkit.model import UNet, UNetConfig
 
 pytestmark = pytest.mark.skipif(not int8.int8_available(), reason="no x86 quantized engine")
@@ -135,3 +135,25 @@ def test_a_layer_in_fp32_costs_its_readers_too() -> None:
     toy = {"full": (100, 80), "deep": (100, 10)}
     assert fp32_share(toy, ["full"]) == pytest.approx((0.5 + 80 / 90) / 2)
     assert fp32_share(toy, ["full"]) > fp32_share(toy, ["deep"])
+
+
+def test_the_search_stops_all_int8_once_the_held_out_images_agree_with_margin() -> None:
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(widths=(8, 16))).eval()
+    crops = [torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(3))]
+    ranges = {99.99: calibrate(model, crops)}
+
+    def poor(a: object, b: object) -> float:  # the crops never reach the search target
+        return 0.99
+
+    checked: list[tuple[str, ...]] = []
+
+    def held_out(variant: Variant) -> float:
+        checked.append(variant.fp32)
+        return 0.999
+
+    result = search(model, ranges, crops, poor, check=held_out, check_target=0.996)
+    assert result.fp32_layers == () and result.sensitivity == {} and checked == [()]
+    assert result.checked == {(): 0.999}
+    # without the held-out check the same crops send layers to fp32
+    assert search(model, ranges, crops, poor).sensitivity != {}
