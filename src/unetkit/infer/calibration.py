@@ -274,8 +274,8 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
     if checked:
         listed = ", ".join(f"{k}: {v:.4f}" for k, v in checked.items())
         lines.append(
-            f"int8: search stops at {search.get('held_out_target')} on the held-out images "
-            f"(checked: {listed})"
+            f"int8: the search stops once the held-out images agree at "
+            f"{search.get('held_out_target')} (checked: {listed})"
         )
     if calibration.fp32_layers and "fp32_work" in search:
         lines.append(
