@@ -101,14 +101,50 @@ def measure(out: Path, repeat: int, threads: int, only: str | None = None) -> No
         )
 
 
-def diagnose(name: str, out: Path, threads: int) -> None:
-    """The diagnosis of the module doc for the run of ``name``, printed as JSON lines."""
+def _margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(K, *S)`` logits -> top-1 class, top-2 class, top-1 minus top-2 logit, per pixel."""
+    order = np.argsort(logits, axis=0)
+    c1, c2 = order[-1], order[-2]
+    top1 = np.take_along_axis(logits, c1[None], 0)[0]
+    top2 = np.take_along_axis(logits, c2[None], 0)[0]
+    return c1, c2, top1 - top2
+
+
+def ties(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, float]:
+    """How close to ties the pixels that ``other`` (logits) flips sit in ``reference``.
+
+    Per pixel: the fp32 margin ``m`` (top-1 minus top-2 logit) and the change ``e`` that
+    ``other`` makes to that same difference. The error scale is the median and the 99th
+    percentile of ``|e|`` over all pixels; returned: the share of flipped pixels, and of all
+    pixels, whose margin is below each scale."""
+    margins, errors, flipped = [], [], []
+    for ref, got in zip(reference, other, strict=True):
+        c1, c2, m = _margins(ref)
+        d = np.take_along_axis(got, c1[None], 0)[0] - np.take_along_axis(got, c2[None], 0)[0]
+        margins.append(m.ravel())
+        errors.append(np.abs(d - m).ravel())
+        flipped.append((got.argmax(0) != c1).ravel())
+    m, e, f = (np.concatenate(v) for v in (margins, errors, flipped))
+    out = {"flipped": float(f.mean())}
+    for what, scale in (("median", np.median(e)), ("p99", np.percentile(e, 99))):
+        out[f"error_{what}"] = float(scale)
+        out[f"flips_below_{what}"] = float(np.mean(m[f] < scale)) if f.any() else 0.0
+        out[f"pixels_below_{what}"] = float(np.mean(m < scale))
+    return out
+
+
+def diagnose(run: Path, test: Path, train: Path | None, threads: int, layers: bool) -> None:
+    """The diagnosis of the module doc for ``run`` on the images of ``test``, as JSON lines.
+
+    With ``train`` (the run's training images), also the bias correction
+    (:mod:`unetkit.infer.int8_bias`) computed on the calibration's patches of those images."""
     import torch
 
-    from unetkit.infer.calibration import foreground_agreement
+    from unetkit.infer.calibration import calibration_patches, foreground_agreement
     from unetkit.infer.calibration_entry import Int8Calibration
     from unetkit.infer.files import find_inputs
     from unetkit.infer.int8 import folded_copy, layer_names, quantize_for_inference
+    from unetkit.infer.int8_bias import bias_corrections
     from unetkit.infer.int8_layers import quantize_weight
     from unetkit.infer.int8_search import label_maps
     from unetkit.infer.normalization import Normalization
@@ -116,39 +152,60 @@ def diagnose(name: str, out: Path, threads: int) -> None:
     from unetkit.modelfile import load_with_metadata, resolve_model_path
 
     torch.set_num_threads(threads)
-    model, meta = load_with_metadata(resolve_model_path(out / "runs" / name))
+    model, meta = load_with_metadata(resolve_model_path(run))
     model = model.eval()
+    name = run.name if run.name not in ("", ".") else str(run)
     calibration = Int8Calibration.from_metadata(meta.get("int8"))
     if calibration is None:
-        raise SystemExit(f"{name}: no int8 calibration")
+        raise SystemExit(f"{run}: no int8 calibration")
     norm = Normalization.from_metadata(meta.get("normalization"))
-    files = find_inputs([str(out / "data" / name / "test" / "images")])
-    images = [read_image(f, spatial_dims=model.config.spatial_dims) for f in files]
-    xs = [torch.from_numpy(norm.resolve(im).apply(im).astype(np.float32)[None]) for im in images]
+
+    def load(folder: Path) -> list[np.ndarray]:
+        folder = folder / "images" if (folder / "images").is_dir() else folder
+        files = find_inputs([str(folder)])
+        images = [read_image(f, spatial_dims=model.config.spatial_dims) for f in files]
+        return [norm.resolve(im).apply(im).astype(np.float32) for im in images]
+
+    xs = [torch.from_numpy(im[None]) for im in load(test)]
     k = int(model.config.out_channels)
     classes = 2 if k == 1 else k
 
-    def maps(net) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    def logits(net) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
         with torch.inference_mode():
-            return [label_maps(net(x))[0] for x in xs]
+            return [net(x)[0].float().numpy() for x in xs]
 
-    reference = maps(model)
+    ref_logits = logits(model)
+    reference = [label_maps(torch.from_numpy(v[None]))[0] for v in ref_logits]
 
-    def row(what: str, net) -> float:  # type: ignore[no-untyped-def]
-        got = maps(net)
+    def row(what: str, net, **extra: object) -> float:  # type: ignore[no-untyped-def]
+        out = logits(net)
+        got = [label_maps(torch.from_numpy(v[None]))[0] for v in out]
         agreement = foreground_agreement(got, reference, classes)
         pixels = float(np.mean([np.mean(a == b) for a, b in zip(got, reference, strict=True)]))
+        near = ties(ref_logits, out) if k > 1 else {}
         print(json.dumps({"model": name, "variant": what, "agreement": round(agreement, 4),
-                          "pixels_agreeing": round(pixels, 5)}), flush=True)
+                          "pixels_agreeing": round(pixels, 5), **near, **extra}), flush=True)
         return agreement
 
-    def quantised(fp32: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    def quantised(fp32: tuple[str, ...] = (), bias=None):  # type: ignore[no-untyped-def]
         return quantize_for_inference(
-            model, calibration.ranges, fp32=fp32, factors=calibration.factors
+            model, calibration.ranges, fp32=fp32, factors=calibration.factors,
+            bias=calibration.bias if bias is None else bias,
         )
 
     base = row("int8, every layer", quantised())
-    row("int8 as calibrated", quantised(calibration.fp32_layers))
+    row("int8 as calibrated", quantised(calibration.fp32_layers),
+        fp32_layers=list(calibration.fp32_layers))
+    if train is not None:
+        patch = meta.get("patch_size") or [128] * model.config.spatial_dims
+        patches = calibration_patches(model, load(train), patch)
+        corrections = bias_corrections(model, patches, calibration.ranges,
+                                       factors=calibration.factors)
+        row("int8, every layer, bias corrected", quantised((), corrections))
+        if calibration.fp32_layers:
+            row("int8 as calibrated, bias corrected",
+                quantised(calibration.fp32_layers, corrections))
+        row("int8, no bias correction", quantised((), {}))
     weights_only = folded_copy(model)
     first = next(p for p in weights_only.points() if p.kind == "block").module.convs[0].conv
     stay = {id(weights_only.head), id(first)}  # fp32 in the int8 path too
@@ -159,8 +216,11 @@ def diagnose(name: str, out: Path, threads: int) -> None:
     row("int8 weights only, float activations", weights_only)
     bf16 = folded_copy(model).to(torch.bfloat16)
     row("bf16", lambda x: bf16(x.to(torch.bfloat16)).float())
+    if not layers:
+        return
     for layer in layer_names(model):
-        gain = foreground_agreement(maps(quantised((layer,))), reference, classes) - base
+        maps = [label_maps(torch.from_numpy(v[None]))[0] for v in logits(quantised((layer,)))]
+        gain = foreground_agreement(maps, reference, classes) - base
         print(json.dumps({"model": name, "alone_in_fp32": layer, "gain": round(gain, 4)}),
               flush=True)
 
@@ -176,6 +236,10 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--run", type=Path, help="diagnose: run folder (default OUT/runs/NAME)")
+    p.add_argument("--test", type=Path, help="diagnose: held-out images (OUT/data/NAME/test)")
+    p.add_argument("--train", type=Path, help="diagnose: training images (bias correction)")
+    p.add_argument("--layers", action="store_true", help="diagnose: each layer alone in fp32")
     args = p.parse_args()
     if args.step == "split":
         split(args.data, args.out, args.fraction, args.seed)
@@ -184,9 +248,11 @@ def main() -> None:
             p.error("train needs a dataset name")
         train(args.name, args.out, args.minutes)
     elif args.step == "diagnose":
-        if args.name is None:
-            p.error("diagnose needs a dataset name")
-        diagnose(args.name, args.out, args.threads)
+        if args.name is None and args.run is None:
+            p.error("diagnose needs a dataset name or --run and --test")
+        run = args.run or args.out / "runs" / args.name
+        test = args.test or args.out / "data" / args.name / "test"
+        diagnose(run, test, args.train, args.threads, args.layers)
     else:
         measure(args.out, args.repeat, args.threads, args.name)
 

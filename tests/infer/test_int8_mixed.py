@@ -147,8 +147,9 @@ def test_the_equalised_choice_round_trips_and_runs_as_calibrated(
     assert isinstance(net, Int8UNet)
     factors = equalised_entry["equalise"]["factors"]
     x = torch.from_numpy(np.stack(sensitive[2]))
-    want = quantize_for_inference(model, equalised_entry["ranges"], factors=factors)
-    plain = quantize_for_inference(model, equalised_entry["ranges"])
+    ranges, bias = equalised_entry["ranges"], calibration.bias
+    want = quantize_for_inference(model, ranges, factors=factors, bias=bias)
+    plain = quantize_for_inference(model, ranges, bias=bias)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), want(x))
         assert not torch.allclose(net(x), plain(x))
@@ -190,7 +191,8 @@ def test_the_stored_choice_round_trips_through_the_model_file(sensitive, entry, 
     net = engine.inference_network(loaded, "int8", meta["int8"])
     assert isinstance(net, Int8UNet) and set(net.fp32_layers) == set(entry["fp32_layers"])
     x = torch.from_numpy(np.stack(sensitive[2]))
-    want = quantize_for_inference(model, entry["ranges"], fp32=entry["fp32_layers"])
+    fp32, bias = entry["fp32_layers"], calibration.bias
+    want = quantize_for_inference(model, entry["ranges"], fp32=fp32, bias=bias)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), want(x))
 

@@ -11,11 +11,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="calibrate a model for int8 inference on sample images (stored in the model file)",
         description=(
             "Measure activation ranges for int8 inference on patches of sample images, choose "
-            "the activation percentile, whether to equalise channels (per-channel ranges), and "
-            "the few layers that must stay in fp32 (each layer "
-            "alone in fp32, the agreement it gains; the most sensitive kept until int8 agrees "
-            "with fp32), then predict held-out images in fp32 and in int8 and record how well "
-            "the label maps agree. All of it goes into the model file's metadata ('unetkit "
+            "the activation percentile, whether to equalise channels (per-channel ranges), the "
+            "bias correction (the mean output shift of each layer's weight rounding, removed), "
+            "and the few layers that must stay in fp32 (each layer alone in fp32, the agreement "
+            "it gains per multiply-add it moves to fp32, its readers included; added until int8 "
+            "agrees with fp32), then predict held-out images in fp32 and in int8 and record how "
+            "well the label maps agree. All of it goes into the model file's metadata ('unetkit "
             "info --model' explains it); 'unetkit predict' then uses int8 by default where the "
             "agreement is at least 0.995 and the CPU has VNNI. Models trained by 'unetkit "
             "train' are calibrated already."

@@ -31,8 +31,9 @@ import torch
 from unetkit.infer import int8
 from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration, agreement_of
 from unetkit.infer.int8 import HEADROOM, calibrate_percentiles
+from unetkit.infer.int8_bias import bias_corrections
 from unetkit.infer.int8_equalize import channel_factors, equalisable_maps
-from unetkit.infer.int8_search import SEARCH_TARGET, search
+from unetkit.infer.int8_search import SEARCH_TARGET, Variant, search
 from unetkit.model import UNet
 from unetkit.modelfile import weights_digest
 
@@ -47,6 +48,8 @@ PERCENTILES = (99.99, 99.999, 100.0)
 #: Per-channel equalisation strengths the search tries besides none
 #: (:mod:`unetkit.infer.int8_equalize`; one calibration pass each).
 ALPHAS = (0.5, 1.0)
+#: The search stops once the held-out images agree at ``AUTO_AGREEMENT`` plus this margin.
+CHECK_MARGIN = 0.001
 
 
 def calibration_patches(
@@ -133,13 +136,15 @@ def int8_calibration(
     percentile: float | None = None,
     seed: int = 0,
     alphas: Sequence[float] = ALPHAS,
+    correct: bool = True,
 ) -> dict[str, Any]:
     """The ``"int8"`` metadata entry for ``model`` (see the module doc).
 
     ``calibration_images`` and ``check_images``: normalised ``(C, *S)`` arrays, the second
     ideally held out (validation images). ``percentile``: the activation percentile, or
     ``None`` to choose among :data:`PERCENTILES`. ``alphas``: per-channel equalisation
-    strengths tried besides none (``()``: none tried). Raises
+    strengths tried besides none (``()``: none tried). ``correct``: try the bias correction
+    (:mod:`unetkit.infer.int8_bias`). Raises
     :class:`unetkit.infer.int8.Int8Unsupported` for a model without an int8 path.
     """
     model = model.eval()
@@ -157,12 +162,27 @@ def int8_calibration(
             ranges = calibrate_percentiles(model, patches, percentiles, factors=factors)
             equalised[alpha] = (factors, ranges)
     crops = calibration_patches(model, calibration_images, patch, n=SEARCH_CROPS, seed=seed + 1)
+    check = list(check_images[:AGREEMENT_IMAGES])
+    reference = _label_maps(model, check, "fp32", None) if check else []
+
+    def held_out(variant: Variant) -> float:
+        entry = Int8Calibration(
+            ranges=variant.ranges,
+            fp32_layers=variant.fp32,
+            factors={k: tuple(v) for k, v in variant.factors.items()},
+            bias={k: tuple(v) for k, v in variant.bias.items()},
+        ).to_metadata()
+        return foreground_agreement(_label_maps(model, check, "int8", entry), reference, classes)
+
     found = search(
         model,
         by_percentile,
         crops,
         lambda a, b: foreground_agreement(a, b, classes),
         equalised=equalised,
+        bias=(lambda f, r: bias_corrections(model, patches, r, factors=f)) if correct else None,
+        check=held_out if check else None,
+        check_target=AUTO_AGREEMENT + CHECK_MARGIN,
     )
     calibration = Int8Calibration(
         ranges=found.ranges,
@@ -179,23 +199,28 @@ def int8_calibration(
             "percentiles": {str(p): a for p, a in found.percentiles.items()},
             "sensitivity": dict(found.sensitivity),
             "alphas": {str(a): v for a, v in found.alphas.items()},
+            "without_bias_correction": found.without_bias,
+            "held_out_target": AUTO_AGREEMENT + CHECK_MARGIN,
+            "held_out": {",".join(k) or "all-int8": v for k, v in found.checked.items()},
+            "fp32_work": found.cost,
         },
         alpha=found.alpha,
         factors={k: tuple(v) for k, v in found.factors.items()},
+        bias={k: tuple(v) for k, v in found.bias.items()},
     )
-    check = list(check_images[:AGREEMENT_IMAGES])
     if check:
-        reference = _label_maps(model, check, "fp32", None)
-        quantised = _label_maps(model, check, "int8", calibration.to_metadata())
+        variant = Variant(found.ranges, found.fp32_layers, found.factors, found.bias)
+        agreement = found.checked.get(found.fp32_layers)
+        if agreement is None:
+            agreement = held_out(variant)
         before = None
         if found.fp32_layers:
-            all_int8 = replace(calibration, fp32_layers=()).to_metadata()
-            before = foreground_agreement(
-                _label_maps(model, check, "int8", all_int8), reference, classes
-            )
+            before = found.checked.get(())
+            if before is None:
+                before = held_out(replace(variant, fp32=()))
         calibration = replace(
             calibration,
-            agreement=foreground_agreement(quantised, reference, classes),
+            agreement=agreement,
             agreement_images=len(check),
             all_int8_agreement=before,
         )
@@ -224,8 +249,8 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
     gains = calibration.search.get("sensitivity", {})
     if calibration.fp32_layers:
         lines.append(
-            f"int8: {len(calibration.fp32_layers)} layer(s) kept in fp32, the most sensitive "
-            f"(agreement gained alone in fp32, on {calibration.search.get('crops', '?')} crops):"
+            f"int8: {len(calibration.fp32_layers)} layer(s) kept in fp32, the most agreement per "
+            f"work moved to fp32 (gained alone, on {calibration.search.get('crops', '?')} crops):"
         )
         for name in calibration.fp32_layers:
             gain = gains.get(name)
@@ -236,6 +261,26 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
         lines.append(
             f"int8: every layer in int8 (all-int8 agreement {base:.4f} on "
             f"{calibration.search.get('crops', '?')} crops {why}, target {target})"
+        )
+    search = calibration.search
+    if calibration.bias:
+        lines.append(
+            f"int8: bias correction on {len(calibration.bias)} layer(s) (the mean output shift of "
+            f"weight rounding, measured on the calibration patches, removed): all-int8 agreement "
+            f"on crops {search.get('without_bias_correction', float('nan')):.4f} -> "
+            f"{search.get('all_int8', float('nan')):.4f}"
+        )
+    checked = search.get("held_out", {})
+    if checked:
+        listed = ", ".join(f"{k}: {v:.4f}" for k, v in checked.items())
+        lines.append(
+            f"int8: the search stops once the held-out images agree at "
+            f"{search.get('held_out_target')} (checked: {listed})"
+        )
+    if calibration.fp32_layers and "fp32_work" in search:
+        lines.append(
+            f"int8: the fp32 layers and the readers they keep in fp32 hold "
+            f"{search['fp32_work']:.0%} of the int8 work (multiply-adds and map values)"
         )
     alphas = calibration.search.get("alphas", {})
     if calibration.factors:

@@ -9,12 +9,14 @@ model file's metadata it is the plain mapping :meth:`Int8Calibration.to_metadata
      "fp32_layers": ["decoder.blocks.0.convs.1"], "all_int8_agreement": 0.991,
      "search": {"target": 0.997, "crops": 16, "all_int8": 0.990, "mixed": 0.998,
                 "percentiles": {"99.999": 0.990}, "sensitivity": {layer: gain}},
-     "equalise": {"alpha": 0.5, "factors": {point: [m_0, m_1, ...]}}}
+     "equalise": {"alpha": 0.5, "factors": {point: [m_0, m_1, ...]}},
+     "bias_correction": {layer: [d_0, d_1, ...]}}
 
 ``fp32_layers``, ``all_int8_agreement`` and ``search`` come from the sensitivity search
 (:mod:`unetkit.infer.int8_search`); entries written before it lack them (no fp32 layers).
 ``equalise`` is the per-channel equalisation the search chose (:mod:`unetkit.infer.int8_equalize`;
-absent: none, as in older entries).
+absent: none, as in older entries). ``bias_correction`` is added to the int8 layers' biases
+(:mod:`unetkit.infer.int8_bias`; absent: none).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Int8Calibration:
         search: what the sensitivity search measured on its crops (see the module doc).
         alpha: strength of the per-channel equalisation (0: none); ``factors``: its per-channel
             factors by map, with which ``ranges`` were measured.
+        bias: per int8 layer, the values added to its quantised bias (bias correction).
     """
 
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -59,6 +62,7 @@ class Int8Calibration:
     search: Mapping[str, Any] = field(default_factory=dict)
     alpha: float = 0.0
     factors: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    bias: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, entry: Any) -> Int8Calibration | None:
@@ -83,6 +87,10 @@ class Int8Calibration:
                 for k, v in (equalise.get("factors") or {}).items()
             }
             alpha = float(equalise.get("alpha", 0.0))
+            bias = {
+                str(k): tuple(float(d) for d in v)
+                for k, v in (entry.get("bias_correction") or {}).items()
+            }
         except (AttributeError, TypeError, ValueError):
             return None
         return cls(
@@ -98,6 +106,7 @@ class Int8Calibration:
             search=dict(search) if isinstance(search, Mapping) else {},
             alpha=alpha,
             factors=factors,
+            bias=bias,
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -125,6 +134,8 @@ class Int8Calibration:
                 "alpha": self.alpha,
                 "factors": {k: list(v) for k, v in sorted(self.factors.items())},
             }
+        if self.bias:
+            out["bias_correction"] = {k: list(v) for k, v in sorted(self.bias.items())}
         return out
 
     @property

@@ -115,11 +115,11 @@ def _int8_network(
         if not q.has_vnni():
             return refuse("this CPU has no VNNI, int8 would not be faster")
     ranges = calibration.to_metadata()["ranges"]
-    fp32, factors = calibration.fp32_layers, calibration.factors
+    fp32, factors, bias = calibration.fp32_layers, calibration.factors, calibration.bias
     key = (
         _state_key(model),
         "int8",
-        json.dumps([ranges, fp32, factors], sort_keys=True, default=str),
+        json.dumps([ranges, fp32, factors, bias], sort_keys=True, default=str),
     )
     hit = _NET_CACHE.get(model)
     if hit is not None and hit[0] == key:
@@ -129,6 +129,6 @@ def _int8_network(
         return refuse(
             "the int8 calibration was made for other weights; run 'unetkit calibrate' again"
         )
-    net = q.quantize_for_inference(model, ranges, fp32=fp32, factors=factors)  # type: ignore[arg-type]
+    net = q.quantize_for_inference(model, ranges, fp32=fp32, factors=factors, bias=bias)  # type: ignore[arg-type]
     _NET_CACHE[model] = (key, net)
     return net

@@ -326,6 +326,7 @@ def quantize_for_inference(
     reduce_range: bool | None = None,
     fp32: Iterable[str] = (),
     factors: Factors | None = None,
+    bias: Mapping[str, Any] | None = None,
 ) -> Int8UNet:
     """An int8 copy of ``model`` using the activation ``ranges`` of :func:`calibrate`.
 
@@ -338,7 +339,8 @@ def quantize_for_inference(
     :class:`Int8Unsupported` for a model the int8 path does not cover, and ``ValueError``
     naming the point when ``ranges`` lacks a point of this model (calibrated on another model).
     ``factors``: the calibration's per-channel equalisation (:mod:`unetkit.infer.int8_equalize`,
-    exact in float), with which ``ranges`` were measured.
+    exact in float), with which ``ranges`` were measured. ``bias``: the calibration's bias
+    correction per int8 layer (:mod:`unetkit.infer.int8_bias`).
     """
     reason = unsupported_reason(model)
     if reason is not None:
@@ -356,7 +358,7 @@ def quantize_for_inference(
     torch.backends.quantized.engine = ENGINE
     try:
         with _quiet():
-            runner = Runner(folded_copy(model, factors), frozenset(fp32))
+            runner = Runner(folded_copy(model, factors), frozenset(fp32), bias)
             return Int8UNet(build(runner, qp), reduce_range)
     finally:
         torch.backends.quantized.engine = previous

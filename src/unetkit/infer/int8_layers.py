@@ -6,6 +6,8 @@ convolution as a 1x1 convolution plus depth-to-space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -61,6 +63,30 @@ def quantized_conv(conv: nn.Module, relu: bool, qp: tuple[float, int]) -> nn.Mod
     return q
 
 
+def pointwise_weight(conv: nn.Module) -> Tensor:
+    """The transposed convolution ``conv`` (kernel = stride = 2) as the weight of a 1x1
+    convolution to ``2**d * C_out`` channels, offset first (see :class:`QuantizedUp`)."""
+    weight = conv.weight.detach().float()  # type: ignore[union-attr]  # (C_in, C_out, 2, ..)
+    dims = weight.ndim - 2
+    order = (*range(2, 2 + dims), 1, 0)
+    return weight.permute(order).reshape(weight.shape[1] * 2**dims, weight.shape[0],
+                                         *([1] * dims))
+
+
+def shift_bias(q: nn.Module, delta: Sequence[float]) -> None:
+    """Add ``delta`` (one value per output channel) to the bias of the quantized convolution
+    ``q`` (of a :class:`QuantizedUp`: of its 1x1 convolution, channels in its order)."""
+    q = getattr(q, "pointwise", q)
+    weight, bias = q.weight(), q.bias()  # type: ignore[operator]
+    d = torch.as_tensor(delta, dtype=torch.float32).reshape(-1)
+    if d.numel() != weight.shape[0]:
+        raise ValueError(
+            f"int8 calibration: a bias correction of {d.numel()} values for a layer with "
+            f"{weight.shape[0]} output channels; calibrate this model again"
+        )
+    q.set_weight_bias(weight, d if bias is None else bias.float() + d)  # type: ignore[operator]
+
+
 class QuantizedUp(nn.Module):
     """A transposed convolution with kernel = stride = 2 in int8, as a 1x1 convolution to
     ``2**d * C_out`` channels followed by depth-to-space.
@@ -81,9 +107,7 @@ class QuantizedUp(nn.Module):
         c_in, c_out = weight.shape[:2]
         dims = weight.ndim - 2
         self.dims, self.c_out = dims, c_out
-        # channel (a, b, ..., o) of the 1x1 conv -> output o at offset (a, b, ...)
-        order = (*range(2, 2 + dims), 1, 0)
-        w1 = weight.permute(order).reshape(c_out * 2**dims, c_in, *([1] * dims))
+        w1 = pointwise_weight(conv)  # channel (a, b, ..., o) -> output o at offset (a, b, ...)
         conv1 = nn.Conv1d if dims == 1 else nn.Conv2d if dims == 2 else nn.Conv3d
         pointwise = conv1(c_in, c_out * 2**dims, 1)
         with torch.no_grad():

@@ -27,14 +27,14 @@ quantised where an int8 layer reads them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unetkit.infer.fold import FoldedFuse
-from unetkit.infer.int8_layers import Int8Unsupported, QuantizedUp, quantized_conv
+from unetkit.infer.int8_layers import Int8Unsupported, QuantizedUp, quantized_conv, shift_bias
 from unetkit.model import UNet
 from unetkit.model.blocks import Fuse, center_crop, crop_to
 from unetkit.model.layers import INTERP_MODE
@@ -105,18 +105,29 @@ class Runner:
     """Runs a folded unetkit U-Net along its walk, in float (observing) or in int8.
 
     ``run(x)``: ``x: (B, C, *S) float -> (B, K, *S') float32 logits``. ``fp32``: the layers
-    (names of :func:`layer_names`) that run in float in int8 mode.
+    (names of :func:`layer_names`) that run in float in int8 mode. ``bias``: per int8 layer, a
+    correction added to its quantised copy's bias (:mod:`unetkit.infer.int8_bias`).
     """
 
-    def __init__(self, net: UNet, fp32: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        net: UNet,
+        fp32: frozenset[str] = frozenset(),
+        bias: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         self.net = net
         self.fp32 = fp32
+        self.bias = dict(bias or {})
         self.dims = net.config.spatial_dims
         self.quantized: dict[str, nn.Module] = {}
         self.layers: list[str] = []  # the layers that can run in int8, filled by build()
         self.qparams: dict[str, tuple[float, int]] = {}
         self.unit: dict[str, tuple[Tensor, Tensor]] = {}  # (ones, zeros) per affine skip
         self.int8 = False
+        #: in float mode, called as ``inputs(layer name, float module, input map)`` before each
+        #: layer that can run in int8 (for bias correction, :mod:`unetkit.infer.int8_bias`)
+        self.inputs: Callable[[str, nn.Module, Tensor], None] | None = None
+        self.ran_fp32: set[str] = set()  # in int8 mode, the layers that ran in float
         self.channels_last = self.dims in (2, 3)
         self.first = next(p.name for p in net.points() if p.kind == "block")
         self.steps: dict[str, Callable[..., Tensor]] = {
@@ -155,9 +166,15 @@ class Runner:
     def _conv(self, name: str, layer: nn.Module, h: Tensor, observe: Observe) -> Tensor:
         if self.int8:
             if self._in_fp32(name, h):
+                self.ran_fp32.add(name)
                 return self._float(name, layer(_dq(h)), name in self.fp32)
             return self.quantized[name](_requantize(h))
+        self._input(name, layer, h)
         return self._point(name, layer(h), observe)
+
+    def _input(self, name: str, layer: nn.Module, h: Tensor) -> None:
+        if self.inputs is not None:
+            self.inputs(name, layer, h)
 
     def _relu_in_rounding(self, block: nn.Module, conv: str) -> bool:
         """Whether the fp32 input convolution ``conv`` (the first of ``block``) may be rounded
@@ -246,6 +263,10 @@ class Runner:
                 return F.interpolate(low, scale_factor=2.0, mode=mode, align_corners=False)
             y = F.interpolate(low.dequantize(), scale_factor=2.0, mode=mode)
             return _requantize(y, self.qparams[name])
+        if not self.int8:
+            self._input(name, up.conv, h)
+        else:
+            self.ran_fp32.add(name)
         y = up.conv(_dq(h))
         if point.option == "interp":
             mode = INTERP_MODE[self.dims]
@@ -276,6 +297,7 @@ class Runner:
                 y = self._float(name, y, keep)
                 return y if reduce is None else self._conv(f"{name}.reduce", reduce, y, None)
             if reduce is not None:
+                self._input(f"{name}.reduce", reduce, y)
                 y = self._point(f"{name}.reduce", reduce(y), observe)
             return y
         scale, zero = self.qparams[name]
@@ -311,6 +333,8 @@ def _add_conv(runner: Runner, name: str, conv: nn.Module, relu: bool, qp: QParam
     runner.qparams[name] = qp(name)
     runner.layers.append(name)
     runner.quantized[name] = quantized_conv(conv, relu, runner.qparams[name])
+    if name in runner.bias:
+        shift_bias(runner.quantized[name], runner.bias[name])
     if not runner.fp32:  # with fp32 layers, any layer may read a kept map in float
         _drop_float_weights(conv)
 
@@ -356,6 +380,8 @@ def build(runner: Runner, qp: QParams) -> Runner:
                 runner.quantized[up.name] = quantized_conv(up_conv, False, out)
             else:
                 runner.quantized[up.name] = QuantizedUp(up_conv, out)
+            if up.name in runner.bias:
+                shift_bias(runner.quantized[up.name], runner.bias[up.name])
             if not runner.fp32:
                 _drop_float_weights(up_conv)
             if isinstance(module, FoldedFuse) and module.affine:
@@ -364,10 +390,10 @@ def build(runner: Runner, qp: QParams) -> Runner:
             reduce = getattr(module, "reduce", None)
             if reduce is not None:
                 _add_conv(runner, f"{name}.reduce", reduce, False, qp)
-    unknown = sorted(runner.fp32 - set(runner.layers))
+    unknown = sorted((runner.fp32 | set(runner.bias)) - set(runner.layers))
     if unknown:
         raise ValueError(
-            f"int8 calibration: fp32 layer {unknown[0]!r} is not a layer of this model; "
+            f"int8 calibration: layer {unknown[0]!r} is not a layer of this model; "
             "calibrate this model again"
         )
     runner.int8 = True

@@ -7,11 +7,17 @@ head) cost most of it. :func:`search` finds them on crops of calibration images:
 1. *percentile and equalisation*: all-int8 agreement for each candidate activation percentile
    (ranges of every percentile come from one calibration pass,
    :func:`unetkit.infer.int8.calibrate_percentiles`), without and with each candidate
-   per-channel equalisation (:mod:`unetkit.infer.int8_equalize`); the best is kept;
-2. *sensitivity*: each layer alone in fp32 (the rest int8), the agreement gained;
-3. *selection*: the most sensitive layers go to fp32 one at a time, most sensitive first, until
-   the agreement reaches the target (at most :data:`MAX_FP32_FRACTION` of the layers; a model
-   that needs more is left to fp32 by ``--precision auto``).
+   per-channel equalisation (:mod:`unetkit.infer.int8_equalize`); the best is kept, then the
+   bias correction (:mod:`unetkit.infer.int8_bias`) where it raises the agreement;
+2. *enough?*: all-int8 stops here when it reaches the target on the crops, or the ``--precision
+   auto`` threshold with a margin on the calibration's own held-out images (``check``);
+3. *sensitivity*: each layer alone in fp32 (the rest int8), the agreement gained;
+4. *selection, cost-aware*: layers go to fp32 one at a time, the most agreement gained per
+   work moved to fp32 first (multiply-adds and map values, the layer's own and those of the
+   readers it forces into fp32, :mod:`unetkit.infer.int8_cost`), until the crops reach the
+   target or the held-out images the threshold with its margin (at most
+   :data:`MAX_FP32_FRACTION` of the layers and :data:`MAX_FP32_COST` of the work; a model that
+   needs more is left to fp32 by ``--precision auto``).
 
 Agreement is the caller's (foreground Dice of label maps, :mod:`unetkit.infer.calibration`);
 crops are ``(B, C, *S)`` normalised batches. Ties are broken by the fraction of pixels whose
@@ -29,6 +35,8 @@ import torch
 from torch import Tensor
 
 from unetkit.infer.int8 import layer_names, quantize_for_inference
+from unetkit.infer.int8_bias import Corrections
+from unetkit.infer.int8_cost import fp32_closure, fp32_share, layer_costs
 from unetkit.infer.int8_equalize import Factors
 from unetkit.model import UNet
 
@@ -41,6 +49,19 @@ Agreement = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], float]
 SEARCH_TARGET = 0.997
 #: At most this share of the int8 layers is kept in fp32 (beyond it int8 loses its speed).
 MAX_FP32_FRACTION = 0.25
+#: At most this share of the int8 work runs in fp32 (the kept layers and their readers).
+MAX_FP32_COST = 0.25
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One int8 variant of a model: its ranges, fp32 layers, equalisation and bias correction
+    (the arguments of :func:`unetkit.infer.int8.quantize_for_inference`)."""
+
+    ranges: Ranges
+    fp32: tuple[str, ...]
+    factors: Factors
+    bias: Corrections
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,11 @@ class SearchResult:
         crops: number of crops measured.
         alpha: the chosen equalisation strength (0: none); ``factors``: its per-channel factors.
         alphas: the best all-int8 agreement per equalisation strength tried.
+        bias: the bias correction kept (empty: none); ``without_bias``: all-int8 agreement
+            before it.
+        checked: agreement on the calibration's held-out images, per fp32 set checked.
+        cost: share of the int8 work (:func:`unetkit.infer.int8_cost.fp32_share`) that
+            ``fp32_layers`` and their readers run in fp32.
     """
 
     percentile: float
@@ -70,6 +96,10 @@ class SearchResult:
     alpha: float = 0.0
     factors: Factors = field(default_factory=dict)
     alphas: Mapping[float, float] = field(default_factory=dict)
+    bias: Corrections = field(default_factory=dict)
+    without_bias: float = 0.0
+    checked: Mapping[tuple[str, ...], float] = field(default_factory=dict)
+    cost: float = 0.0
 
 
 def label_maps(logits: Tensor) -> list[np.ndarray]:
@@ -90,14 +120,25 @@ class _Scorer:
             self.reference = [m for x in self.crops for m in label_maps(model(x.float()))]
 
     def __call__(
-        self, ranges: Ranges, fp32: Sequence[str], factors: Factors | None = None
+        self,
+        ranges: Ranges,
+        fp32: Sequence[str],
+        factors: Factors | None = None,
+        bias: Corrections | None = None,
     ) -> tuple[float, float]:
         """``(agreement, fraction of pixels whose label changed)`` for this variant."""
-        net = quantize_for_inference(self.model, ranges, fp32=fp32, factors=factors)
+        net = quantize_for_inference(self.model, ranges, fp32=fp32, factors=factors, bias=bias)
         with torch.inference_mode():
             maps = [m for x in self.crops for m in label_maps(net(x.float()))]
         flips = np.mean([np.mean(a != b) for a, b in zip(maps, self.reference, strict=True)])
         return float(self.agreement(maps, self.reference)), float(flips)
+
+
+def best_value(gains: Mapping[str, float], costs: Mapping[str, float]) -> str:
+    """The layer of ``costs`` with the most agreement gained per share of work moved to fp32
+    (``gains``: gained alone in fp32; ``costs``: the share it adds, readers included); of equal
+    value, the cheaper."""
+    return max(costs, key=lambda k: (gains[k] / max(costs[k], 1e-6), -costs[k]))
 
 
 def search(
@@ -108,14 +149,22 @@ def search(
     *,
     target: float = SEARCH_TARGET,
     max_fraction: float = MAX_FP32_FRACTION,
+    max_cost: float = MAX_FP32_COST,
     equalised: Mapping[float, tuple[Factors, Mapping[float, Ranges]]] | None = None,
+    bias: Callable[[Factors, Ranges], Corrections] | None = None,
+    check: Callable[[Variant], float] | None = None,
+    check_target: float = 1.0,
 ) -> SearchResult:
-    """Choose the percentile, the equalisation and the fp32 layers of ``model`` (module doc).
+    """Choose the percentile, the equalisation, the bias correction and the fp32 layers of
+    ``model`` (module doc).
 
     ``ranges_by_percentile``: ``{percentile: ranges}`` (at least one); ``crops``: normalised
     ``(B, C, *S)`` batches the model accepts. ``equalised``: ``{alpha: (factors, {percentile:
-    ranges of the equalised maps})}`` for each equalisation strength to try. Raises
-    ``ValueError`` without ranges or crops.
+    ranges of the equalised maps})}`` for each equalisation strength to try. ``bias(factors,
+    ranges)``: the bias correction of a variant (:mod:`unetkit.infer.int8_bias`), kept where it
+    raises the crops' agreement. ``check(variant)``: agreement on the calibration's held-out
+    images; the search stops once it reaches ``check_target``. Raises ``ValueError`` without
+    ranges or crops.
     """
     if not ranges_by_percentile:
         raise ValueError("int8 search: no calibrated ranges")
@@ -135,29 +184,68 @@ def search(
     base, base_flips = tried[(alpha, percentile)]
     percentiles = {p: a for (al, p), (a, _) in tried.items() if al == alpha}
     alphas = {al: max(a for (b, _), (a, _) in tried.items() if b == al) for al, _ in tried}
-    chosen_variant = {"alpha": alpha, "factors": factors, "alphas": alphas}
-    if base >= target:
+    corrections: Corrections = {}
+    without = base
+    if bias is not None:
+        found = bias(factors, ranges)
+        a, flips = score(ranges, (), factors, found)
+        if (a, -flips) > (base, -base_flips):
+            corrections, base, base_flips = found, a, flips
+    variant = Variant(ranges, (), factors, corrections)
+    chosen = {"alpha": alpha, "factors": factors, "alphas": alphas, "bias": corrections,
+              "without_bias": without}
+    checked = {(): check(variant)} if check is not None else {}
+    if base >= target or checked.get((), 0.0) >= check_target:
         return SearchResult(
-            percentile, ranges, (), base, base, percentiles, {}, n, **chosen_variant
+            percentile, ranges, (), base, base, percentiles, {}, n, **chosen, checked=checked
         )
     layers = layer_names(model)
-    alone = {name: score(ranges, (name,), factors) for name in layers}
-    order = sorted(layers, key=lambda k: (-alone[k][0], alone[k][1]))
-    sensitivity = {k: alone[k][0] - base for k in order}
+    alone = {name: score(ranges, (name,), factors, corrections) for name in layers}
+    sensitivity = {k: alone[k][0] - base for k in layers}
+    costs = layer_costs(model, crops[0][:1])
+    probe = crops[0][:1]
+
+    def closure(kept: Sequence[str]) -> frozenset[str]:
+        return fp32_closure(model, ranges, kept, probe, factors=factors)
+
     budget = max(1, math.floor(max_fraction * len(layers)))
     best: tuple[tuple[float, float], tuple[str, ...]] = ((base, -base_flips), ())
-    chosen: list[str] = []
-    for name in order[:budget]:
-        chosen.append(name)
-        a, flips = score(ranges, chosen, factors)
+    kept: list[str] = []
+    running: frozenset[str] = frozenset()
+    helpful = [k for k in layers if sensitivity[k] > 0]
+    while helpful and len(kept) < budget:
+        # the most agreement gained per work moved to fp32 (the layer and its readers)
+        extra = {k: fp32_share(costs, closure([*kept, k]) - running) for k in helpful}
+        name = best_value(sensitivity, extra)
+        if fp32_share(costs, running) + extra[name] > max_cost:
+            helpful.remove(name)
+            continue
+        kept.append(name)
+        helpful.remove(name)
+        running = closure(kept)
+        helpful = [k for k in helpful if k not in running]
+        a, flips = score(ranges, kept, factors, corrections)
         if (a, -flips) > best[0]:
-            best = ((a, -flips), tuple(chosen))
-        if a >= target:
+            best = ((a, -flips), tuple(kept))
+        if check is not None and a > base:
+            checked[tuple(kept)] = check(Variant(ranges, tuple(kept), factors, corrections))
+        if a >= target or checked.get(tuple(kept), 0.0) >= check_target:
+            best = ((a, -flips), tuple(kept))
             break
     (mixed, _), fp32 = best
     return SearchResult(
-        percentile, ranges, fp32, base, mixed, percentiles, sensitivity, n, **chosen_variant
+        percentile, ranges, fp32, base, mixed, percentiles, sensitivity, n, **chosen,
+        checked=checked, cost=fp32_share(costs, closure(fp32)),
     )
 
 
-__all__ = ["MAX_FP32_FRACTION", "SEARCH_TARGET", "SearchResult", "label_maps", "search"]
+__all__ = [
+    "MAX_FP32_COST",
+    "MAX_FP32_FRACTION",
+    "SEARCH_TARGET",
+    "SearchResult",
+    "Variant",
+    "best_value",
+    "label_maps",
+    "search",
+]
