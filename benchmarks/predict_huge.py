@@ -208,7 +208,7 @@ def run_cli(model: str, png: Path, out: Path, args: argparse.Namespace) -> dict[
 def main() -> None:
     from measure import int8_conv_peak
 
-    from unetkit.allocator import keep_freed_memory
+    from unetkit.allocator import PREDICT_KEEP_BYTES, keep_freed_memory
     from unetkit.infer.engine import inference_network
     from unetkit.infer.normalization import Normalization
     from unetkit.infer.predictor import PredictOptions, default_tile, extract_tile
@@ -235,7 +235,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as the command line does
+    keep_freed_memory(PREDICT_KEEP_BYTES)  # as the command line does
 
     model, meta = load_with_metadata(Path(args.model))
     model.eval()

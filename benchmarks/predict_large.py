@@ -316,6 +316,7 @@ def main() -> None:
     p.add_argument("--widths", type=int, nargs="+", help="override the preset's widths")
     p.add_argument("--dims", type=int, choices=(2, 3), default=2)
     p.add_argument("--shape", type=int, nargs=3, default=[512, 2048, 2048], help="3D volume")
+    p.add_argument("--keep-mib", type=int, default=256, help="allocator: MiB kept (CLI's); 0 off")
     p.add_argument("--suite", action="store_true", help="memory at --compare-size, Zarr at --size")
     p.add_argument("--compare-size", type=int, default=4096)
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])
@@ -331,7 +332,8 @@ def main() -> None:
     args = p.parse_args()
     from unetkit.allocator import keep_freed_memory
 
-    keep_freed_memory()  # as the command line does
+    if args.keep_mib:
+        keep_freed_memory(args.keep_mib << 20)  # as the command line does
     if args.dims == 3 and args.preset == "unet2d_small":
         args.preset = "unet3d_small"
     if args.dims == 3 and args.tile == 512:

@@ -16,7 +16,8 @@ forward 9-20% faster). Values never change: only where the memory comes from. Th
 memory freed after a peak stays with the process (the peak itself is unchanged), which suits a
 command-line run. It is process-wide and set by training
 (:class:`unetkit.train.step.StepRunner`, so ``unetkit.fit`` too) and by the ``train``,
-``predict`` and ``evaluate`` commands; importing the library never sets it.
+``predict`` and ``evaluate`` commands (the last two keep less, :data:`PREDICT_KEEP_BYTES`, so
+that block-wise prediction stays within its memory goal); importing the library never sets it.
 
 A leaf module (imports only the standard library).
 """
@@ -37,10 +38,14 @@ M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 #: Blocks up to this size come from the heap and freed memory up to this size stays there.
 KEEP_BYTES = 1 << 30
+#: What ``predict`` and ``evaluate`` keep. Measured on the block-wise 3D path (192 x 1024², 98
+#: blocks, benchmarks/predict_large.py): nothing kept 1.47 Mvox/s and 1348 MiB peak, 256 MiB
+#: 2.46 and 1426 MiB, 1 GiB 2.33 and 1613 MiB (over the 1.5 GB goal of issue #16).
+PREDICT_KEEP_BYTES = 256 << 20
 
 
 @functools.cache
-def keep_freed_memory() -> bool:
+def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
     """Make glibc keep freed memory for reuse (see the module docstring); once per process.
 
     Returns whether the setting took effect: ``False`` off Linux, without glibc, or where
@@ -56,12 +61,12 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     ok = (
-        mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) == 1
-        and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1
+        mallopt(M_MMAP_THRESHOLD, keep_bytes) == 1
+        and mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1
         and mallopt(M_TOP_PAD, 1 << 26) == 1  # grow the heap 64 MiB at a time
     )
-    log.debug("allocator: keep freed memory up to %d MiB: %s", KEEP_BYTES >> 20, ok)
+    log.debug("allocator: keep freed memory up to %d MiB: %s", keep_bytes >> 20, ok)
     return ok
 
 
-__all__ = ["KEEP_BYTES", "keep_freed_memory"]
+__all__ = ["KEEP_BYTES", "PREDICT_KEEP_BYTES", "keep_freed_memory"]
