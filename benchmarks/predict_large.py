@@ -179,7 +179,8 @@ def run_suite(args: argparse.Namespace) -> None:
     its own process, then the per-pixel ratio."""
     base = [sys.executable, __file__, "--dims", str(args.dims), "--padding", args.padding,
             "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
-            str(args.batch_size), "--threads", str(args.threads), "--preset", args.preset]
+            str(args.batch_size), "--threads", str(args.threads), "--preset", args.preset,
+            "--keep-mib", str(args.keep_mib)]
     if args.widths:
         base += ["--widths", *map(str, args.widths)]
     if args.workdir:
@@ -316,7 +317,7 @@ def main() -> None:
     p.add_argument("--widths", type=int, nargs="+", help="override the preset's widths")
     p.add_argument("--dims", type=int, choices=(2, 3), default=2)
     p.add_argument("--shape", type=int, nargs=3, default=[512, 2048, 2048], help="3D volume")
-    p.add_argument("--keep-mib", type=int, default=256, help="allocator: MiB kept (CLI's); 0 off")
+    p.add_argument("--keep-mib", type=int, default=128, help="allocator: MiB kept (CLI's); 0 off")
     p.add_argument("--suite", action="store_true", help="memory at --compare-size, Zarr at --size")
     p.add_argument("--compare-size", type=int, default=4096)
     p.add_argument("--compare-shape", type=int, nargs=3, default=[64, 512, 512])

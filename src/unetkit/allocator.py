@@ -39,9 +39,10 @@ M_MMAP_THRESHOLD = -3
 #: Blocks up to this size come from the heap and freed memory up to this size stays there.
 KEEP_BYTES = 1 << 30
 #: What ``predict`` and ``evaluate`` keep. Measured on the block-wise 3D path (192 x 1024², 98
-#: blocks, benchmarks/predict_large.py): nothing kept 1.47 Mvox/s and 1348 MiB peak, 256 MiB
-#: 2.46 and 1426 MiB, 1 GiB 2.33 and 1613 MiB (over the 1.5 GB goal of issue #16).
-PREDICT_KEEP_BYTES = 256 << 20
+#: blocks, benchmarks/predict_large.py): nothing kept 1.47 Mvox/s and 1348 MiB peak, 128 MiB
+#: 2.23 and 1404 MiB, 256 MiB 2.46 and 1446 MiB, 1 GiB 2.33 and 1613 MiB (issue #16's goal is
+#: under 1.5 GB, 1431 MiB).
+PREDICT_KEEP_BYTES = 128 << 20
 
 
 @functools.cache
