@@ -47,7 +47,8 @@ PREDICT_KEEP_BYTES = 128 << 20
 
 @functools.cache
 def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
-    """Make glibc keep freed memory for reuse (see the module docstring); once per process.
+    """Make glibc keep up to ``keep_bytes`` of freed memory for reuse (see the module
+    docstring); once per value, the last call's value holds.
 
     Returns whether the setting took effect: ``False`` off Linux, without glibc, or where
     ``mallopt`` refused it.

@@ -202,8 +202,8 @@ def search(
     layers = layer_names(model)
     alone = {name: score(ranges, (name,), factors, corrections) for name in layers}
     sensitivity = {k: alone[k][0] - base for k in layers}
-    costs = layer_costs(model, crops[0][:1])
     probe = crops[0][:1]
+    costs = layer_costs(model, probe)
 
     def closure(kept: Sequence[str]) -> frozenset[str]:
         return fp32_closure(model, ranges, kept, probe, factors=factors)
@@ -217,11 +217,10 @@ def search(
         # the most agreement gained per work moved to fp32 (the layer and its readers)
         extra = {k: fp32_share(costs, closure([*kept, k]) - running) for k in helpful}
         name = best_value(sensitivity, extra)
+        helpful.remove(name)
         if fp32_share(costs, running) + extra[name] > max_cost:
-            helpful.remove(name)
             continue
         kept.append(name)
-        helpful.remove(name)
         running = closure(kept)
         helpful = [k for k in helpful if k not in running]
         a, flips = score(ranges, kept, factors, corrections)

@@ -121,11 +121,7 @@ def make_optimizer(
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(
-            params,
-            lr=lr,
-            momentum=momentum,
-            nesterov=momentum > 0,
-            weight_decay=weight_decay,
+            params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
         )
     raise ValueError(f"optimizer: expected 'adamw' or 'sgd', got {name!r}")
 
