@@ -36,7 +36,7 @@ Normalization = Literal["per_image", "dataset"]
 Optimizer = Literal["adamw", "sgd"]
 Schedule = Literal["poly", "cosine", "constant"]
 LossName = Literal["ce", "dice", "dice_ce", "focal", "weighted_ce"]
-ClassWeighting = Literal["none", "balanced"]
+ClassWeighting = Literal["none", "balanced", "sqrt"]
 Flips = Literal["all", "last_axis"]
 Task = Literal["segment", "restore", "diffusion"]
 InstanceTarget = Literal["auto", "none", "boundary", "contour"]
@@ -185,7 +185,7 @@ class TrainConfig:
         grad_clip: largest global gradient norm, or ``None``.
         loss: ``ce``, ``dice``, ``dice_ce``, ``focal`` or ``weighted_ce`` (the paper's border
             weight map; instances from ``instances/`` or connected components).
-        class_weighting: ``balanced`` gives cross-entropy terms inverse-frequency class weights.
+        class_weighting: cross-entropy class weights, ``balanced`` 1 / frequency, ``sqrt`` its root.
         border_w0, border_sigma: the paper's border weight map parameters (``weighted_ce``).
         deep_supervision_weights: loss weight per deep-supervision output (needs
             ``model.deep_supervision``); ``None`` = ``1/2**i``.

@@ -28,9 +28,9 @@ def build_loss(config: RunConfig, freqs: np.ndarray) -> nn.Module:
     """The configured loss with ``ignore_index`` and class weights (``freqs``: ``(K,)`` shares)."""
     t, d = config.train, config.data
     kwargs: dict[str, Any] = {"ignore_index": d.ignore_index}
-    if t.class_weighting == "balanced":
+    if t.class_weighting != "none":
         present = np.where(freqs > 0, freqs, 1.0)
-        w = 1.0 / (len(freqs) * present)
+        w = 1.0 / (present if t.class_weighting == "balanced" else np.sqrt(present))
         w = np.where(freqs > 0, w / w[freqs > 0].mean(), 0.0)
         if t.loss in ("ce", "dice_ce", "weighted_ce"):
             kwargs["class_weights"] = [float(v) for v in w]
