@@ -9,7 +9,10 @@
 3. On the held-out images, mean DSB 2018 score (and F1@0.5, PQ, merges) of:
    (a) ``unetkit predict --instances`` (the CLI, so the whole path is measured);
    (b) connected components of the same model's plain class map (``unetkit predict``);
-   (c) connected components of the ground-truth class masks (``masks/``).
+   (c) connected components of the ground-truth class masks (``masks/``);
+   (d) an oracle: (a)'s foreground pixels, each given the id of the nearest true object (the
+       truth's separation, the model's pixels): what perfect separation alone would reach, so
+       (c) - (d) is what the pixels themselves, not the separation, leave to gain.
 
     PYTHONPATH=src python benchmarks/instances_dsb.py --minutes 10 --work /tmp/inst_dsb
 
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from unetkit.instances import instances_from_class_map
 from unetkit.io.images import read_mask
@@ -53,6 +57,16 @@ def split(data: Path, work: Path, fraction: float, seed: int) -> tuple[Path, Pat
                 if src.stem in members and not (folder / src.name).exists():
                     os.symlink(src.resolve(), folder / src.name)
     return work / "train", work / "heldout", test
+
+
+def truth_separated(foreground: np.ndarray, truth: np.ndarray, reach: float = 3.0) -> np.ndarray:
+    """``foreground`` (bool) labelled by the nearest true object within ``reach`` pixels;
+    pieces farther from every true object become objects of their own."""
+    distance, index = ndimage.distance_transform_edt(truth == 0, return_indices=True)
+    near = foreground & (distance <= reach)
+    out = np.where(near, truth[tuple(index)], 0).astype(np.int64)
+    far, _ = ndimage.label(foreground & ~near)
+    return np.where(far > 0, far + int(truth.max()), out)
 
 
 def unetkit(*args: str) -> None:
@@ -147,6 +161,11 @@ def main() -> None:
         ),
         "c_components_of_true_masks": score(
             "(c) connected components of the true class masks", ideal, truths
+        ),
+        "d_oracle_separation_of_own_pixels": score(
+            "(d) (a)'s pixels separated by the truth (oracle)",
+            {s: truth_separated(inst[s] > 0, truths[s]) for s in stems},
+            truths,
         ),
     }
     (work / "results.json").write_text(json.dumps(results, indent=2, default=float))
