@@ -76,6 +76,30 @@ def test_class_aware_sampling_draws_among_present_foreground_classes() -> None:
     assert sampled_classes(RunConfig(), freqs) is None
 
 
+def test_cross_entropy_is_weighted_only_for_strongly_imbalanced_own_classes() -> None:
+    import dataclasses
+
+    from unetkit.train.prepare import IMBALANCE_FOR_WEIGHTS, foreground_imbalance
+
+    mask = np.zeros((64, 64), dtype=np.int64)
+    mask[:32] = 1
+    mask[40:42, 40:42] = 2  # 4 pixels of class 2 against 2048 of class 1: 512x
+    summary = summarize_data(_samples((64, 64), 1, [mask] * 2), 3)
+    assert foreground_imbalance(summary.class_frequencies) == 512.0
+    assert apply_recipe(RunConfig(), summary)[0].train.class_weighting == "sqrt"
+    # under the threshold (as Drosophila, 27x): class-aware sampling alone
+    mild = dataclasses.replace(summary, class_frequencies=(0.5, 0.4, 0.4 / IMBALANCE_FOR_WEIGHTS))
+    assert apply_recipe(RunConfig(), mild)[0].train.class_weighting == "none"
+    # the background (class 0) and absent classes do not count; one class is not imbalanced
+    assert foreground_imbalance((0.99, 0.005, 0.0, 0.005)) == 1.0
+    assert foreground_imbalance((0.9, 0.1)) == 1.0
+    # an instance target's interior and border, and an explicit setting, are left alone
+    target = dataclasses.replace(summary, instance_target=True)
+    assert apply_recipe(RunConfig(), target)[0].train.class_weighting == "none"
+    explicit = {"train.class_weighting"}
+    assert apply_recipe(RunConfig(), summary, explicit)[0].train.class_weighting == "none"
+
+
 def _polar(bright: int, dark: int, *, instances: bool = True) -> list[Sample]:
     """Images with one square object, brighter than the ground in ``bright`` images and darker
     in ``dark`` ones (plus noise)."""

@@ -254,3 +254,15 @@ def class_frequencies(samples: list[Sample], num_classes: int) -> np.ndarray:
     for s in samples:
         counts += np.bincount(s.mask.ravel().clip(0), minlength=num_classes)[:num_classes]
     return counts / max(counts.sum(), 1.0)
+
+
+#: Most over least frequent foreground class beyond which the recipe weights cross-entropy
+#: (:mod:`unetkit.train.recipe`; CamVid 88: classes at Dice 0 without weights; Drosophila 27:
+#: the weights cost more than they gain).
+IMBALANCE_FOR_WEIGHTS = 50.0
+
+
+def foreground_imbalance(frequencies: Sequence[float]) -> float:
+    """Most over least frequent foreground class (classes >= 1 that occur); 1 below two."""
+    present = [f for f in frequencies[1:] if f > 0]
+    return max(present) / min(present) if len(present) >= 2 else 1.0

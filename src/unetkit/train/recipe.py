@@ -27,9 +27,10 @@ Rules (CPU-first; a few minutes of training is the common case):
 * sampling: with two or more foreground classes of the dataset's own (not an instance
   target's interior and border), class-aware patch centres (a class drawn
   uniformly among those an image holds, ``data.sampling=class_aware``), so rare classes are
-  seen often; else foreground-centred (the same draw with one class). At 10 minutes, one seed
-  each (benchmarks/quality.py, issue #20): CamVid mean IoU 0.372 -> 0.384 with 16% fewer
-  steps, Drosophila mean Dice 0.768 -> 0.771 at equal steps.
+  seen often; else foreground-centred (the same draw with one class). When, in addition, the
+  most frequent foreground class is over ``IMBALANCE_FOR_WEIGHTS`` times the rarest,
+  cross-entropy is weighted by 1 / sqrt(frequency) (``train.class_weighting=sqrt``).
+  Measured at 10 minutes in ``benchmarks/README.md`` (issue #20).
 * schedule: AdamW, 5% warm-up then poly decay, gradient clipping.
 * on a CUDA GPU (:func:`gpu_settings`): a GPU affords more in the same minutes, so the patch
   cap doubles, the first level is 32 wide, and the batch grows while a training step's
@@ -52,6 +53,7 @@ from unetkit.data.declaration import DatasetDeclaration, read_declaration
 from unetkit.data.sample import Sample
 from unetkit.errors import DataError
 from unetkit.train.fingerprint import Fingerprint, GeometryPlan, plan_geometry
+from unetkit.train.prepare import IMBALANCE_FOR_WEIGHTS, foreground_imbalance
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,9 @@ def recipe_settings(
     fg = 1.0 - summary.class_frequencies[0] if summary.class_frequencies else 0.5
     several = summary.num_classes > 2  # two foreground classes or more
     long_run = budget > 20
+    own_classes = several and not summary.instance_target  # not an instance target's classes
+    imbalance = foreground_imbalance(summary.class_frequencies)
+    weighted = own_classes and imbalance > IMBALANCE_FOR_WEIGHTS
     augment = AugmentConfig(
         p_flip=0.5,
         p_rot90=0.0 if summary.oriented else 0.5,
@@ -215,7 +220,8 @@ def recipe_settings(
         "data.flips": "last_axis" if summary.oriented else "all",
         "data.patch_size": patch,
         "data.foreground_share": 0.5 if fg < 0.1 else 0.33,
-        "data.sampling": "class_aware" if several and not summary.instance_target else "foreground",
+        "data.sampling": "class_aware" if own_classes else "foreground",
+        "train.class_weighting": "sqrt" if weighted else "none",
         "data.normalization": "per_image",
         "data.augment": augment,
         "model.widths": widths,
