@@ -80,6 +80,33 @@ def test_auto_chooses_int8_only_with_vnni_and_agreement(
     assert isinstance(engine.inference_network(model, "fp32", entry), OptimizedModel)
 
 
+def test_calibration_measures_bf16_and_auto_keeps_fp32_where_bf16_disagrees(
+    trained, entry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU where bf16 is the faster float path (AMX), ``auto`` without int8 still runs
+    fp32 when the calibration measured bf16 label maps below the agreement int8 must reach."""
+    from unetkit import hardware
+    from unetkit.infer.calibration import describe
+
+    model = trained[0]
+    assert 0.0 <= entry["bf16_agreement"] <= 1.0  # measured on the held-out images
+    assert any(line.startswith("bf16: label maps agree") for line in describe(entry))
+    monkeypatch.setattr(int8, "has_vnni", lambda: False)  # no int8: the float path decides
+    monkeypatch.setattr(hardware, "bf16_is_faster", lambda device=None: True)
+    poor = {**entry, "bf16_agreement": AUTO_AGREEMENT - 0.01}
+    good = {**entry, "bf16_agreement": AUTO_AGREEMENT}
+    assert engine.bf16_disagrees(model, poor) and not engine.bf16_disagrees(model, good)
+    assert not engine.bf16_disagrees(model, None)  # not measured: the processor decides
+    net = engine.inference_network(model, "auto", poor)
+    assert isinstance(net, OptimizedModel) and net.precision == "fp32"
+    forced = engine.inference_network(model, "bf16", poor)  # asked for: honoured
+    assert isinstance(forced, OptimizedModel) and forced.precision == "bf16"
+    changed = copy.deepcopy(model)  # a measurement of other weights says nothing
+    with torch.no_grad():
+        changed.head.bias.add_(0.1)
+    assert not engine.bf16_disagrees(changed, poor)
+
+
 def test_a_calibration_of_other_weights_is_not_used(
     trained, entry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

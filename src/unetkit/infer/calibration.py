@@ -218,11 +218,13 @@ def int8_calibration(
             before = found.checked.get(())
             if before is None:
                 before = held_out(replace(variant, fp32=()))
+        bf16 = foreground_agreement(_label_maps(model, check, "bf16", None), reference, classes)
         calibration = replace(
             calibration,
             agreement=agreement,
             agreement_images=len(check),
             all_int8_agreement=before,
+            bf16_agreement=bf16,
         )
     return calibration.to_metadata()
 
@@ -245,6 +247,12 @@ def describe(entry: Mapping[str, Any] | None) -> list[str]:
             f"int8: label maps agree with fp32 at foreground Dice {calibration.agreement:.4f} on "
             f"{calibration.agreement_images} held-out image(s){was}; needed for the default: "
             f"{AUTO_AGREEMENT}"
+        )
+    if calibration.bf16_agreement is not None:
+        lines.append(
+            f"bf16: label maps agree with fp32 at foreground Dice {calibration.bf16_agreement:.4f} "
+            f"on the same images; the float path of 'auto' runs bf16 (where the CPU is faster in "
+            f"it) only at {AUTO_AGREEMENT} or more"
         )
     gains = calibration.search.get("sensitivity", {})
     if calibration.fp32_layers:

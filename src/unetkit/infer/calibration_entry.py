@@ -10,13 +10,15 @@ model file's metadata it is the plain mapping :meth:`Int8Calibration.to_metadata
      "search": {"target": 0.997, "crops": 16, "all_int8": 0.990, "mixed": 0.998,
                 "percentiles": {"99.999": 0.990}, "sensitivity": {layer: gain}},
      "equalise": {"alpha": 0.5, "factors": {point: [m_0, m_1, ...]}},
-     "bias_correction": {layer: [d_0, d_1, ...]}}
+     "bias_correction": {layer: [d_0, d_1, ...]}, "bf16_agreement": 0.993}
 
 ``fp32_layers``, ``all_int8_agreement`` and ``search`` come from the sensitivity search
 (:mod:`unetkit.infer.int8_search`); entries written before it lack them (no fp32 layers).
 ``equalise`` is the per-channel equalisation the search chose (:mod:`unetkit.infer.int8_equalize`;
 absent: none, as in older entries). ``bias_correction`` is added to the int8 layers' biases
-(:mod:`unetkit.infer.int8_bias`; absent: none).
+(:mod:`unetkit.infer.int8_bias`; absent: none). ``bf16_agreement`` is the same agreement for the
+bf16 float path, which ``auto`` takes only where it is at least :data:`AUTO_AGREEMENT` (absent:
+not measured, as in older entries).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Int8Calibration:
         alpha: strength of the per-channel equalisation (0: none); ``factors``: its per-channel
             factors by map, with which ``ranges`` were measured.
         bias: per int8 layer, the values added to its quantised bias (bias correction).
+        bf16_agreement: the agreement of bf16 label maps with fp32 on the same held-out
+            images, or ``None`` (not measured).
     """
 
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -63,6 +67,7 @@ class Int8Calibration:
     alpha: float = 0.0
     factors: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     bias: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    bf16_agreement: float | None = None
 
     @classmethod
     def from_metadata(cls, entry: Any) -> Int8Calibration | None:
@@ -79,6 +84,7 @@ class Int8Calibration:
         if not isinstance(layers, list | tuple) or not all(isinstance(x, str) for x in layers):
             return None
         before = entry.get("all_int8_agreement")
+        bf16 = entry.get("bf16_agreement")
         search = entry.get("search", {})
         equalise = entry.get("equalise", {})
         try:
@@ -107,6 +113,7 @@ class Int8Calibration:
             alpha=alpha,
             factors=factors,
             bias=bias,
+            bf16_agreement=float(bf16) if isinstance(bf16, int | float) else None,
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -136,6 +143,8 @@ class Int8Calibration:
             }
         if self.bias:
             out["bias_correction"] = {k: list(v) for k, v in sorted(self.bias.items())}
+        if self.bf16_agreement is not None:
+            out["bf16_agreement"] = self.bf16_agreement
         return out
 
     @property

@@ -65,7 +65,8 @@ def inference_network(
       ``metadata["int8"]`` calibration) was measured to agree with fp32 (foreground Dice at
       least :data:`unetkit.infer.calibration_entry.AUTO_AGREEMENT`), was made for these weights, and
       the CPU has VNNI; otherwise the optimised float path (:func:`fast_model`: folded batch
-      norm, channels-last, bf16 only where it is faster).
+      norm, channels-last, bf16 only where it is faster), in fp32 where the calibration
+      measured bf16 label maps below that agreement (:func:`bf16_disagrees`).
     * ``"fp32"`` / ``"bf16"``: the optimised float path in that precision (float decisions,
       ``auto``'s included, are :func:`unetkit.precision.inference_precision`'s).
     * ``"int8"``: int8 regardless of the measured agreement or the CPU; needs ``int8``.
@@ -79,13 +80,27 @@ def inference_network(
         if net is not None:
             return net
     if precision == "auto":
-        return fast_model(model)
+        if not bf16_disagrees(model, int8):
+            return fast_model(model)
+        precision = "fp32"
     key = (_state_key(model), precision)
     hit = _NET_CACHE.get(model)
     if hit is None or hit[0] != key:
         hit = (key, optimize_for_inference(model, precision=precision))  # type: ignore[arg-type]
         _NET_CACHE[model] = hit
     return hit[1]
+
+
+def bf16_disagrees(model: nn.Module, entry: Mapping[str, Any] | None) -> bool:
+    """Whether ``entry`` (a model file's ``metadata["int8"]``, made for these weights) measured
+    bf16 label maps agreeing with fp32 below :data:`AUTO_AGREEMENT` on held-out images."""
+    calibration = Int8Calibration.from_metadata(entry)
+    if calibration is None or calibration.bf16_agreement is None:
+        return False
+    if calibration.bf16_agreement >= AUTO_AGREEMENT:
+        return False
+    recorded = calibration.weights_sha256
+    return recorded is None or recorded == weights_digest(model)
 
 
 def _int8_network(
