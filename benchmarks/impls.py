@@ -214,10 +214,10 @@ def build_train(
     :func:`unetkit.train.schedule.make_optimizer` (fused on the CPU), the others' by PyTorch's
     defaults (a per-tensor loop on the CPU).
 
-    The unetkit-default/ckpt steps run in the precision and memory format that ``unetkit
-    train`` chooses with its default config (:class:`unetkit.config.TrainConfig`), decided by
-    the same policy (:mod:`unetkit.precision`); with ``precision: auto`` this very step is
-    timed in fp32 and bf16 to choose, as the trainer times its own.
+    The unetkit-default/ckpt steps run in the memory format of the default config
+    (:class:`unetkit.config.TrainConfig`) and in the precision the automatic recipe sets
+    (``auto``, :mod:`unetkit.train.recipe`): this very step is timed in fp32 and bf16 to
+    choose, as the trainer times its own (bf16 on a CPU with AMX, fp32 elsewhere).
     """
     model.train()
     precision, channels_last = "fp32", False
@@ -245,10 +245,7 @@ def build_train(
         state["channels_last"] = channels_last
         if channels_last:
             model = to_channels_last(model, spatial_dims)
-        if defaults.precision == "auto":
-            precision = training_precision("auto", measure=_timer(model, spatial_dims))
-        else:
-            precision = training_precision(defaults.precision)
+        precision = training_precision("auto", measure=_timer(model, spatial_dims))
     elif impl == "unetkit-bf16":
         precision, channels_last = "bf16", use_channels_last("auto", spatial_dims)
         if channels_last:

@@ -100,6 +100,14 @@ def test_cross_entropy_is_weighted_only_for_strongly_imbalanced_own_classes() ->
     assert apply_recipe(RunConfig(), summary, explicit)[0].train.class_weighting == "none"
 
 
+def test_the_recipe_lets_the_measured_step_choose_the_precision() -> None:
+    """bf16 only where this run's own step is measured faster (the trainer times both)."""
+    summary = summarize_data(_samples((64, 64), 1, [np.eye(64, dtype=np.int64)] * 2), 2)
+    assert apply_recipe(RunConfig(), summary)[0].train.precision == "auto"
+    kept = apply_recipe(RunConfig(), summary, {"train.precision"})[0]
+    assert kept.train.precision == "fp32"  # an explicit choice (here the default) stays
+
+
 def _polar(bright: int, dark: int, *, instances: bool = True) -> list[Sample]:
     """Images with one square object, brighter than the ground in ``bright`` images and darker
     in ``dark`` ones (plus noise)."""
