@@ -147,7 +147,9 @@ def image_mean_std(
     """Per-channel mean and (population) std of ``(C, *spatial)``, optionally after clipping.
 
     Two passes in float64 over chunks of ``chunk`` values, so an 8192x8192 image needs a few
-    megabytes of temporaries, not a copy of the image.
+    megabytes of temporaries, not a copy of the image. No BLAS call (``np.dot``): OpenBLAS's
+    threads keep spinning for a while after one, and the network that runs next on the same
+    cores then ran up to 7x slower (a 256² int8 U-Net: 106 ms instead of 14).
     """
     channels = int(image.shape[0])
     flat = image.reshape(channels, -1)
@@ -170,6 +172,7 @@ def image_mean_std(
             if lo is not None and hi is not None:
                 np.clip(v, lo[c], hi[c], out=v)
             v -= mean[c]
-            sq += float(np.dot(v, v))
+            np.square(v, out=v)
+            sq += float(v.sum())
         var[c] = sq / n
     return mean, np.sqrt(var)
