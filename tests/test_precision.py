@@ -20,6 +20,11 @@ from unetkit.precision import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _bf16_may_be_chosen(allow_bf16: None) -> None:
+    """These tests are about the automatic choice itself."""
+
+
 def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed, "bf16_is_faster", lambda device="cpu", *a: False)
     assert training_precision("auto") == "fp32"

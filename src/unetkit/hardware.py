@@ -54,6 +54,17 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     return "avx512_bf16" in features or "amx_bf16" in features
 
 
+#: Environment variable: set (to anything but ``0``) to keep every automatic precision choice
+#: (inference's ``auto`` float path, training's ``precision: auto``) at fp32, so that the same
+#: model and data give the same numbers on machines with and without AMX (the test suite sets it).
+NO_BF16_ENV = "UNETKIT_NO_BF16"
+
+
+def bf16_allowed() -> bool:
+    """Whether automatic choices may pick bf16 (:data:`NO_BF16_ENV` not set)."""
+    return os.environ.get(NO_BF16_ENV, "") in ("", "0")
+
+
 def bf16_is_faster(device: torch.device | str = "cpu") -> bool:
     """Whether the instruction set makes bf16 convolutions beat fp32 on ``device`` (what
     inference's ``precision="auto"`` follows; training's ``auto`` times its own step instead).
@@ -64,6 +75,8 @@ def bf16_is_faster(device: torch.device | str = "cpu") -> bool:
     issue on two. bf16 pays on CPUs with AMX-BF16 tiles and on CUDA GPUs with bf16 support.
     """
     device = torch.device(device)
+    if not bf16_allowed():
+        return False
     if device.type == "cuda":
         return native_bf16(device)
     return native_bf16(device) and "amx_bf16" in cpu_features()

@@ -160,7 +160,7 @@ def training_precision(
             f"'auto'"
         )
     if precision == "auto":
-        if bf16_is_faster(device, measure, key):
+        if hardware.bf16_allowed() and bf16_is_faster(device, measure, key):
             return "bf16"
         if device.type == "cuda" and not native_bf16(device):
             return "fp16"  # tensor cores without bf16 (pre-Ampere): fp16 with a grad scaler

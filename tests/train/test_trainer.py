@@ -197,6 +197,8 @@ def test_precision_auto_trains_in_what_the_measurement_chose(
     """train.precision=auto: the step, validation and config.yaml follow the (injected) timing."""
     from unetkit import precision as policy
 
+    monkeypatch.delenv("UNETKIT_NO_BF16", raising=False)
+
     monkeypatch.setattr(policy, "native_bf16", lambda device="cpu": True)
     monkeypatch.setattr(policy, "_MEASURED", {})
     timed: list[str] = []
