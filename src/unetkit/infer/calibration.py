@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetkit.hardware import native_bf16
 from unetkit.infer import int8
 from unetkit.infer.calibration_entry import AUTO_AGREEMENT, Int8Calibration, agreement_of
 from unetkit.infer.int8 import HEADROOM, calibrate_percentiles
@@ -218,7 +219,9 @@ def int8_calibration(
             before = found.checked.get(())
             if before is None:
                 before = held_out(replace(variant, fp32=()))
-        bf16 = foreground_agreement(_label_maps(model, check, "bf16", None), reference, classes)
+        bf16 = None  # measured where the CPU runs bf16 natively (elsewhere it is emulated)
+        if native_bf16("cpu"):
+            bf16 = foreground_agreement(_label_maps(model, check, "bf16", None), reference, classes)
         calibration = replace(
             calibration,
             agreement=agreement,
