@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from unetkit.hardware import NO_BF16_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
@@ -17,13 +19,13 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # Automatic precision stays fp32 on every machine (on a CPU with AMX, ``auto`` would otherwise
 # pick bf16 and every float comparison would carry its rounding); the tests of the choice
 # itself take the variable away (``allow_bf16``). Subprocesses (the command line) inherit it.
-os.environ["UNETKIT_NO_BF16"] = "1"
+os.environ[NO_BF16_ENV] = "1"
 
 
 @pytest.fixture
 def allow_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let automatic choices pick bf16 again, as they do outside the test suite."""
-    monkeypatch.delenv("UNETKIT_NO_BF16", raising=False)
+    monkeypatch.delenv(NO_BF16_ENV, raising=False)
 
 
 @pytest.fixture

@@ -195,9 +195,10 @@ def test_precision_auto_trains_in_what_the_measurement_chose(
     tmp_path: Path, monkeypatch, bf16_seconds: float, chosen: str
 ) -> None:
     """train.precision=auto: the step, validation and config.yaml follow the (injected) timing."""
+    from unetkit import hardware
     from unetkit import precision as policy
 
-    monkeypatch.delenv("UNETKIT_NO_BF16", raising=False)
+    monkeypatch.delenv(hardware.NO_BF16_ENV, raising=False)
 
     monkeypatch.setattr(policy, "native_bf16", lambda device="cpu": True)
     monkeypatch.setattr(policy, "_MEASURED", {})

@@ -20,7 +20,7 @@ import numpy as np
 from unetkit.infer.block_plan import Block
 from unetkit.infer.distributed import Context
 from unetkit.infer.lazy_image import LazyImage
-from unetkit.infer.normalization import Normalization, ResolvedNormalization
+from unetkit.infer.normalization import Normalization, ResolvedNormalization, squared_deviations
 
 #: Most values converted to float64 at once by the statistics pass.
 SLAB_VALUES = 1 << 21
@@ -48,9 +48,7 @@ def _slab_stats(raw: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -
         if lo is not None and hi is not None:
             np.clip(v, lo[c], hi[c], out=v)
         m = float(v.mean())
-        v -= m
-        np.square(v, out=v)  # not np.dot: see unetkit.infer.normalization.image_mean_std
-        out[c] = (v.size, m, float(v.sum()))
+        out[c] = (v.size, m, squared_deviations(v, m))
     return out
 
 

@@ -99,8 +99,26 @@ def bf16_disagrees(model: nn.Module, entry: Mapping[str, Any] | None) -> bool:
         return False
     if calibration.bf16_agreement >= AUTO_AGREEMENT:
         return False
-    recorded = calibration.weights_sha256
-    return recorded is None or recorded == weights_digest(model)
+    return _made_for(model, calibration.weights_sha256)
+
+
+_DIGESTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _made_for(model: nn.Module, recorded: str | None) -> bool:
+    """Whether a calibration made for the weights digest ``recorded`` (``None``: an older entry
+    that did not record it) applies to ``model``. The digest (milliseconds for a large model)
+    is computed once per state of the weights, not on every prediction call."""
+    if recorded is None:
+        return True
+    key = _state_key(model)
+    hit = _DIGESTS.get(model)
+    if hit is None or hit[0] != key:
+        hit = (key, weights_digest(model))
+        _DIGESTS[model] = hit
+    return hit[1] == recorded
 
 
 def _int8_network(
@@ -139,8 +157,7 @@ def _int8_network(
     hit = _NET_CACHE.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
-    recorded = calibration.weights_sha256
-    if recorded is not None and recorded != weights_digest(model):
+    if not _made_for(model, calibration.weights_sha256):
         return refuse(
             "the int8 calibration was made for other weights; run 'unetkit calibrate' again"
         )
