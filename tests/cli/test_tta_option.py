@@ -45,3 +45,15 @@ def test_auto_turns_tta_on_for_a_restoration_model() -> None:
     assert with_tta_default(options_from_args(args), args, {"task": "restore"}).tta is True
     off = build_parser().parse_args([*BASE, "--tta", "off"])
     assert with_tta_default(options_from_args(off), off, {"task": "restore"}).tta is False
+
+
+@pytest.mark.parametrize(
+    ("metadata", "flips"), [({"flips": "last_axis"}, "last_axis"), ({}, "all")]
+)
+def test_tta_averages_over_the_symmetries_the_model_was_trained_with(
+    metadata: dict, flips: str
+) -> None:
+    """A model trained with left-right flips only (street photographs) is averaged over those;
+    a model file without the record keeps every flip and rotation."""
+    args = build_parser().parse_args([*BASE, "--tta"])
+    assert with_tta_default(options_from_args(args), args, metadata).tta_flips == flips

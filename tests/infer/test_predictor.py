@@ -120,6 +120,41 @@ def test_tta_prediction_is_equivariant(spatial_dims: int) -> None:
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_tta_of_a_left_right_model_averages_only_its_mirror(spatial_dims: int) -> None:
+    """A model trained with left-right flips only (metadata ``flips: last_axis``) is averaged
+    over the identity and the mirror of the last axis: exactly the two plain predictions'
+    logits averaged, equivariant under that mirror, not under an up-down flip; the model's own
+    record decides, and an older model file (no record) keeps the full set."""
+    model = _model(spatial_dims=spatial_dims, widths=(4, 8))
+    shape = {1: (1, 24), 2: (1, 16, 24), 3: (1, 8, 12, 10)}[spatial_dims]
+    image = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    meta = {"flips": "last_axis"}
+
+    def probs(x: np.ndarray, tta: bool, metadata: dict | None = meta) -> np.ndarray:
+        x = np.ascontiguousarray(x)
+        got = predict_full(model, x, tile="whole", tta=tta, metadata=metadata).probabilities
+        assert got is not None
+        return got
+
+    last = spatial_dims  # the last axis of (C, *spatial)
+    mirrored = np.flip(probs(np.flip(image, axis=last), False), axis=last)
+    lr = probs(image, True)
+    # logits are averaged: the softmax of the mean log-probabilities (per-pixel shifts cancel)
+    mean_log = (np.log(probs(image, False)) + np.log(mirrored)) / 2
+    expected = np.exp(mean_log) / np.exp(mean_log).sum(axis=0, keepdims=True)
+    np.testing.assert_allclose(lr, expected, atol=1e-5)
+    np.testing.assert_allclose(
+        probs(np.flip(image, axis=last), True), np.flip(lr, axis=last), atol=1e-5
+    )
+    if spatial_dims > 1:
+        up_down = np.flip(probs(np.flip(image, axis=1), True), axis=1)
+        assert np.abs(up_down - lr).max() > 1e-4  # no symmetry of this model's data
+        assert np.abs(probs(image, True, None) - lr).max() > 1e-4  # no record: every flip
+    with pytest.raises(ValueError, match="tta_flips"):
+        PredictOptions(tta=True, tta_flips="up_down")
+
+
 def test_tta_of_an_equivariant_network_changes_nothing() -> None:
     """A 1x1-kernel network (pointwise, no pooling) is flip/rotation equivariant."""
     model = _model(widths=(6,), kernel_size=1, norm="none")

@@ -73,6 +73,7 @@ def test_run_folder_contents_and_metadata(tmp_path: Path) -> None:
     assert extra["num_classes"] == 2 and extra["in_channels"] == 1
     assert extra["spatial_dims"] == 2 and extra["patch_size"] == [32, 32]
     assert extra["normalization"]["mode"] == "per_image"
+    assert extra["flips"] == config.data.flips  # the symmetries test-time augmentation may use
     # config.yaml reproduces the run's config
     assert load_run_config(tmp_path / "config.yaml") == dataclasses.replace(
         config, train=dataclasses.replace(config.train, steps_per_epoch=3)

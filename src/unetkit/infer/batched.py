@@ -74,7 +74,7 @@ def predict_batch(
         model.config, plan.tile_in, min(options.batch_size, len(arrays)), device=str(device)
     )
     runner = inference_network(model, options.precision, int8)
-    transforms = tta_mod.transforms(model.config.spatial_dims, options.tta)
+    transforms = tta_mod.transforms(model.config.spatial_dims, options.tta, options.tta_flips)
 
     def network(batch: Tensor) -> Tensor:
         return run_network(runner, batch, fast=False)

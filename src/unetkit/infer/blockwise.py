@@ -278,7 +278,7 @@ def predict_blockwise(
     device = next(iter(model.parameters()), torch.empty(0)).device
     check_predict(cfg, plan.tile_in, batch, device=str(device))
     runner = inference_network(model, opts.precision, int8)
-    transforms = tta_mod.transforms(cfg.spatial_dims, opts.tta)
+    transforms = tta_mod.transforms(cfg.spatial_dims, opts.tta, opts.tta_flips)
 
     def network(batch: Tensor) -> Tensor:
         return run_network(runner, batch.to(device), fast=False).cpu()

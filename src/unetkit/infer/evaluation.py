@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from unetkit.infer.predictor import (
     default_tile,
     predict_array,
 )
+from unetkit.infer.tta import model_flips
 from unetkit.io.images import ALLOWED_SUFFIXES, read_mask
 from unetkit.metrics import Report, aggregate, evaluate_pair
 from unetkit.model import UNet
@@ -281,6 +282,8 @@ def evaluate_model(
     from unetkit.data import load_dataset
 
     k = num_classes or metadata.get("num_classes") or max(2, model.config.out_channels)
+    if options is not None and options.tta_flips is None:  # the model's own symmetries
+        options = replace(options, tta_flips=model_flips(metadata))
     ignore = ignore_index if ignore_index is not None else metadata.get("ignore_index")
     samples = load_dataset(data_dir, num_classes=None, spatial_dims=model.config.spatial_dims)
     norm = Normalization.from_metadata(metadata.get("normalization"))

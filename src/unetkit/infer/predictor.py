@@ -71,6 +71,9 @@ class PredictOptions:
             :mod:`unetkit.infer.tiling`); a fraction in ``[0, 1)`` shares that much of a tile
             with each neighbour, blended with Gaussian weights.
         tta: average over flips (and 90-degree rotations in 2D), see :mod:`unetkit.infer.tta`.
+        tta_flips: the symmetries ``tta`` averages over, ``"all"`` or ``"last_axis"`` (the
+            left-right mirror only); ``None``: those the model was trained with (its metadata's
+            ``flips``, :func:`unetkit.infer.tta.model_flips`), ``"all"`` where nothing says.
         batch_size: tiles per network call.
         precision: ``"auto"`` (int8 where the model's stored calibration agrees with fp32 and
             the CPU has VNNI, else the fastest float path), ``"fp32"``, ``"bf16"`` or
@@ -82,8 +85,11 @@ class PredictOptions:
     tta: bool = False
     batch_size: int = 4
     precision: str = "auto"
+    tta_flips: str | None = None
 
     def __post_init__(self) -> None:
+        if self.tta_flips not in (None, "all", "last_axis"):
+            raise ValueError(f"tta_flips: expected 'all' or 'last_axis', got {self.tta_flips!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -180,7 +186,7 @@ def predict_array(
         np.empty((2 if k == 1 else k, *spatial), dtype=np.float32) if keep_probabilities else None
     )
     band = Band(plan, k, labels, probabilities, class_of_channel)
-    transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
+    transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta, opts.tta_flips)
     device = next(iter(model.parameters()), torch.empty(0)).device
     row_starts = plan.axes[0].starts
     # guard: refuse a tile batch that would not fit in memory, before allocating it
@@ -263,7 +269,12 @@ def predict_full(
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
     net, meta = _resolve_model(model, metadata, device)
     options = PredictOptions(
-        tile=tile, overlap=overlap, tta=tta, batch_size=batch_size, precision=precision
+        tile=tile,
+        overlap=overlap,
+        tta=tta,
+        batch_size=batch_size,
+        precision=precision,
+        tta_flips=tta_mod.model_flips(meta),
     )
     classes = channel_classes(meta)
 

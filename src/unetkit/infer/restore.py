@@ -72,7 +72,7 @@ def restore_array(
     )
     precision = "fp32" if opts.precision in ("auto", "int8") else opts.precision
     runner = inference_network(model, precision, None)
-    transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta)
+    transforms = tta_mod.transforms(model.config.spatial_dims, opts.tta, opts.tta_flips)
     acc = np.zeros((c_out, *spatial), dtype=np.float32)
     tiles = [t for _row, row_tiles in plan.rows() for t in row_tiles]
     for i in range(0, len(tiles), opts.batch_size):

@@ -245,6 +245,7 @@ def model_metadata(
         "normalization": prepared.normalization,
         "class_names": list(data.class_names) if data.class_names else None,
         "target_spacing": list(data.target_spacing) if data.target_spacing else None,
+        "flips": data.flips,  # the symmetries test-time augmentation may average over
     }
 
 
