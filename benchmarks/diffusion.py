@@ -3,7 +3,7 @@
 Both train for the same wall-clock minutes on the same CPU threads, from seed 0, on the
 digits' training split at 16x16 (:mod:`unetkit.tasks.diffusion_data`), with the same batch
 (64), optimiser (AdamW, lr 1e-3, gradient clip 1), label dropout (0.1) and weight EMA (0.999,
-:mod:`unetkit.diffusion.ema`), and are scored the same way
+:mod:`unetkit.train.ema`), and are scored the same way
 (:func:`unetkit.diffusion.evaluation.score_samples`: Fréchet distance in the digit
 classifier's features to the held-out digits, conditional accuracy, nearest-training distance),
 each on ``--samples`` images (classes in turn) drawn with 50 DDIM steps.
@@ -40,13 +40,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unetkit.diffusion.ema import ema_copy, update_ema
 from unetkit.diffusion.evaluation import score_samples
 from unetkit.diffusion.generate import Denoiser, generate
 from unetkit.diffusion.schedule import NoiseSchedule
 from unetkit.diffusion.training import diffusion_loss, noised_batch
 from unetkit.model import UNet, UNetConfig
 from unetkit.tasks.diffusion_data import digits_split, load_digits
+from unetkit.train.ema import ema_copy, update_ema
 
 SIZE, BATCH, LR, DROP, DECAY = 16, 64, 1e-3, 0.1, 0.999
 

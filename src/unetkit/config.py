@@ -180,6 +180,8 @@ class TrainConfig:
         lr: peak learning rate.
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
         momentum: SGD momentum.
+        ema_decay: segmentation: validate and save an exponential moving average of the weights
+            with this decay (:mod:`unetkit.train.ema`); 0 (default) keeps the weights as trained.
         schedule: after warm-up, ``poly`` (``(1 - t)**0.9``), ``cosine`` or ``constant``.
         warmup_fraction: share of all steps spent ramping the learning rate up linearly.
         grad_clip: largest global gradient norm, or ``None``.
@@ -231,6 +233,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     momentum: float = 0.99
+    ema_decay: float = 0.0
     schedule: Schedule = "poly"
     warmup_fraction: float = 0.05
     grad_clip: float | None = 5.0
@@ -292,12 +295,9 @@ class TrainConfig:
         _positive("border_sigma", self.border_sigma)
         if self.weight_decay < 0 or self.border_w0 < 0:
             raise ValueError("weight_decay, border_w0: expected non-negative numbers")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
-        if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(
-                f"warmup_fraction: expected a share in [0, 1), got {self.warmup_fraction}"
-            )
+        for name in ("momentum", "ema_decay", "warmup_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: expected a value in [0, 1), got {getattr(self, name)}")
         if self.deep_supervision_weights is not None:
             object.__setattr__(
                 self, "deep_supervision_weights", tuple(self.deep_supervision_weights)

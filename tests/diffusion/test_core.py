@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from unetkit.diffusion import NoiseSchedule, make_betas, sample, step_sequence
-from unetkit.diffusion.ema import ema_copy, update_ema
 from unetkit.diffusion.options import DiffusionConfig
 from unetkit.diffusion.training import diffusion_loss, noised_batch
 from unetkit.model import UNet, UNetConfig
+from unetkit.train.ema import ema_copy, update_ema
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

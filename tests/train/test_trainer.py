@@ -265,3 +265,28 @@ def test_budget_run_slowed_mid_run_still_ends_annealed(tmp_path: Path, monkeypat
     assert load_run_config(tmp_path / "config.yaml").train.total_steps == result.steps
     assert state.optimizer["param_groups"][0]["lr"] == 0.0  # poly's final value
     assert lrs[-1] < 0.25 * t.lr  # the last step already ran close to the end of the decay
+
+
+def test_ema_leaves_training_alone_and_saves_the_average(tmp_path: Path) -> None:
+    """``train.ema_decay``: the trained weights are those of a run without it; the saved model
+    is their moving average, as kept in the optimiser state that the checkpoint carries (so a
+    resume continues it); without it the saved model is the trained weights."""
+    run(tiny_config(epochs=1), tmp_path / "plain")
+    run(tiny_config(epochs=1, ema_decay=0.5), tmp_path / "ema")
+    plain, averaged = load_latest(tmp_path / "plain"), load_latest(tmp_path / "ema")
+    for name, tensor in plain.model_tensors.items():
+        torch.testing.assert_close(averaged.model_tensors[name], tensor, rtol=0, atol=0)
+    params = [n for n, t in averaged.model_tensors.items() if t.is_floating_point()]
+    saved_plain = read_tensors(tmp_path / "plain" / "model.safetensors")[0]
+    saved = read_tensors(tmp_path / "ema" / "model.safetensors")[0]
+    torch.testing.assert_close(saved_plain, plain.model_tensors, rtol=0, atol=0)
+    states = averaged.optimizer["state"]
+    assert len(states) > 0 and all("ema" in s for s in states.values())
+    moved = [n for n in params if not torch.equal(saved[n], averaged.model_tensors[n])]
+    assert moved  # the average is not the last weights
+    from unetkit.model import UNet
+
+    model = UNet(tiny_config().model)
+    names = [n for n, _ in model.named_parameters()]
+    for i, name in enumerate(names):
+        torch.testing.assert_close(saved[name], states[i]["ema"], rtol=0, atol=0)

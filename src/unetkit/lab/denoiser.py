@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from unetkit.diffusion.ema import ema_copy, update_ema
 from unetkit.diffusion.evaluation import high_frequency_energy, score_samples
 from unetkit.diffusion.generate import Denoiser, generate
 from unetkit.diffusion.schedule import NoiseSchedule
@@ -22,6 +21,7 @@ from unetkit.diffusion.training import diffusion_loss, noised_batch
 from unetkit.lab.common import ExperimentResult, LabSettings, new_figure, seed_everything
 from unetkit.model import UNet, UNetConfig
 from unetkit.tasks.diffusion_data import digits_split, load_digits
+from unetkit.train.ema import ema_copy, update_ema
 
 NAME = "denoiser"
 PRINCIPLES = ("P2", "P4")

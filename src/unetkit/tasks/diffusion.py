@@ -7,7 +7,7 @@ the same), a noise level ``t`` per image, the noise and the label dropout
 (``diffusion.prediction``).
 
 After every optimiser step the exponential moving average of the weights is updated in the
-optimiser's state (:mod:`unetkit.diffusion.ema`), so checkpoints carry it and resumes continue
+optimiser's state (:mod:`unetkit.train.ema`), so checkpoints carry it and resumes continue
 it exactly. Validation scores the EMA weights: the same loss on the held-out images, each with
 its own seeded ``t`` and noise, so the number is repeatable; the best model (the highest
 ``-loss``) is saved with the EMA weights (``model.safetensors``), the raw weights stay in the
@@ -27,13 +27,13 @@ from torch import Tensor, nn
 
 from unetkit.config import RunConfig
 from unetkit.data.sample import Sample
-from unetkit.diffusion.ema import ema_copy, update_ema
 from unetkit.diffusion.schedule import NoiseSchedule
 from unetkit.diffusion.training import noised_batch
 from unetkit.precision import FloatPrecision, autocast
 from unetkit.tasks.base import TaskBatch
 from unetkit.tasks.diffusion_data import DiffusionBatch, DiffusionBatches, DiffusionPrepared
 from unetkit.train.distributed import DistInfo, all_reduce_sum
+from unetkit.train.ema import ema_copy, update_ema
 from unetkit.train.validate import ValResult
 
 

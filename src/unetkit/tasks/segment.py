@@ -3,6 +3,8 @@
 Network input: the normalised patch; target: the label map; loss: ``train.loss`` (with class
 weights, ``ignore_index``, border weights for ``weighted_ce``, deep supervision); validation:
 confusion matrix, per-class Dice and IoU; the best model has the highest mean foreground Dice.
+With ``train.ema_decay`` the validated and saved weights are the exponential moving average of
+the trained ones (kept in the optimiser's state, so checkpoints and resumes carry it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from unetkit.config import RunConfig
@@ -18,6 +21,7 @@ from unetkit.data.sample import Sample
 from unetkit.precision import FloatPrecision
 from unetkit.tasks.base import TaskBatch
 from unetkit.train.distributed import DistInfo
+from unetkit.train.ema import ema_copy, update_ema
 from unetkit.train.loader import ShardedBatches, TorchBatch, WeightMapConfig, sample_weights
 from unetkit.train.losses import deep_supervision_loss, make_loss
 from unetkit.train.prepare import PreparedData, class_frequencies
@@ -80,6 +84,7 @@ class SegmentObjective:
             flips=config.data.flips,
             classes=sampled_classes(config, self.freqs),
         )
+        self.optimizer: torch.optim.Optimizer | None = None  # holds the EMA, when kept
         self.val_weights: list[np.ndarray | None] | None = None
         if wm is not None:
             self.val_weights = [sample_weights(s, wm) for s in prepared.val]
@@ -101,6 +106,18 @@ class SegmentObjective:
             )
         return self.loss_fn(outputs.float(), batch.target, batch.weights)
 
+    def after_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Update the moving average of the weights (``train.ema_decay`` > 0)."""
+        if self.config.train.ema_decay > 0:
+            self.optimizer = optimizer
+            update_ema(model, optimizer, self.config.train.ema_decay)
+
+    def saved_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> nn.Module:
+        """What ``model.safetensors`` holds: the averaged weights where kept, else ``model``."""
+        if self.config.train.ema_decay > 0:
+            return ema_copy(model, optimizer)
+        return model
+
     def validate(
         self,
         model: nn.Module,
@@ -113,6 +130,8 @@ class SegmentObjective:
     ) -> ValResult:
         """Dice and IoU per class over whole images; the score is the mean foreground Dice."""
         weights = self.val_weights if samples is self.prepared.val else None
+        if self.optimizer is not None:  # the averaged weights are what is kept
+            model = ema_copy(model, self.optimizer)
         return validate(
             model,
             samples,
