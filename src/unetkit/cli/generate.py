@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
     out.remove_own_temporaries()
     out.record(rels, digest, identity)
+    out.close()  # one record: the manifest at once
     pixels = to_uint8(images)
     for name, img in zip(names, pixels, strict=True):
         atomic_save_bytes(out.root / name, png_bytes(img[0] if img.shape[0] == 1 else img))

@@ -53,6 +53,7 @@ PROBABILITIES_DIR = "probabilities"
 OVERLAYS_DIR = "overlays"
 __all__ = ["PALETTE", "overlay_image", "predict_file", "predict_files"]
 
+
 @dataclass(frozen=True)
 class OutputPaths:
     """Where the outputs of one input go."""
@@ -227,133 +228,137 @@ def predict_files(
     out = Path(out_dir)
     check_location(out, files, input_folders(inputs))
     folder = OutputFolder.claim(out)
-    opts = options or PredictOptions()
-    norm = Normalization.from_metadata(metadata.get("normalization"))
-    tile_default = default_tile(model.config.spatial_dims, metadata)
-    identity = prediction_identity(model, opts)
-    if spacing is not None:  # outputs at another declared spacing are other outputs
-        identity["spacing"] = [float(v) for v in spacing]
-    digest = settings_digest(identity)
-    large = [f for f in files if large_files.is_large(f, blockwise)]
-    small = [f for f in files if f not in large]
-    plans = [
-        (
-            f,
-            output_paths(
+    try:
+        opts = options or PredictOptions()
+        norm = Normalization.from_metadata(metadata.get("normalization"))
+        tile_default = default_tile(model.config.spatial_dims, metadata)
+        identity = prediction_identity(model, opts)
+        if spacing is not None:  # outputs at another declared spacing are other outputs
+            identity["spacing"] = [float(v) for v in spacing]
+        digest = settings_digest(identity)
+        large = [f for f in files if large_files.is_large(f, blockwise)]
+        small = [f for f in files if f not in large]
+        plans = [
+            (
                 f,
-                out,
-                save_probabilities=save_probabilities,
-                overlay=overlay,
-                spatial_dims=model.config.spatial_dims,
-            ),
-        )
-        for f in small
-    ]
-    names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
-    done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
-    stores = {f: large_files.store_name(f) for f in large}
-    states = {
-        f: large_files.store_state(folder, rel, digest, overwrite=overwrite)
-        for f, rel in stores.items()
-    }
-    ctx.barrier()  # every process has read the manifest
-    if ctx.world > 1 and ctx.is_main:  # record every output once, before any is written
-        pending = [n for src in names if not done[src] for n in names[src]]
-        folder.record([*pending, *stores.values()], digest, identity)
-    if ctx.is_main:
-        folder.remove_own_temporaries()
-        for f, state in states.items():
-            if state == "replace":
-                large_files.remove_store(out / stores[f])
-    ctx.barrier()
-    from tqdm.auto import tqdm
+                output_paths(
+                    f,
+                    out,
+                    save_probabilities=save_probabilities,
+                    overlay=overlay,
+                    spatial_dims=model.config.spatial_dims,
+                ),
+            )
+            for f in small
+        ]
+        names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
+        done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
+        stores = {f: large_files.store_name(f) for f in large}
+        states = {
+            f: large_files.store_state(folder, rel, digest, overwrite=overwrite)
+            for f, rel in stores.items()
+        }
+        ctx.barrier()  # every process has read the manifest
+        if ctx.world > 1 and ctx.is_main:  # record every output once, before any is written
+            pending = [n for src in names if not done[src] for n in names[src]]
+            folder.record([*pending, *stores.values()], digest, identity)
+        if ctx.is_main:
+            folder.remove_own_temporaries()
+            for f, state in states.items():
+                if state == "replace":
+                    large_files.remove_store(out / stores[f])
+        ctx.barrier()
+        from tqdm.auto import tqdm
 
-    results: list[FileResult] = []
-    for f in large:
+        results: list[FileResult] = []
+        for f in large:
 
-        def record(rel: str = stores[f]) -> None:
+            def record(rel: str = stores[f]) -> None:
+                if ctx.world == 1:
+                    folder.record([rel], digest, identity)
+
+            blocks = large_files.predict_large_file(
+                model,
+                f,
+                out / stores[f],
+                options=opts,
+                normalization=norm,
+                tile_default=tile_default,
+                identity=identity,
+                probabilities=save_probabilities,
+                block=block,
+                int8=metadata.get("int8"),
+                class_of_channel=channel_classes(metadata),
+                context=ctx,
+                before_write=record,
+                target_spacing=model_target_spacing(metadata),
+                spacing=spacing,
+            )
+            paths = OutputPaths(out / stores[f], None, None)
+            result = FileResult(f, paths, "predicted" if blocks or ctx.world > 1 else "skipped")
+            if ctx.is_main:  # every process worked on it; one reports it
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        dims = model.config.spatial_dims
+
+        def claim(items: list[tuple[Path, OutputPaths]]) -> None:
             if ctx.world == 1:
-                folder.record([rel], digest, identity)
+                folder.record([n for source, _ in items for n in names[source]], digest, identity)
+            for _, paths in items:
+                for p in paths.all():
+                    p.parent.mkdir(parents=True, exist_ok=True)
 
-        blocks = large_files.predict_large_file(
-            model,
-            f,
-            out / stores[f],
-            options=opts,
-            normalization=norm,
-            tile_default=tile_default,
-            identity=identity,
-            probabilities=save_probabilities,
-            block=block,
-            int8=metadata.get("int8"),
-            class_of_channel=channel_classes(metadata),
-            context=ctx,
-            before_write=record,
-            target_spacing=model_target_spacing(metadata),
-            spacing=spacing,
-        )
-        paths = OutputPaths(out / stores[f], None, None)
-        result = FileResult(f, paths, "predicted" if blocks or ctx.world > 1 else "skipped")
-        if ctx.is_main:  # every process worked on it; one reports it
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    dims = model.config.spatial_dims
+        def plain(sources: list[Path], images: list[np.ndarray], probs: bool) -> list[Prediction]:
+            return predict_group(
+                model,
+                sources,
+                images,
+                label_dtype=_label_dtype(model),
+                options=opts,
+                normalization=norm,
+                tile_default=tile_default,
+                probabilities=probs,
+                progress=progress,
+                int8=metadata.get("int8"),
+                class_of_channel=channel_classes(metadata),
+            )
 
-    def claim(source: Path, paths: OutputPaths) -> None:
-        if ctx.world == 1:
-            folder.record(names[source], digest, identity)
-        for p in paths.all():
-            p.parent.mkdir(parents=True, exist_ok=True)
+        target = model_target_spacing(metadata)
 
-    def plain(sources: list[Path], images: list[np.ndarray], probs: bool) -> list[Prediction]:
-        return predict_group(
-            model,
-            sources,
-            images,
-            label_dtype=_label_dtype(model),
-            options=opts,
-            normalization=norm,
-            tile_default=tile_default,
-            probabilities=probs,
-            progress=progress,
-            int8=metadata.get("int8"),
-            class_of_channel=channel_classes(metadata),
-        )
+        def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
+            if target is None:
+                return plain(sources, images, save_probabilities)
+            return predict_at_spacing(  # inputs of known spacing at the model's (infer.spacing)
+                plain,
+                sources,
+                images,
+                [input_spacing(s, dims, spacing) for s in sources],
+                target,
+                probabilities=save_probabilities,
+                class_of_channel=channel_classes(metadata),
+            )
 
-    target = model_target_spacing(metadata)
+        mine = ctx.share(plans)
+        with tqdm(total=len(mine), disable=not progress, unit="image", desc="images") as bar:
 
-    def predict(sources: list[Path], images: list[np.ndarray]) -> list[Prediction]:
-        if target is None:
-            return plain(sources, images, save_probabilities)
-        return predict_at_spacing(  # inputs of known spacing at the model's (infer.spacing)
-            plain,
-            sources,
-            images,
-            [input_spacing(s, dims, spacing) for s in sources],
-            target,
-            probabilities=save_probabilities,
-            class_of_channel=channel_classes(metadata),
-        )
+            def emit(source: Path, paths: OutputPaths, status: str) -> None:
+                result = FileResult(source, paths, status)
+                results.append(result)
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
 
-    mine = ctx.share(plans)
-    with tqdm(total=len(mine), disable=not progress, unit="image", desc="images") as bar:
-
-        def emit(source: Path, paths: OutputPaths, status: str) -> None:
-            result = FileResult(source, paths, status)
-            results.append(result)
-            bar.update(1)
-            if on_result is not None:
-                on_result(result)
-
-        run_pipeline(
-            [(src, paths, done[src]) for src, paths in mine],
-            group_size=opts.batch_size,
-            read=lambda source: read_input(source, dims),
-            predict=predict,
-            claim=claim,
-            write=write_outputs,
-            emit=emit,
-        )
-    ctx.barrier()
+            run_pipeline(
+                [(src, paths, done[src]) for src, paths in mine],
+                group_size=opts.batch_size,
+                read=lambda source: read_input(source, dims),
+                predict=predict,
+                claim=claim,
+                write=write_outputs,
+                emit=emit,
+            )
+        ctx.barrier()
+    finally:
+        folder.close()
     return results

@@ -151,36 +151,39 @@ def predict_instance_files(
     out = Path(out_dir)
     check_location(out, files, input_folders(inputs))
     folder = OutputFolder.claim(out)
-    opts = options or PredictOptions()
-    plans = [(f, instance_output_paths(f, out, dims)) for f in files]
-    identity = {
-        **prediction_identity(model, opts),
-        "instances": None if params is None else params.to_dict(),
-        "fallback": fallback,
-    }
-    if spacing is not None:  # outputs at another declared spacing are other outputs
-        identity["spacing"] = [float(v) for v in spacing]
-    digest = settings_digest(identity)
-    names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
-    done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
-    folder.remove_own_temporaries()
-    results: list[InstanceFileResult] = []
-    for src, paths in plans:
-        if done[src]:
-            result = InstanceFileResult(src, paths, "skipped")
-        else:
-            sp = input_spacing(src, dims, spacing)
-            labels, table = _predict_one(model, metadata, src, dims, opts, params, fallback, sp)
-            top = int(labels.max(initial=0))
-            actual = InstanceOutputs(labels_path(src, out, dims, top), paths.table)
-            rels = [p.relative_to(out).as_posix() for p in actual.all()]
-            folder.record(rels, digest, identity)
-            atomic_save_bytes(actual.table, object_table_csv(table).encode("utf-8"))
-            atomic_save_bytes(actual.labels, label_image_bytes(labels, actual.labels.suffix))
-            result = InstanceFileResult(src, actual, "predicted", len(table["id"]))
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+    try:
+        opts = options or PredictOptions()
+        plans = [(f, instance_output_paths(f, out, dims)) for f in files]
+        identity = {
+            **prediction_identity(model, opts),
+            "instances": None if params is None else params.to_dict(),
+            "fallback": fallback,
+        }
+        if spacing is not None:  # outputs at another declared spacing are other outputs
+            identity["spacing"] = [float(v) for v in spacing]
+        digest = settings_digest(identity)
+        names = {src: [p.relative_to(out).as_posix() for p in paths.all()] for src, paths in plans}
+        done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
+        folder.remove_own_temporaries()
+        results: list[InstanceFileResult] = []
+        for src, paths in plans:
+            if done[src]:
+                result = InstanceFileResult(src, paths, "skipped")
+            else:
+                sp = input_spacing(src, dims, spacing)
+                labels, table = _predict_one(model, metadata, src, dims, opts, params, fallback, sp)
+                top = int(labels.max(initial=0))
+                actual = InstanceOutputs(labels_path(src, out, dims, top), paths.table)
+                rels = [p.relative_to(out).as_posix() for p in actual.all()]
+                folder.record(rels, digest, identity)
+                atomic_save_bytes(actual.table, object_table_csv(table).encode("utf-8"))
+                atomic_save_bytes(actual.labels, label_image_bytes(labels, actual.labels.suffix))
+                result = InstanceFileResult(src, actual, "predicted", len(table["id"]))
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        folder.close()
     return results
 
 

@@ -6,7 +6,11 @@
   ``OUT/.unetkit-predict.json`` of an earlier ``unetkit predict``;
 * the manifest records, **by name**, every output written there and the model and settings that
   wrote it. A name is recorded just before its file is written, so a killed run leaves no
-  unrecorded output behind;
+  unrecorded output behind. During a run the records are appended to a journal
+  ``OUT/.unetkit-predict.journal`` (one JSON line per record, synced), which :meth:`close`
+  folds into the manifest at the end; a killed run's journal is read back by the next run.
+  Recording costs the same for the ten-thousandth image as for the first (rewriting the whole
+  manifest for every image made a run of n images cost O(n^2): 8.8 s of 2000 images);
 * an existing file that the manifest does not record is the user's (a mask, a note, another
   program's temporary file) and is never replaced, ``--overwrite`` or not;
 * names are compared after Unicode NFC normalisation and case folding (:func:`name_key`), so
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +41,7 @@ from unetkit.io.atomic import atomic_write
 log = logging.getLogger(__name__)
 
 MANIFEST = ".unetkit-predict.json"
+JOURNAL = ".unetkit-predict.journal"
 WRITTEN_BY = "unetkit predict"
 
 
@@ -99,11 +105,25 @@ class OutputFolder:
     root: Path
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    _keys: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _nfc: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _listings: dict[Path, dict[str, Path]] = field(default_factory=dict, init=False, repr=False)
+    _journaled: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in self.outputs:
+            self._keys[name_key(name)] = name
+            self._nfc[unicodedata.normalize("NFC", name)] = name
 
     @property
     def manifest(self) -> Path:
         """``OUT/.unetkit-predict.json``."""
         return self.root / MANIFEST
+
+    @property
+    def journal(self) -> Path:
+        """``OUT/.unetkit-predict.journal``: the records not yet folded into the manifest."""
+        return self.root / JOURNAL
 
     @classmethod
     def claim(cls, root: Path) -> OutputFolder:
@@ -116,7 +136,7 @@ class OutputFolder:
         if not root.exists():
             return cls(root)
         manifest = root / MANIFEST
-        if manifest.is_file():
+        if manifest.is_file() or (root / JOURNAL).is_file():
             return cls._load(root, manifest)
         entries = sorted(p.name for p in root.iterdir())
         if entries:
@@ -130,45 +150,82 @@ class OutputFolder:
 
     @classmethod
     def _load(cls, root: Path, manifest: Path) -> OutputFolder:
+        def unreadable(path: Path, why: str) -> UnetkitError:
+            return UnetkitError(
+                f"{path}: {why}, so unetkit cannot tell which files in {root} it wrote; choose "
+                f"another --out folder"
+            )
+
+        folder = cls(root)
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise unreadable(manifest, f"unreadable ({exc.__class__.__name__})") from None
+            if not isinstance(data, dict):
+                raise unreadable(manifest, "is not a manifest of unetkit predict")
+            settings, outputs = data.get("settings", {}), data.get("outputs", {})
+            if data.get("written_by") == WRITTEN_BY:
+                if not isinstance(settings, dict) or not isinstance(outputs, dict):
+                    raise unreadable(manifest, "is not a manifest of unetkit predict")
+                folder = cls(root, dict(settings), {str(k): str(v) for k, v in outputs.items()})
+            elif "model_sha256" not in data:  # (an earlier unetkit's recorded no names)
+                raise unreadable(manifest, "is not a manifest of unetkit predict")
+        journal = root / JOURNAL
+        if journal.is_file():
+            folder._replay(journal, unreadable)
+        return folder
+
+    def _replay(self, journal: Path, unreadable: Any) -> None:
+        """Apply a killed run's journal; its last line may be cut short (the run was killed
+        while recording it, before the files it names were written) and is then ignored."""
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
+            lines = journal.read_text(encoding="utf-8").splitlines()
         except (OSError, ValueError) as exc:
-            raise UnetkitError(
-                f"{manifest}: unreadable ({exc.__class__.__name__}), so unetkit cannot tell "
-                f"which files in {root} it wrote; choose another --out folder"
-            ) from None
-        if isinstance(data, dict) and data.get("written_by") == WRITTEN_BY:
-            settings = data.get("settings", {})
-            outputs = data.get("outputs", {})
-            if isinstance(settings, dict) and isinstance(outputs, dict):
-                return cls(root, dict(settings), {str(k): str(v) for k, v in outputs.items()})
-        if isinstance(data, dict) and "model_sha256" in data:
-            return cls(root)  # written by an earlier unetkit that did not record names
-        raise UnetkitError(
-            f"{manifest}: is not a manifest of unetkit predict, so unetkit cannot tell which "
-            f"files in {root} it wrote; choose another --out folder"
-        )
+            raise unreadable(journal, f"unreadable ({exc.__class__.__name__})") from None
+        for i, line in enumerate(lines):
+            try:
+                entry = json.loads(line)
+                settings, outputs = dict(entry["settings"]), dict(entry["outputs"])
+            except (ValueError, KeyError, TypeError):
+                if i == len(lines) - 1:
+                    break
+                raise unreadable(journal, f"line {i + 1} is damaged") from None
+            self.settings.update(settings)
+            self._put(outputs)
+        self._journaled = True
+
+    def _put(self, outputs: Mapping[str, str]) -> None:
+        """Record names in memory (one name per :func:`name_key`, the newest spelling)."""
+        for rel, digest in outputs.items():
+            old = self._keys.get(name_key(rel))
+            if old is not None:
+                del self.outputs[old]
+                self._nfc.pop(unicodedata.normalize("NFC", old), None)
+            self.outputs[rel] = str(digest)
+            self._keys[name_key(rel)] = rel
+            self._nfc[unicodedata.normalize("NFC", rel)] = rel
 
     def owner(self, rel: str) -> str | None:
         """The settings digest that wrote ``rel`` (a relative POSIX name, compared after NFC
         normalisation but with its case), or None."""
-        key = unicodedata.normalize("NFC", rel)
-        for name, digest in self.outputs.items():
-            if unicodedata.normalize("NFC", name) == key:
-                return digest
-        return None
+        name = self._nfc.get(unicodedata.normalize("NFC", rel))
+        return None if name is None else self.outputs[name]
 
     def existing(self, rel: str) -> Path | None:
-        """The file that ``rel`` would replace (same name up to NFC and case), or None."""
+        """The file that ``rel`` would replace (same name up to NFC and case), or None.
+
+        Each folder is listed once until the next :meth:`record` (the checks of a run's many
+        outputs cost one listing, not one per output)."""
         path = self.root / rel
         folder = path.parent
-        if not folder.is_dir():
-            return None
-        key = name_key(path.name)
-        for entry in folder.iterdir():
-            if name_key(entry.name) == key:
-                return entry
-        return None
+        listing = self._listings.get(folder)
+        if listing is None:
+            if not folder.is_dir():
+                return None
+            listing = {name_key(e.name): e for e in folder.iterdir()}
+            self._listings[folder] = listing
+        return listing.get(name_key(path.name))
 
     def check(self, rels: Iterable[str], digest: str, *, overwrite: bool) -> bool:
         """Whether every one of ``rels`` is a finished output of ``digest`` (skip the input).
@@ -201,13 +258,26 @@ class OutputFolder:
         return done and not overwrite
 
     def record(self, rels: Iterable[str], digest: str, identity: Mapping[str, Any]) -> None:
-        """Record ``rels`` as written by ``identity`` (before they are written)."""
+        """Record ``rels`` as written by ``identity`` (before they are written): one synced
+        line appended to the journal; :meth:`close` folds it into the manifest."""
+        outputs = {rel: digest for rel in rels}
         self.settings[digest] = dict(identity)
-        for rel in rels:
-            for name in [n for n in self.outputs if name_key(n) == name_key(rel)]:
-                del self.outputs[name]
-            self.outputs[rel] = digest
+        self._put(outputs)
+        self._listings.clear()  # the files recorded are about to be written
         self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"settings": {digest: self.settings[digest]}, "outputs": outputs})
+        with self.journal.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._journaled = True
+
+    def close(self) -> None:
+        """Fold the journal into the manifest (written atomically), then remove the journal.
+
+        Call at the end of a run, also one that failed: what was recorded stays recorded."""
+        if not self._journaled:
+            return
         data = {
             "written_by": WRITTEN_BY,
             "format": 2,
@@ -216,21 +286,28 @@ class OutputFolder:
         }
         with atomic_write(self.manifest, "w") as fh:
             json.dump(data, fh, indent=1)
+        self.journal.unlink(missing_ok=True)
+        self._journaled = False
 
     def remove_own_temporaries(self) -> None:
         """Delete temporaries that a killed run left of outputs it recorded (``.NAME.*.tmp``).
 
-        Temporary files of other names (other programs') are left alone."""
+        Temporary files of other names (other programs') are left alone. Each folder is
+        listed once."""
+        by_folder: dict[Path, set[str]] = {}
         for rel in [*self.outputs, MANIFEST]:
             path = self.root / rel
-            if not path.parent.is_dir():
+            by_folder.setdefault(path.parent, set()).add(path.name)
+        for folder, names in by_folder.items():
+            if not folder.is_dir():
                 continue
-            for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
+            for entry in folder.iterdir():
+                n = entry.name
+                if not (n.startswith(".") and n.endswith(".tmp") and "." in n[1:-4]):
+                    continue
+                if n[1:-4].rsplit(".", 1)[0] not in names:
+                    continue
                 try:
-                    tmp.unlink()
+                    entry.unlink()
                 except OSError:
-                    log.warning("could not remove the stale temporary file %s", tmp)
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+                    log.warning("could not remove the stale temporary file %s", entry)

@@ -2,10 +2,11 @@
 
 Inputs go in groups of ``group_size`` (the batch size, so that small images of one size share
 network calls). While group ``g`` is predicted in the calling thread, two worker threads decode
-group ``g + 1`` and encode and write group ``g - 1`` (codecs release the GIL). Outputs are
-claimed (recorded in the output folder) in the calling thread just before their write is
-queued, results are reported in input order once written, and a file that cannot be decoded
-stops the run after the inputs before it are written, as predicting one by one would.
+group ``g + 1`` and encode and write group ``g - 1`` (codecs release the GIL). A group's outputs
+are claimed (recorded in the output folder, one record per group) in the calling thread just
+before their writes are queued, results are reported in input order once written, and a file
+that cannot be decoded stops the run after the inputs before it are written, as predicting one
+by one would.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def run_pipeline(
     group_size: int,
     read: Callable[[Path], np.ndarray],
     predict: Callable[[list[Path], list[np.ndarray]], list[R]],
-    claim: Callable[[Path, P], None],
+    claim: Callable[[list[tuple[Path, P]]], None],
     write: Callable[[Path, P, np.ndarray, R], None],
     emit: Callable[[Path, P, str], None],
 ) -> None:
@@ -66,10 +67,11 @@ def run_pipeline(
             preds = predict([group[i][0] for i in todo], [images[i] for i in todo])  # type: ignore[misc]
             finish_writes()
             predicted = dict(zip(todo, preds, strict=True))
+            if predicted:
+                claim([(group[i][0], group[i][1]) for i in predicted])
             for i, item in enumerate(group):
                 fut = None
                 if i in predicted:
-                    claim(item[0], item[1])
                     fut = pool.submit(write, item[0], item[1], images[i], predicted[i])
                 writing.append((item, fut))
             if error is not None:

@@ -159,44 +159,47 @@ def restore_files(
     out = Path(out_dir)
     check_location(out, files, input_folders(inputs))
     folder = OutputFolder.claim(out)
-    opts = options or PredictOptions()
-    dims = model.config.spatial_dims
-    norm = Normalization.from_metadata(metadata.get("normalization"))
-    tile_default = default_tile(dims, metadata)
-    plans = [(f, _output_path(f, out, output, dims)) for f in files]
-    from unetkit.infer.files import prediction_identity
+    try:
+        opts = options or PredictOptions()
+        dims = model.config.spatial_dims
+        norm = Normalization.from_metadata(metadata.get("normalization"))
+        tile_default = default_tile(dims, metadata)
+        plans = [(f, _output_path(f, out, output, dims)) for f in files]
+        from unetkit.infer.files import prediction_identity
 
-    identity = {**prediction_identity(model, opts), "restore_output": output}
-    if spacing is not None:  # outputs at another declared spacing are other outputs
-        identity["spacing"] = [float(v) for v in spacing]
-    target = model_target_spacing(metadata)
-    digest = settings_digest(identity)
-    names = {src: [p.relative_to(out).as_posix()] for src, p in plans}
-    done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
-    folder.remove_own_temporaries()
-    results = []
-    for source, path in plans:
-        status = "skipped"
-        if not done[source]:
-            try:
-                image = as_image(model, read_image(source, spatial_dims=dims))
+        identity = {**prediction_identity(model, opts), "restore_output": output}
+        if spacing is not None:  # outputs at another declared spacing are other outputs
+            identity["spacing"] = [float(v) for v in spacing]
+        target = model_target_spacing(metadata)
+        digest = settings_digest(identity)
+        names = {src: [p.relative_to(out).as_posix()] for src, p in plans}
+        done = {src: folder.check(names[src], digest, overwrite=overwrite) for src in names}
+        folder.remove_own_temporaries()
+        results = []
+        for source, path in plans:
+            status = "skipped"
+            if not done[source]:
+                try:
+                    image = as_image(model, read_image(source, spatial_dims=dims))
 
-                def run(x: np.ndarray) -> np.ndarray:
-                    return restore_array(
-                        model, x, options=opts, normalization=norm, default_tile=tile_default
-                    )
+                    def run(x: np.ndarray) -> np.ndarray:
+                        return restore_array(
+                            model, x, options=opts, normalization=norm, default_tile=tile_default
+                        )
 
-                sp = input_spacing(source, dims, spacing)
-                restored = run_at_spacing(run, image, sp, target)
-                if restored is None:
-                    restored = run(image)
-            except ValueError as exc:
-                raise DataError(f"{source}: {exc}") from None
-            folder.record(names[source], digest, identity)
-            write_restored(path, restored, stored_dtype(source) if output == "input" else None)
-            status = "predicted"
-        result = FileResult(source, OutputPaths(path, None, None), status)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+                    sp = input_spacing(source, dims, spacing)
+                    restored = run_at_spacing(run, image, sp, target)
+                    if restored is None:
+                        restored = run(image)
+                except ValueError as exc:
+                    raise DataError(f"{source}: {exc}") from None
+                folder.record(names[source], digest, identity)
+                write_restored(path, restored, stored_dtype(source) if output == "input" else None)
+                status = "predicted"
+            result = FileResult(source, OutputPaths(path, None, None), status)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        folder.close()
     return results
