@@ -54,7 +54,9 @@ any problem, 0 when there are only warnings.
 
 What unetkit writes, it owns, and it never writes over anything else: `predict` writes only into
 a new or empty folder or one with its manifest `.unetkit-predict.json` (every output recorded by
-name, with the model and settings that wrote it; `--overwrite` replaces only those); `export`
+name, with the model and settings that wrote it, first in the journal `.unetkit-predict.journal`
+that the end of a run folds into it, and that the next run reads back after a kill;
+`--overwrite` replaces only those); `export`
 replaces only an earlier export whose `<FILE>.json` records its SHA-256, and only with
 `--overwrite`; `evaluate --json/--csv` only an earlier report; `synth --overwrite` only a folder
 marked `.unetkit-synth`; `train` only a run folder (see the faults section). File names are
