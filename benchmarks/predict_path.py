@@ -6,6 +6,8 @@ One run, one process, same model and images for every row, so the ratios hold on
   finalise (argmax), encode + write (``write_mask``);
 * ``network-only``: the inference network on batches of ``--batch`` images (its best case);
 * ``unetkit.predict``: the public in-memory API, image by image;
+* ``unetkit.predict_images``: the public in-memory API, all images in one call (equal shapes
+  share network calls of ``--batch``);
 * ``predict_files``: the command line's path, files in and out (decode and encode included);
 * ``monai-fp32``: MONAI BasicUNet, same architecture (``impls.monai_model``), eager fp32,
   batches of ``--batch``.
@@ -83,7 +85,6 @@ def main() -> None:
                  for i in range(0, min(n, 16), 4)]
         ranges = calibrate(model, [(c - c.mean()) / c.std() for c in calib])
         meta = {"int8": {"ranges": {k: list(v) for k, v in ranges.items()}}}
-    options = PredictOptions(precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         for i, r in enumerate(raw):
@@ -122,18 +123,26 @@ def main() -> None:
             t_monai = timed(lambda: [monai(batch) for _ in range(reps)])
         t_api = timed(lambda: [unetkit.predict(model, im, metadata=meta,
                                                precision=args.precision) for im in images])
+        t_many = timed(lambda: unetkit.predict_images(model, images, metadata=meta,
+                                                      precision=args.precision,
+                                                      batch_size=args.batch))
+        files_options = PredictOptions(precision=args.precision, batch_size=args.batch)
         t_files = timed(lambda: predict_files(model, meta, [src], Path(tmp) / "out",
-                                              options=options))
+                                              options=files_options))
     rate = {
         "network_only": reps * args.batch / t_net,
         "monai_fp32": reps * args.batch / t_monai,
         "unetkit_predict": n / t_api,
+        "unetkit_predict_images": n / t_many,
         "predict_files": n / t_files,
     }
     out["images_per_s"] = {k: round(v, 2) for k, v in rate.items()}
     out["ratios"] = {
         "predict_vs_network_only": round(rate["unetkit_predict"] / rate["network_only"], 3),
         "files_vs_network_only": round(rate["predict_files"] / rate["network_only"], 3),
+        "many_vs_network_only": round(
+            rate["unetkit_predict_images"] / rate["network_only"], 3
+        ),
         "predict_vs_monai_fp32": round(rate["unetkit_predict"] / rate["monai_fp32"], 3),
         "files_vs_monai_fp32": round(rate["predict_files"] / rate["monai_fp32"], 3),
     }

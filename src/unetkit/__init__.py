@@ -2,13 +2,15 @@
 
 The public API: the model (:class:`UNet`, :class:`UNetConfig`, :func:`create_model`,
 :func:`list_models`, :func:`summarize`), model files (:func:`save`, :func:`load`) and
-prediction of a NumPy image of any size (:func:`predict`), and a whole training run as
+prediction of a NumPy image of any size (:func:`predict`; many images in shared network calls:
+:func:`predict_images`), and a whole training run as
 ``unetkit train`` does it (:func:`fit`).
 """
 
 from __future__ import annotations
 
 from unetkit.infer import predict
+from unetkit.infer.batched import predict_images
 from unetkit.infer.instances import predict_instances
 from unetkit.model import UNet, UNetConfig, create_model, list_models, summarize
 from unetkit.modelfile import load, save
@@ -24,6 +26,7 @@ __all__ = [
     "list_models",
     "load",
     "predict",
+    "predict_images",
     "predict_instances",
     "save",
     "summarize",

@@ -235,7 +235,7 @@ def channel_classes(metadata: Mapping[str, Any] | None) -> tuple[int, ...] | Non
     return tuple(int(c) for c in spec["class_of_channel"])
 
 
-def _resolve_model(
+def resolve_model(
     model: UNet | str | os.PathLike[str],
     metadata: Mapping[str, Any] | None,
     device: str | torch.device | None = None,
@@ -267,7 +267,7 @@ def predict_full(
     spacing: Sequence[float] | None = None,
 ) -> Prediction:
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
-    net, meta = _resolve_model(model, metadata, device)
+    net, meta = resolve_model(model, metadata, device)
     options = PredictOptions(
         tile=tile,
         overlap=overlap,
