@@ -12,7 +12,9 @@ neither training nor calibration saw. Prints one JSON line per model and a Markd
 Agreement is the mean over images of the mean Dice over foreground classes between int8 and
 fp32 label maps (:func:`unetkit.infer.calibration.foreground_agreement`, what the calibration
 stores). Speed: every held-out image predicted once to warm up, then ``--repeat`` times; the
-median total seconds per precision.
+median total seconds per precision. ``--many`` times ``unetkit.predict_images`` (all images in
+one call, equal sizes sharing network calls of ``--batch``, as the command line predicts a
+folder) instead of ``unetkit.predict`` image by image.
 """
 
 from __future__ import annotations
@@ -38,14 +40,23 @@ from unetkit.modelfile import load_with_metadata, resolve_model_path
 
 
 def _timed(model: Any, images: list[np.ndarray], meta: dict, precision: str, repeat: int):
-    labels = [unetkit.predict(model, im, metadata=meta, precision=precision) for im in images]
+    def once() -> list[np.ndarray]:
+        if MANY["batch"]:
+            return unetkit.predict_images(
+                model, images, metadata=meta, precision=precision, batch_size=MANY["batch"]
+            )
+        return [unetkit.predict(model, im, metadata=meta, precision=precision) for im in images]
+
+    labels = once()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        for im in images:
-            unetkit.predict(model, im, metadata=meta, precision=precision)
+        once()
         times.append(time.perf_counter() - start)
     return labels, statistics.median(times)
+
+
+MANY = {"batch": 0}  # --many: the batch of predict_images; 0: unetkit.predict one by one
 
 
 def measure(run: str, held_out: str, repeat: int) -> dict[str, Any]:
@@ -93,8 +104,11 @@ def main() -> None:
     p.add_argument("--pair", action="append", required=True, metavar="RUN:DIR")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--many", action="store_true", help="time unetkit.predict_images")
+    p.add_argument("--batch", type=int, default=4, help="network batch with --many")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    MANY["batch"] = args.batch if args.many else 0
     print(f"# torch {torch.__version__}, {args.threads} threads, VNNI: {has_vnni()}")
     rows = []
     for pair in args.pair:
