@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,7 @@ class OutputFolder:
             folder._replay(journal, unreadable)
         return folder
 
-    def _replay(self, journal: Path, unreadable: Any) -> None:
+    def _replay(self, journal: Path, unreadable: Callable[[Path, str], UnetkitError]) -> None:
         """Apply a killed run's journal; its last line may be cut short (the run was killed
         while recording it, before the files it names were written) and is then ignored."""
         try:
