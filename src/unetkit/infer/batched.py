@@ -164,15 +164,10 @@ def predict_images(
     Raises:
         DataError: an image that cannot be predicted, named by its index (``images[3]: ...``).
     """
-    net, meta = resolve_model(model, metadata, device)
-    options = PredictOptions(
-        tile=tile,
-        overlap=overlap,
-        tta=tta,
-        batch_size=batch_size,
+    net, meta, options = resolve_model(
+        model, metadata, device, tile=tile, overlap=overlap, tta=tta, batch_size=batch_size,
         precision=precision,
-        tta_flips=tta_mod.model_flips(meta),
-    )
+    )  # fmt: skip
     arrays = []
     for i, im in enumerate(images):
         try:

@@ -271,6 +271,13 @@ def predict_files(
         from tqdm.auto import tqdm
 
         results: list[FileResult] = []
+        shared: dict[str, Any] = dict(  # what every image's prediction is given
+            options=opts,
+            normalization=norm,
+            tile_default=tile_default,
+            int8=metadata.get("int8"),
+            class_of_channel=channel_classes(metadata),
+        )
         for f in large:
 
             def record(rel: str = stores[f]) -> None:
@@ -281,14 +288,10 @@ def predict_files(
                 model,
                 f,
                 out / stores[f],
-                options=opts,
-                normalization=norm,
-                tile_default=tile_default,
+                **shared,
                 identity=identity,
                 probabilities=save_probabilities,
                 block=block,
-                int8=metadata.get("int8"),
-                class_of_channel=channel_classes(metadata),
                 context=ctx,
                 before_write=record,
                 target_spacing=model_target_spacing(metadata),
@@ -315,13 +318,9 @@ def predict_files(
                 sources,
                 images,
                 label_dtype=_label_dtype(model),
-                options=opts,
-                normalization=norm,
-                tile_default=tile_default,
+                **shared,
                 probabilities=probs,
                 progress=progress,
-                int8=metadata.get("int8"),
-                class_of_channel=channel_classes(metadata),
             )
 
         target = model_target_spacing(metadata)

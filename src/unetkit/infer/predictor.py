@@ -239,16 +239,20 @@ def resolve_model(
     model: UNet | str | os.PathLike[str],
     metadata: Mapping[str, Any] | None,
     device: str | torch.device | None = None,
-) -> tuple[UNet, Mapping[str, Any]]:
-    """The network (on ``device``: :func:`unetkit.precision.on_device`) and its metadata."""
+    **options: Any,
+) -> tuple[UNet, Mapping[str, Any], PredictOptions]:
+    """The network (on ``device``: :func:`unetkit.precision.on_device`), its metadata, and the
+    :class:`PredictOptions` of ``options`` with TTA over the model's own symmetries."""
     if isinstance(model, str | os.PathLike):
         from unetkit.modelfile import load_with_metadata
 
         loaded, extra = load_with_metadata(Path(model))
-        return policy.on_device(loaded, device), metadata if metadata is not None else extra
-    if not isinstance(model, UNet):
+        net, meta = policy.on_device(loaded, device), metadata if metadata is not None else extra
+    elif isinstance(model, UNet):
+        net, meta = policy.on_device(model, device, copy=True), metadata or {}
+    else:
         raise ValueError(f"model: expected a UNet or a model file path, got {type(model).__name__}")
-    return policy.on_device(model, device, copy=True), metadata or {}
+    return net, meta, PredictOptions(**options, tta_flips=tta_mod.model_flips(meta))
 
 
 def predict_full(
@@ -267,15 +271,10 @@ def predict_full(
     spacing: Sequence[float] | None = None,
 ) -> Prediction:
     """Labels and probabilities of one image; see :func:`predict` for the arguments."""
-    net, meta = resolve_model(model, metadata, device)
-    options = PredictOptions(
-        tile=tile,
-        overlap=overlap,
-        tta=tta,
-        batch_size=batch_size,
+    net, meta, options = resolve_model(
+        model, metadata, device, tile=tile, overlap=overlap, tta=tta, batch_size=batch_size,
         precision=precision,
-        tta_flips=tta_mod.model_flips(meta),
-    )
+    )  # fmt: skip
     classes = channel_classes(meta)
 
     def run(x: np.ndarray, keep: bool) -> Prediction:
