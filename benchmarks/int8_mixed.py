@@ -39,11 +39,16 @@ from unetkit.io.images import read_image
 from unetkit.modelfile import load_with_metadata, resolve_model_path
 
 
-def _timed(model: Any, images: list[np.ndarray], meta: dict, precision: str, repeat: int):
+def _timed(
+    model: Any, images: list[np.ndarray], meta: dict, precision: str, repeat: int, batch: int
+):
+    """Labels and the median seconds of ``repeat`` passes; ``batch`` > 0: ``predict_images``
+    with that network batch, else ``unetkit.predict`` image by image."""
+
     def once() -> list[np.ndarray]:
-        if MANY["batch"]:
+        if batch:
             return unetkit.predict_images(
-                model, images, metadata=meta, precision=precision, batch_size=MANY["batch"]
+                model, images, metadata=meta, precision=precision, batch_size=batch
             )
         return [unetkit.predict(model, im, metadata=meta, precision=precision) for im in images]
 
@@ -56,10 +61,7 @@ def _timed(model: Any, images: list[np.ndarray], meta: dict, precision: str, rep
     return labels, statistics.median(times)
 
 
-MANY = {"batch": 0}  # --many: the batch of predict_images; 0: unetkit.predict one by one
-
-
-def measure(run: str, held_out: str, repeat: int) -> dict[str, Any]:
+def measure(run: str, held_out: str, repeat: int, batch: int = 0) -> dict[str, Any]:
     model, meta = load_with_metadata(resolve_model_path(run))
     entry = meta.get("int8")
     calibration = Int8Calibration.from_metadata(entry)
@@ -71,9 +73,9 @@ def measure(run: str, held_out: str, repeat: int) -> dict[str, Any]:
     k = int(model.config.out_channels)
     classes = 2 if k == 1 else k
     all_int8 = {**meta, "int8": {**entry, "fp32_layers": []}}
-    ref, t_fp32 = _timed(model, images, meta, "fp32", repeat)
-    mixed, t_int8 = _timed(model, images, meta, "int8", repeat)
-    before, t_all = _timed(model, images, all_int8, "int8", repeat)
+    ref, t_fp32 = _timed(model, images, meta, "fp32", repeat, batch)
+    mixed, t_int8 = _timed(model, images, meta, "int8", repeat, batch)
+    before, t_all = _timed(model, images, all_int8, "int8", repeat, batch)
     auto = engine.inference_network(model, "auto", entry)
     return {
         "run": run,
@@ -108,12 +110,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4, help="network batch with --many")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    MANY["batch"] = args.batch if args.many else 0
     print(f"# torch {torch.__version__}, {args.threads} threads, VNNI: {has_vnni()}")
     rows = []
     for pair in args.pair:
         run, _, held_out = pair.partition(":")
-        row = measure(run, held_out, args.repeat)
+        row = measure(run, held_out, args.repeat, args.batch if args.many else 0)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print()

@@ -114,3 +114,17 @@ def test_only_temporaries_of_recorded_outputs_are_removed(tmp_path: Path) -> Non
     folder.remove_own_temporaries()
     assert not any(p.exists() for p in ours)
     assert all(p.exists() for p in theirs)
+
+
+def test_a_run_after_a_killed_one_folds_the_cut_journal_before_recording(tmp_path: Path) -> None:
+    """Killed mid-line, then killed again after a record: the third run still reads every
+    complete record (the cut line never swallows a later one)."""
+    root = tmp_path / "out"
+    first = OutputFolder.claim(root)
+    first.record(["a.png"], "d1", ID)
+    with (root / JOURNAL).open("a") as fh:
+        fh.write('{"settings": {"d1": {}}, "outputs": {"b.pn')  # killed here
+    second = OutputFolder.claim(root)
+    second.record(["c.png"], "d1", ID)  # killed after this record, before close
+    third = OutputFolder.claim(root)
+    assert [third.owner(n) for n in ("a.png", "b.png", "c.png")] == ["d1", None, "d1"]

@@ -109,6 +109,7 @@ class OutputFolder:
     _nfc: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _listings: dict[Path, dict[str, Path]] = field(default_factory=dict, init=False, repr=False)
     _journaled: bool = field(default=False, init=False, repr=False)
+    _replayed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in self.outputs:
@@ -193,7 +194,7 @@ class OutputFolder:
                 raise unreadable(journal, f"line {i + 1} is damaged") from None
             self.settings.update(settings)
             self._put(outputs)
-        self._journaled = True
+        self._journaled = self._replayed = True
 
     def _put(self, outputs: Mapping[str, str]) -> None:
         """Record names in memory (one name per :func:`name_key`, the newest spelling)."""
@@ -260,6 +261,9 @@ class OutputFolder:
     def record(self, rels: Iterable[str], digest: str, identity: Mapping[str, Any]) -> None:
         """Record ``rels`` as written by ``identity`` (before they are written): one synced
         line appended to the journal; :meth:`close` folds it into the manifest."""
+        if self._replayed:  # a killed run's journal (maybe a cut last line): fold it first
+            self.close()
+            self._replayed = False
         outputs = {rel: digest for rel in rels}
         self.settings[digest] = dict(identity)
         self._put(outputs)
